@@ -39,7 +39,7 @@ char *hash_to_hex(const struct hash *h, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 
-	for (int i = 0; i < HASH_LEN; i++) {
+	for (size_t i = 0; i < HASH_LEN; i++) {
 		out[2 * i] = digits[h->b[i] >> 4];
 		out[2 * i + 1] = digits[h->b[i] & 15];
 	}
@@ -60,7 +60,7 @@ static int hexval(char c)
 
 int hash_from_hex(const char *hex, struct hash *out)
 {
-	for (int i = 0; i < HASH_LEN; i++) {
+	for (size_t i = 0; i < HASH_LEN; i++) {
 		int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)

@@ -96,13 +96,11 @@ void die(int code, const char *fmt, ...)
 {
 	char line[2048];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (vsnprintf(line, sizeof(line), fmt, ap) < 0)
+		line[0] = '\0';
 	va_end(ap);
-	if (n < 0)
-		n = 0;
 	fprintf(stderr, "%s: %s\n", log_prog, line);
 	exit(code);
 }

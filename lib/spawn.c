@@ -108,7 +108,7 @@ int spawn_start(const char *const argv[], const struct spawn_opts *o, pid_t *pid
 int spawn_wait(pid_t pid, int timeout_ms, int *code)
 {
 	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	int st;
+	int st = 0;
 
 	for (;;) {
 		pid_t w = waitpid(pid, &st, WNOHANG);
@@ -157,9 +157,9 @@ static void capture_read(struct capture *c)
 int spawn_run(const char *const argv[], const struct spawn_opts *o, int *code)
 {
 	struct capture cap[2] = {{.fd = -1}, {.fd = -1}};
-	int op[2] = {-1, -1}, ep[2] = {-1, -1}, r, st;
+	int op[2] = {-1, -1}, ep[2] = {-1, -1}, r, st = 0;
 	uint64_t deadline = o->timeout_ms ? now_ms() + (uint64_t)o->timeout_ms : 0;
-	pid_t pid;
+	pid_t pid = -1;
 	char line[512];
 
 	if ((o->out && pipe2(op, O_CLOEXEC) < 0) || (o->err && pipe2(ep, O_CLOEXEC) < 0)) {

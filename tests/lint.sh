@@ -3,35 +3,36 @@
 # clang-format check and the banned-function grep. `tests/lint.sh quick` runs the
 # fast subset CI runs before the suite (banned calls, shellcheck, format).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 mode=${1:-full}
 fail=0
-srcs=$(git ls-files '*.c' '*.h' 2>/dev/null)
-shs=$(git ls-files '*.sh' '*.t' .ci/run .ci/install-deps tests/run-one 2>/dev/null)
+mapfile -t srcs < <(git ls-files '*.c' '*.h')
+mapfile -t shs < <(git ls-files '*.sh' '*.t' .ci/run .ci/install-deps tests/run-one)
+mapfile -t cfiles < <(git ls-files '*.c')
+read -ra pkgflags < <(pkg-config --cflags libiscsi yaml-0.1 jansson libmicrohttpd 2>/dev/null)
 
 echo "lint: banned functions"
-if grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|system|popen|gets)\s*\(' $srcs; then
+if grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|system|popen|gets)\s*\(' "${srcs[@]}"; then
 	echo "lint: banned function used (see STYLE.md)"
 	fail=1
 fi
 
 echo "lint: shellcheck"
-# shellcheck disable=SC2086
-shellcheck -x -s bash -e SC1090,SC1091,SC2317 $shs || fail=1
+shellcheck -x -s bash "${shs[@]}" || fail=1
 
 echo "lint: clang-format"
-# shellcheck disable=SC2086
-clang-format --dry-run --Werror $srcs || fail=1
+clang-format --dry-run --Werror "${srcs[@]}" || fail=1
 
 if [ "$mode" = full ]; then
 	echo "lint: cppcheck"
-	# shellcheck disable=SC2086
 	cppcheck -q --error-exitcode=1 --std=c11 --inline-suppr -I. \
-		--enable=warning,portability --suppress=missingIncludeSystem $srcs || fail=1
+		--enable=warning,portability --suppress=missingIncludeSystem "${cfiles[@]}" || fail=1
 	echo "lint: clang-tidy"
-	for f in $(git ls-files '*.c'); do
-		clang-tidy -quiet "$f" -- -std=c17 -D_GNU_SOURCE -I. $(pkg-config --cflags libiscsi yaml-0.1 jansson 2>/dev/null) \
-			2>/dev/null | grep -E 'warning:|error:' && fail=1
+	for f in "${cfiles[@]}"; do
+		if clang-tidy -quiet "$f" -- -std=c17 -D_GNU_SOURCE -I. "${pkgflags[@]}" 2>/dev/null |
+			grep -E 'warning:|error:'; then
+			fail=1
+		fi
 	done
 fi
 [ $fail -eq 0 ] && echo "lint: clean"
