@@ -32,8 +32,13 @@ static int decode_status(int st)
 static void child_exec(const char *const argv[], const struct spawn_opts *o, int in, int out,
 		       int err, int status_fd)
 {
+	sigset_t none;
 	int e;
 
+	/* the daemon blocks the signals its loop reads through a signalfd; an exec'd
+	 * program must not inherit that mask (tgtd would never see SIGTERM) */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (o->new_session)
 		setsid();
 	else
