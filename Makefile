@@ -33,7 +33,8 @@ SRC_DIRS := lib config targets bootscripts appliance agent
 MAIN_SRCS :=
 PROGRAMS :=
 
-# module fragments add to MAIN_SRCS and PROGRAMS
+# module fragments add to MAIN_SRCS and PROGRAMS (their rules must not become the default)
+.DEFAULT_GOAL := all
 -include $(wildcard $(addsuffix /module.mk,$(SRC_DIRS)))
 
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))

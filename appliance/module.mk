@@ -1,3 +1,8 @@
 PROGRAMS += goldcached
 MAIN_SRCS += appliance/goldcached.c
 $(O)/bin/goldcached: $(O)/appliance/goldcached.o
+
+# gc-dhcp: appliance/dhcp.c from the command line (tests, lab, operators)
+PROGRAMS += gc-dhcp
+MAIN_SRCS += appliance/gc-dhcp.c
+$(O)/bin/gc-dhcp: $(O)/appliance/gc-dhcp.o
