@@ -126,7 +126,7 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(shell find $(O) -name '*.d' 2>/dev/null)
+-include $(shell find $(O) -path $(O)/images -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 lint-quick:
 	@bash tests/lint.sh quick
