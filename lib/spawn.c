@@ -251,7 +251,9 @@ void spawn_argv_str(const char *const argv[], char *buf, size_t size)
 
 	buf[0] = '\0';
 	for (int i = 0; argv[i] && n + 1 < size; i++) {
-		int k = snprintf(buf + n, size - n, "%s%s", i ? " " : "", argv[i]);
+		/* the value after --password (tgtadm's CHAP secret) never reaches a log */
+		int secret = i > 0 && strcmp(argv[i - 1], "--password") == 0;
+		int k = snprintf(buf + n, size - n, "%s%s", i ? " " : "", secret ? "***" : argv[i]);
 
 		if (k < 0)
 			break;

@@ -35,7 +35,8 @@ int spawn_start(const char *const argv[], const struct spawn_opts *o, pid_t *pid
 /* Waits up to timeout_ms for pid; -ETIMEDOUT if it is still running. */
 int spawn_wait(pid_t pid, int timeout_ms, int *code);
 
-/* Formats argv as one line for logs ("tgtadm --lld iscsi ..."). */
+/* Formats argv as one line for logs ("tgtadm --lld iscsi ..."); the argument
+ * after "--password" is printed as "***". */
 void spawn_argv_str(const char *const argv[], char *buf, size_t size);
 
 #endif

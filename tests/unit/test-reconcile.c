@@ -1,0 +1,319 @@
+/* Unit tests for targets/reconcile (the pure planning step) and targets/iqn:
+ * desired state + a parsed tgtd state -> the exact list of operations. The
+ * actual states are written in tgtd's show format and go through the real
+ * parser, so plan and parser are tested together. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+#include "targets/iqn.h"
+#include "targets/reconcile.h"
+#include "targets/tgtshow.h"
+#include "tests/tap.h"
+
+#define PFX "iqn.2026-11.org.example.gc"
+
+/* Appends one target in tgtd's show format. luns: "1=/path:ro,2=/up:rw" */
+static void show_target(char *buf, size_t size, int tid, const char *iqn, const char *state,
+			const char *luns, const char *accounts, const char *acls)
+{
+	size_t n = strlen(buf);
+	char tmp[1024], *save = NULL, *tok;
+
+	n += (size_t)snprintf(buf + n, size - n,
+			      "Target %d: %s\n    System information:\n        Driver: iscsi\n"
+			      "        State: %s\n    I_T nexus information:\n"
+			      "    LUN information:\n        LUN: 0\n            Type: controller\n"
+			      "            Readonly: No\n            Backing store path: None\n",
+			      tid, iqn, state);
+	snprintf(tmp, sizeof(tmp), "%s", luns);
+	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '='), *colon = strrchr(tok, ':');
+
+		*eq = '\0';
+		*colon = '\0';
+		n += (size_t)snprintf(
+			buf + n, size - n,
+			"        LUN: %s\n            Type: disk\n"
+			"            Size: 10 MB, Block size: 512\n"
+			"            Readonly: %s\n            Backing store type: rdwr\n"
+			"            Backing store path: %s\n",
+			tok, strcmp(colon + 1, "ro") == 0 ? "Yes" : "No", eq + 1);
+	}
+	n += (size_t)snprintf(buf + n, size - n, "    Account information:\n");
+	snprintf(tmp, sizeof(tmp), "%s", accounts);
+	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		n += (size_t)snprintf(buf + n, size - n, "        %s\n", tok);
+	n += (size_t)snprintf(buf + n, size - n, "    ACL information:\n");
+	snprintf(tmp, sizeof(tmp), "%s", acls);
+	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		n += (size_t)snprintf(buf + n, size - n, "        %s\n", tok);
+}
+
+static struct tgt_target_spec specs[3];
+static struct tgt_desired desired;
+static int known_answer = 1;
+
+static int known(void *ctx, const char *user, const char *secret)
+{
+	(void)ctx;
+	(void)user;
+	(void)secret;
+	return known_answer;
+}
+
+static void setup(size_t n)
+{
+	static const char *const names[] = {"alpha", "beta", "gamma"};
+
+	memset(specs, 0, sizeof(specs));
+	for (size_t i = 0; i < n; i++) {
+		static char iqn[3][IQN_MAX + 1], ini[3][IQN_MAX + 1];
+
+		iqn_machine_target(PFX, names[i], iqn[i], sizeof(iqn[i]));
+		iqn_machine_initiator(PFX, names[i], ini[i], sizeof(ini[i]));
+		specs[i].iqn = iqn[i];
+		specs[i].initiator = ini[i];
+		specs[i].chap_user = names[i];
+		specs[i].chap_secret = "secret-000000001";
+		specs[i].luns[0] = (struct tgt_lun_spec){1, "/srv/gold-v1.img", 1};
+		specs[i].n_luns = 1;
+	}
+	desired.targets = specs;
+	desired.n = n;
+	known_answer = 1;
+}
+
+/* Plans against show text and the account list; returns the ops as one
+ * string "op;op;..." (described), or "ERR". */
+static char *plan_str(const char *show, const char *accounts_csv)
+{
+	struct tgt_state st;
+	struct tgt_plan plan;
+	char *accounts[16], tmp[512], *save = NULL, *tok, line[512];
+	size_t n_acc = 0, len = 0;
+	static char out[8192];
+
+	out[0] = '\0';
+	if (tgtshow_parse(show, strlen(show), &st, NULL) < 0) {
+		snprintf(out, sizeof(out), "PARSE");
+		return out;
+	}
+	snprintf(tmp, sizeof(tmp), "%s", accounts_csv);
+	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		accounts[n_acc++] = tok;
+	if (tgt_plan_build(&desired, &st, accounts, n_acc, PFX, known, NULL, &plan) < 0) {
+		tgt_state_release(&st);
+		snprintf(out, sizeof(out), "ERR");
+		return out;
+	}
+	for (size_t i = 0; i < plan.n; i++) {
+		tgt_op_describe(&plan.ops[i], line, sizeof(line));
+		len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%s", i ? ";" : "", line);
+	}
+	tgt_plan_release(&plan);
+	tgt_state_release(&st);
+	return out;
+}
+
+#define ALPHA PFX ":m.alpha"
+#define ALPHA_I PFX ":i.alpha"
+#define BETA PFX ":m.beta"
+#define BETA_I PFX ":i.beta"
+
+static void test_create(void)
+{
+	setup(2);
+	is_str(plan_str("", ""),
+	       "new-target tid 1 " ALPHA ";new-lun tid 1 lun 1 /srv/gold-v1.img;"
+	       "lun-readonly tid 1 lun 1 1;new-account alpha;bind-account tid 1 alpha;"
+	       "bind-initiator tid 1 " ALPHA_I ";"
+	       "new-target tid 2 " BETA ";new-lun tid 2 lun 1 /srv/gold-v1.img;"
+	       "lun-readonly tid 2 lun 1 1;new-account beta;bind-account tid 2 beta;"
+	       "bind-initiator tid 2 " BETA_I,
+	       "empty tgtd: create all, ACL bound last");
+}
+
+static void test_nothing_to_do(void)
+{
+	char show[8192] = "";
+
+	setup(2);
+	show_target(show, sizeof(show), 1, ALPHA, "ready", "1=/srv/gold-v1.img:ro", "alpha",
+		    ALPHA_I);
+	show_target(show, sizeof(show), 2, BETA, "ready", "1=/srv/gold-v1.img:ro", "beta", BETA_I);
+	is_str(plan_str(show, "alpha,beta"), "", "matching state: no operation");
+	known_answer = 0;
+	is_str(plan_str(show, "alpha,beta"),
+	       "state tid 1 offline;delete-account alpha;new-account alpha;"
+	       "bind-account tid 1 alpha;state tid 1 ready;"
+	       "state tid 2 offline;delete-account beta;new-account beta;"
+	       "bind-account tid 2 beta;state tid 2 ready",
+	       "unknown secrets: accounts reset behind offline");
+}
+
+static void test_changes(void)
+{
+	char show[8192] = "";
+
+	setup(2);
+	show_target(show, sizeof(show), 1, ALPHA, "ready", "1=/srv/gold-v1.img:ro", "alpha",
+		    ALPHA_I);
+	show_target(show, sizeof(show), 2, BETA, "ready", "1=/srv/gold-v1.img:ro", "beta", BETA_I);
+	specs[1].luns[0].path = "/srv/gold-v2.img";
+	is_str(plan_str(show, "alpha,beta"),
+	       "state tid 2 offline;delete-lun tid 2 lun 1;new-lun tid 2 lun 1 /srv/gold-v2.img;"
+	       "lun-readonly tid 2 lun 1 1;state tid 2 ready",
+	       "changed backing file: LUN replaced behind offline");
+
+	setup(2);
+	specs[0].luns[1] = (struct tgt_lun_spec){2, "/srv/up-alpha.img", 0};
+	specs[0].n_luns = 2;
+	is_str(plan_str(show, "alpha,beta"),
+	       "state tid 1 offline;new-lun tid 1 lun 2 /srv/up-alpha.img;state tid 1 ready",
+	       "new upload LUN: read-write, no readonly op");
+
+	setup(1);
+	is_str(plan_str(show, "alpha,beta"), "delete-target tid 2 " BETA ";delete-account beta",
+	       "removed machine: target and account deleted");
+
+	setup(2);
+	specs[0].luns[0].readonly = 0;
+	is_str(plan_str(show, "alpha,beta"),
+	       "state tid 1 offline;lun-readonly tid 1 lun 1 0;state tid 1 ready",
+	       "readonly flag change is an update");
+
+	setup(2);
+	specs[0].n_luns = 0;
+	is_str(plan_str(show, "alpha,beta"),
+	       "state tid 1 offline;delete-lun tid 1 lun 1;state tid 1 ready", "LUN removed");
+}
+
+static void test_acl_and_accounts(void)
+{
+	char show[8192] = "";
+
+	setup(1);
+	show_target(show, sizeof(show), 1, ALPHA, "ready", "1=/srv/gold-v1.img:ro",
+		    "alpha,intruder,spy (outgoing)", "ALL,10.0.0.0/8,iqn.2000-01.x:other");
+	is_str(plan_str(show, "alpha,intruder,spy"),
+	       "delete-account intruder;delete-account spy;"
+	       "unbind-address tid 1 ALL;unbind-address tid 1 10.0.0.0/8;"
+	       "unbind-initiator tid 1 iqn.2000-01.x:other;bind-initiator tid 1 " ALPHA_I,
+	       "stray accounts deleted (unbinds them), ACL tightened first then bound");
+
+	show[0] = '\0';
+	show_target(show, sizeof(show), 1, ALPHA, "offline", "1=/srv/gold-v1.img:ro", "", "");
+	is_str(plan_str(show, "alpha"),
+	       "state tid 1 offline;bind-account tid 1 alpha;bind-initiator tid 1 " ALPHA_I
+	       ";state tid 1 ready",
+	       "half-made target (offline, no bindings) completed");
+
+	show[0] = '\0';
+	show_target(show, sizeof(show), 1, ALPHA, "offline", "1=/srv/gold-v1.img:ro", "alpha",
+		    ALPHA_I);
+	is_str(plan_str(show, "alpha"), "state tid 1 ready", "left offline: back to ready");
+}
+
+static void test_foreign_and_tids(void)
+{
+	char show[8192] = "";
+
+	setup(2);
+	show_target(show, sizeof(show), 1, "iqn.2001-04.com.example:stock", "ready",
+		    "1=/srv/gold-v1.img:rw", "stockuser", "ALL");
+	show_target(show, sizeof(show), 3, ALPHA, "ready", "1=/srv/gold-v1.img:ro", "alpha",
+		    ALPHA_I);
+	show_target(show, sizeof(show), 4, PFX ":m.old", "ready", "", "olduser", "");
+	is_str(plan_str(show, "stockuser,alpha,olduser"),
+	       "delete-target tid 4 " PFX ":m.old;delete-account olduser;"
+	       "new-target tid 2 " BETA ";new-lun tid 2 lun 1 /srv/gold-v1.img;"
+	       "lun-readonly tid 2 lun 1 1;new-account beta;bind-account tid 2 beta;"
+	       "bind-initiator tid 2 " BETA_I,
+	       "foreign target and its account kept, lowest free tid used");
+	known_answer = 0;
+	{
+		const char *p = plan_str(show, "stockuser,alpha,olduser,beta");
+
+		ok(strstr(p, "delete-account beta;new-account beta;") != NULL,
+		   "existing account of a new target reset when its secret is unknown");
+		ok(strstr(p, "stockuser") == NULL, "foreign account untouched");
+	}
+}
+
+static void test_check(void)
+{
+	char err[512];
+
+	setup(2);
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), 0, "valid desired set");
+	specs[1].chap_user = "alpha";
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "shared CHAP user");
+	ok(strstr(err, "share CHAP user") != NULL, "message names it: %s", err);
+	setup(2);
+	specs[1].initiator = specs[0].initiator;
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "shared initiator");
+	setup(2);
+	specs[1].iqn = specs[0].iqn;
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "duplicate IQN");
+	setup(1);
+	specs[0].chap_secret = "short";
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "short secret");
+	ok(strstr(err, "short") == NULL, "secret not quoted in the message");
+	specs[0].chap_secret = "has space 123456";
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "secret with space");
+	setup(1);
+	specs[0].luns[0].lun = 0;
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "LUN 0 refused");
+	setup(1);
+	specs[0].luns[0].path = "/a,b";
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "comma in path");
+	specs[0].luns[0].path = "relative.img";
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "relative path");
+	setup(1);
+	specs[0].luns[1] = specs[0].luns[0];
+	specs[0].n_luns = 2;
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "LUN twice");
+	setup(1);
+	is_int(tgt_desired_check(&desired, "iqn.2026-11.org.other", err, sizeof(err)), -EINVAL,
+	       "IQN outside the managed prefix");
+	is_int(tgt_desired_check(&desired, NULL, err, sizeof(err)), 0, "no prefix: any IQN");
+}
+
+static void test_iqn(void)
+{
+	char b[IQN_MAX + 1];
+
+	is_int(iqn_machine_target(PFX, "Lab_PC-07", b, sizeof(b)), 0, "machine target IQN");
+	is_str(b, PFX ":m.lab-pc-07", "lower-cased, '_' mapped to '-'");
+	is_int(iqn_machine_initiator(PFX, "alpha", b, sizeof(b)), 0, "machine initiator IQN");
+	is_str(b, PFX ":i.alpha", "initiator scheme");
+	is_int(iqn_machine_target("iqn.2026-11.x:y", "a", b, sizeof(b)), -EINVAL,
+	       "prefix with ':' refused");
+	is_int(iqn_machine_target(PFX, "../x", b, sizeof(b)), -EINVAL, "bad machine name");
+	ok(iqn_is_valid("iqn.1993-08.org.debian:01:abc"), "debian initiator name valid");
+	ok(!iqn_is_valid("iqn.93-08.org"), "short date refused");
+	ok(!iqn_is_valid("iqn.2026-11.Org.example"), "upper case refused");
+	ok(!iqn_is_valid("iqn.2026-11.org..x"), "empty label refused");
+	ok(!iqn_is_valid("eui.02004567A425678D"), "only iqn type");
+	ok(!iqn_is_valid("iqn.2026-11.org.x y"), "space refused");
+	ok(chap_user_is_valid("alpha.1@lab"), "chap user");
+	ok(!chap_user_is_valid("a b"), "chap user with space");
+	ok(chap_secret_is_valid("abcdefghijkl"), "12-char secret");
+	ok(!chap_secret_is_valid("abcdefghijk"), "11-char secret refused");
+	ok(!chap_secret_is_valid("abcdefghijkl,"), "comma refused");
+}
+
+int main(void)
+{
+	test_create();
+	test_nothing_to_do();
+	test_changes();
+	test_acl_and_accounts();
+	test_foreign_and_tids();
+	test_check();
+	test_iqn();
+	return done_testing();
+}
