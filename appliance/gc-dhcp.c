@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -170,7 +171,7 @@ static void opt_put(struct pkt *p, uint8_t code, const void *data, size_t len)
 }
 
 static void build(struct pkt *p, uint8_t type, uint32_t xid, const uint8_t mac[6], int arch,
-		  int ipxe, const uint8_t *boot_item)
+		  int ipxe, const uint8_t *boot_item, struct in_addr ciaddr)
 {
 	static const uint8_t prl[] = {1, 3, 6, 43, 60, 66, 67, 97, 128, 175};
 	uint8_t arch_be[2] = {(uint8_t)(arch >> 8), (uint8_t)arch};
@@ -185,6 +186,7 @@ static void build(struct pkt *p, uint8_t type, uint32_t xid, const uint8_t mac[6
 	p->b[2] = 6;
 	memcpy(p->b + 4, &xid, 4);
 	p->b[10] = 0x80; /* broadcast flag */
+	memcpy(p->b + 12, &ciaddr, 4);
 	memcpy(p->b + 28, mac, 6);
 	p->n = BOOTP_MIN;
 	memcpy(p->b + p->n, &magic, 4);
@@ -286,6 +288,21 @@ static void print_reply(const uint8_t *b, size_t n, const char *via, uint8_t boo
 	fflush(stdout);
 }
 
+/* The IPv4 address of ifname, or 0.0.0.0. */
+static struct in_addr if_addr(int fd, const char *ifname)
+{
+	struct ifreq ifr = {0};
+	struct in_addr a = {0};
+
+	if (strlen(ifname) >= sizeof(ifr.ifr_name))
+		return a;
+	memcpy(ifr.ifr_name, ifname, strlen(ifname));
+	ifr.ifr_addr.sa_family = AF_INET;
+	if (ioctl(fd, SIOCGIFADDR, &ifr) == 0)
+		a = ((struct sockaddr_in *)(void *)&ifr.ifr_addr)->sin_addr;
+	return a;
+}
+
 static int probe(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -328,7 +345,7 @@ static int probe(int argc, char **argv)
 	sa.sin_port = htons(68);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		die(1, "probe: bind port 68: %s", strerror(errno));
-	build(&p, 1, xid, mac, arch, ipxe, NULL);
+	build(&p, 1, xid, mac, arch, ipxe, NULL, (struct in_addr){0});
 	sa.sin_port = htons(67);
 	sa.sin_addr.s_addr = htonl(INADDR_BROADCAST);
 	if (sendto(fd, p.b, p.n, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0)
@@ -364,7 +381,9 @@ static int probe(int argc, char **argv)
 				continue;
 			memcpy(&to.sin_addr, v, 4);
 			asked = 1;
-			build(&p, 3, xid, mac, arch, ipxe, has_item ? item : NULL);
+			/* dnsmasq answers only a client that names its address */
+			build(&p, 3, xid, mac, arch, ipxe, has_item ? item : NULL,
+			      if_addr(fd, ifname));
 			if (sendto(fd, p.b, p.n, 0, (struct sockaddr *)&to, sizeof(to)) < 0)
 				printf("pxe-request error=%s\n", strerror(errno));
 		}

@@ -10,6 +10,7 @@
 #   lab_dhcp_config ARGS...      gc-dhcp write with the lab's defaults + ARGS into $LAB_STATE
 #   lab_dnsmasq NAME ARGV...     runs the real dnsmasq in $LAB_NS, log $T_DIR/NAME.log,
 #                                waits until it serves; sets LAB_PID_<NAME>
+#   lab_dnsmasq_ns NS NAME ARGV...  the same in another netns (a site DHCP server)
 #   lab_dnsmasq_gc NAME          lab_dnsmasq with the argv gc-dhcp gives for $LAB_STATE
 #   lab_udhcpc NS OUT ARGS...    busybox udhcpc in NS (eth0) once; its script appends
 #                                the environment of each event to OUT; configures eth0
@@ -72,10 +73,11 @@ lab_dhcp_config() {
 		--state-dir "$LAB_STATE" "$@"
 }
 
-lab_dnsmasq() {
-	local name=$1 log="$T_DIR/$1.log" pid
-	shift
-	ip netns exec "$LAB_NS" "$@" 2>"$log" &
+lab_dnsmasq() { lab_dnsmasq_ns "$LAB_NS" "$@"; }
+lab_dnsmasq_ns() {
+	local ns=$1 name=$2 log="$T_DIR/$2.log" pid
+	shift 2
+	ip netns exec "$ns" "$@" 2>"$log" &
 	pid=$!
 	track $pid
 	printf -v "LAB_PID_$name" '%s' "$pid"
