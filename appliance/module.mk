@@ -6,3 +6,8 @@ $(O)/bin/goldcached: $(O)/appliance/goldcached.o
 PROGRAMS += gc-dhcp
 MAIN_SRCS += appliance/gc-dhcp.c
 $(O)/bin/gc-dhcp: $(O)/appliance/gc-dhcp.o
+
+# goldctl: the admin CLI (image and store commands: appliance/ctl-image.c)
+PROGRAMS += goldctl
+MAIN_SRCS += appliance/goldctl.c
+$(O)/bin/goldctl: $(O)/appliance/goldctl.o

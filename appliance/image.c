@@ -1,0 +1,981 @@
+/* Image versions on top of the chunk store (see image.h).
+ *
+ * Layout (under the store root):
+ *     images/NAME/versions/N.manifest   version N of NAME (lib/manifest.h format)
+ *     images/NAME/versions/N.removed    tombstone of a removed version: keeps N
+ *                                       from being allocated again
+ *     images/NAME/current               "N\n": the current version
+ *
+ * Version ids: a new version gets max(N over *.manifest and *.removed) + 1 and
+ * is published with link(2) from a fsynced temp file, which fails with EEXIST
+ * when a concurrent import took N first; the loser re-encodes with N + 1. So
+ * ids are unique and never reused, and a version is visible only once its
+ * manifest is complete and every chunk it names is durable (store_sync()
+ * before publishing: data, flush, then metadata).
+ *
+ * Import reads the source in chunk-size blocks, skipping holes with
+ * SEEK_DATA, and hashes each block once; zero blocks are only marked in the
+ * manifest. Images in another format (qcow2, vmdk, vdi, vhdx, vpc, qed,
+ * detected by their magic) are first converted with `qemu-img convert -O raw`
+ * into the store's tmp/ directory.
+ *
+ * Import, export and verify hold the store lock shared; gc takes it
+ * exclusively (see gc.c), so a sweep never sees a half-imported version. */
+#include "appliance/image.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "appliance/chunkset.h"
+#include "lib/io.h"
+#include "lib/log.h"
+#include "lib/spawn.h"
+#include "lib/util.h"
+
+int image_ref_parse(const char *ref, char name[65], uint32_t *version)
+{
+	const char *at = strchr(ref, '@');
+	size_t n = at ? (size_t)(at - ref) : strlen(ref);
+	uint64_t v;
+
+	if (n == 0 || n > 64)
+		return -EINVAL;
+	memcpy(name, ref, n);
+	name[n] = '\0';
+	if (!name_is_valid(name))
+		return -EINVAL;
+	*version = 0;
+	if (at) {
+		if (at[1] < '1' || at[1] > '9' || parse_u64(at + 1, &v) < 0 || v == 0 ||
+		    v > MANIFEST_MAX_VERSION)
+			return -EINVAL;
+		*version = (uint32_t)v;
+	}
+	return 0;
+}
+
+/* "N.manifest" -> N (kind 0) or "N.removed" -> N (kind 1); -1 for other names. */
+static int parse_version_name(const char *d, uint32_t *v)
+{
+	const char *dot = strchr(d, '.');
+	char num[16];
+	uint64_t x;
+	size_t n;
+
+	if (!dot || dot == d || d[0] == '0')
+		return -1;
+	n = (size_t)(dot - d);
+	if (n >= sizeof(num))
+		return -1;
+	memcpy(num, d, n);
+	num[n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (num[i] < '0' || num[i] > '9')
+			return -1;
+	if (parse_u64(num, &x) < 0 || x == 0 || x > MANIFEST_MAX_VERSION)
+		return -1;
+	*v = (uint32_t)x;
+	if (strcmp(dot, ".manifest") == 0)
+		return 0;
+	if (strcmp(dot, ".removed") == 0)
+		return 1;
+	return -1;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Lists the live versions of name (ascending, heap array) and the highest id
+ * ever used (live or removed). -ENOENT when the image does not exist. */
+static int scan_versions(struct store *s, const char *name, uint32_t **out, size_t *n,
+			 uint32_t *max_used)
+{
+	char p[4096];
+	DIR *d;
+	struct dirent *e;
+	uint32_t *v = NULL, x;
+	size_t cap = 0, cnt = 0;
+	int r, kind;
+
+	if ((r = store_path(s, p, sizeof(p), "images/%s/versions", name)) < 0)
+		return r;
+	d = opendir(p);
+	if (!d)
+		return -errno;
+	*max_used = 0;
+	while ((e = readdir(d))) {
+		kind = parse_version_name(e->d_name, &x);
+		if (kind < 0)
+			continue;
+		*max_used = MAX(*max_used, x);
+		if (kind == 0 && out) {
+			xgrow((void **)&v, &cap, cnt + 1, sizeof(*v));
+			v[cnt++] = x;
+		}
+	}
+	closedir(d);
+	if (out) {
+		if (cnt)
+			qsort(v, cnt, sizeof(*v), cmp_u32);
+		*out = v;
+		*n = cnt;
+	}
+	return 0;
+}
+
+int image_current(struct store *s, const char *name, uint32_t *version)
+{
+	char p[4096], *buf = NULL;
+	size_t len;
+	uint64_t v;
+	int r;
+
+	if ((r = store_path(s, p, sizeof(p), "images/%s/current", name)) < 0)
+		return r;
+	r = io_read_file(p, 32, &buf, &len);
+	if (r < 0)
+		return r;
+	if (len < 2 || buf[len - 1] != '\n') {
+		r = -EBADMSG;
+	} else {
+		buf[len - 1] = '\0';
+		r = parse_u64(buf, &v) < 0 || v == 0 || v > MANIFEST_MAX_VERSION ? -EBADMSG : 0;
+	}
+	if (r < 0)
+		log_error("current pointer '%s' is damaged", p);
+	else
+		*version = (uint32_t)v;
+	free(buf);
+	return r;
+}
+
+static int set_current(struct store *s, const char *name, uint32_t version)
+{
+	char p[4096], buf[16];
+	int r, n;
+
+	if ((r = store_path(s, p, sizeof(p), "images/%s/current", name)) < 0)
+		return r;
+	n = snprintf(buf, sizeof(buf), "%u\n", version);
+	r = io_write_file_atomic(p, buf, (size_t)n, 0644);
+	if (r < 0)
+		log_error("cannot set current version of '%s' to %u: %s", name, version, strerror(-r));
+	return r;
+}
+
+/* Loads and checks the manifest file at path: it must decode and name the
+ * expected image and version (when name is not NULL). */
+static int load_manifest_file(const char *path, const char *name, uint32_t version,
+			      struct manifest **out, char *err, size_t errsize)
+{
+	char *buf = NULL;
+	size_t len;
+	int r;
+
+	r = io_read_file(path, MANIFEST_MAX_BYTES, &buf, &len);
+	if (r < 0) {
+		snprintf(err, errsize, "cannot read: %s", strerror(-r));
+		return r == -EFBIG ? -EBADMSG : r;
+	}
+	r = manifest_decode(buf, len, out, err, errsize);
+	free(buf);
+	if (r < 0)
+		return -EBADMSG;
+	if (name && (strcmp((*out)->name, name) != 0 || (*out)->version != version)) {
+		snprintf(err, errsize, "manifest says %s@%u, its file name %s@%u", (*out)->name,
+			 (*out)->version, name, version);
+		manifest_free(*out);
+		*out = NULL;
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int image_manifest_load(struct store *s, const char *name, uint32_t version, struct manifest **out)
+{
+	char p[4096], err[256];
+	struct stat st;
+	int r;
+
+	if (!name_is_valid(name))
+		return -EINVAL;
+	if (version == 0) {
+		r = image_current(s, name, &version);
+		if (r < 0)
+			return r == -ENOENT ? -ENOENT : r;
+	}
+	if ((r = store_path(s, p, sizeof(p), "images/%s/versions/%u.manifest", name, version)) < 0)
+		return r;
+	if (stat(p, &st) < 0)
+		return -errno;
+	r = load_manifest_file(p, name, version, out, err, sizeof(err));
+	if (r < 0)
+		log_error("manifest of %s@%u ('%s') is damaged: %s", name, version, p, err);
+	return r;
+}
+
+/* ---- import ---- */
+
+static const char *detect_format(int fd)
+{
+	uint8_t b[72];
+	ssize_t n = io_pread_full(fd, b, sizeof(b), 0);
+
+	if (n < 8)
+		return "raw";
+	if (memcmp(b, "QFI\xfb", 4) == 0)
+		return "qcow2";
+	if (memcmp(b, "KDMV", 4) == 0 || memcmp(b, "# Disk DescriptorFile", 8) == 0)
+		return "vmdk";
+	if (memcmp(b, "vhdxfile", 8) == 0)
+		return "vhdx";
+	if (memcmp(b, "conectix", 8) == 0)
+		return "vpc";
+	if (memcmp(b, "QED\0", 4) == 0)
+		return "qed";
+	if (n >= 68 && b[64] == 0x7f && b[65] == 0x10 && b[66] == 0xda && b[67] == 0xbe)
+		return "vdi";
+	return "raw";
+}
+
+static int convert_to_raw(struct store *s, const char *src, const char *fmt, int timeout_ms,
+			  char *tmp, size_t tmpsize)
+{
+	struct spawn_opts so = SPAWN_OPTS_INIT;
+	char *err = NULL;
+	int fd, r, code = 0;
+
+	if ((r = store_path(s, tmp, tmpsize, "tmp/import.XXXXXX")) < 0)
+		return r;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	{
+		const char *argv[] = {"qemu-img", "convert", "-q", "-f", fmt, "-O", "raw", src, tmp, NULL};
+
+		so.timeout_ms = timeout_ms > 0 ? timeout_ms : 3600 * 1000;
+		so.err = &err;
+		so.out_max = 4096;
+		r = spawn_run(argv, &so, &code);
+	}
+	if (r < 0 || code != 0) {
+		log_error("cannot convert '%s' (%s) to raw with qemu-img: %s", src, fmt,
+			  r < 0 ? strerror(-r) : (err && *err ? err : "failed"));
+		unlink(tmp);
+		free(err);
+		return r < 0 ? r : -EINVAL;
+	}
+	free(err);
+	return 0;
+}
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t z[64];
+
+	if (n < 64)
+		return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+	return memcmp(p, z, 64) == 0 && memcmp(p, p + 64, n - 64) == 0;
+}
+
+/* Publishes m under the next free version id of its image (see top). */
+static int publish_version(struct store *s, struct manifest *m)
+{
+	char dir[4096], final[4096], tmp[4096];
+	uint32_t max_used = 0;
+	int r, fd, tries = 0;
+
+	if ((r = store_path(s, dir, sizeof(dir), "images/%s/versions", m->name)) < 0)
+		return r;
+	if (access(dir, F_OK) < 0) {
+		char p[4096];
+
+		if ((r = io_mkdir_p(dir, 0755)) < 0)
+			return r;
+		/* make the new directories themselves durable */
+		if ((r = store_path(s, p, sizeof(p), "images/%s", m->name)) < 0 ||
+		    (r = io_fsync_dir(p)) < 0 || (r = store_path(s, p, sizeof(p), "images")) < 0 ||
+		    (r = io_fsync_dir(p)) < 0)
+			return r;
+	}
+	r = scan_versions(s, m->name, NULL, NULL, &max_used);
+	if (r < 0)
+		return r;
+	for (;;) {
+		char *text = NULL;
+		size_t len;
+
+		if (++tries > 1000 || max_used >= MANIFEST_MAX_VERSION)
+			return -EOVERFLOW;
+		m->version = max_used + 1;
+		if ((r = manifest_encode(m, &text, &len)) < 0)
+			return r;
+		if ((r = fmt_buf(final, sizeof(final), "%s/%u.manifest", dir, m->version)) < 0 ||
+		    (r = fmt_buf(tmp, sizeof(tmp), "%s/new", dir)) < 0) {
+			free(text);
+			return r;
+		}
+		fd = io_open_tmp_for(tmp, tmp, sizeof(tmp), 0444);
+		if (fd < 0) {
+			free(text);
+			return fd;
+		}
+		r = io_write_all(fd, text, len);
+		free(text);
+		if (r == 0)
+			r = io_fsync(fd);
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+		if (r == 0)
+			r = io_fault(IO_OP_RENAME);
+		if (r == 0 && link(tmp, final) < 0)
+			r = -errno;
+		unlink(tmp);
+		if (r == -EEXIST) {
+			max_used = m->version;
+			continue;
+		}
+		if (r < 0)
+			return r;
+		return io_fsync_dir(dir);
+	}
+}
+
+int image_import(struct store *s, const char *name, const char *path, const struct import_opts *o,
+		 struct import_result *res)
+{
+	static const struct import_opts defaults;
+	char conv[4096] = "";
+	const char *fmt;
+	struct manifest *m = NULL;
+	struct stat st;
+	uint8_t *buf = NULL;
+	uint32_t cs, cur = 0;
+	off_t end, next_data = 0;
+	int fd = -1, r, had_current;
+
+	if (!o)
+		o = &defaults;
+	memset(res, 0, sizeof(*res));
+	cs = o->chunk_size ? o->chunk_size : STORE_DEFAULT_CHUNK;
+	if (!name_is_valid(name)) {
+		log_error("invalid image name '%s': use 1-64 of A-Z a-z 0-9 . _ -, not starting "
+			  "with . or -",
+			  name);
+		return -EINVAL;
+	}
+	if (manifest_geometry_ok(0, cs) < 0) {
+		log_error("invalid chunk size %u: use a power of two from 4K to 64M", cs);
+		return -EINVAL;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		log_error("cannot open '%s': %s", path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		log_error("cannot import '%s': not a regular file or block device", path);
+		goto out;
+	}
+	r = store_lock(s, LOCK_SH);
+	if (r < 0)
+		goto out;
+	fmt = o->format ? o->format : detect_format(fd);
+	if (strcmp(fmt, "raw") != 0) {
+		log_info("converting '%s' from %s to raw", path, fmt);
+		r = convert_to_raw(s, path, fmt, o->qemu_timeout_ms, conv, sizeof(conv));
+		if (r < 0) {
+			conv[0] = '\0';
+			goto out;
+		}
+		close(fd);
+		fd = open(conv, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			goto out;
+		}
+	}
+	end = lseek(fd, 0, SEEK_END);
+	if (end < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (end % 512 != 0) {
+		log_error("cannot import '%s': its size %lld is not a multiple of 512 (not a disk "
+			  "or filesystem image?)",
+			  path, (long long)end);
+		r = -EINVAL;
+		goto out;
+	}
+	r = manifest_new(name, (uint64_t)end, cs, &m);
+	if (r < 0) {
+		log_error("cannot import '%s': %lld bytes is too large for chunk size %u", path,
+			  (long long)end, cs);
+		goto out;
+	}
+	m->kind = o->kind;
+	m->created = now_unix();
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	buf = xmalloc(cs);
+	for (uint64_t i = 0; i < m->nchunks; i++) {
+		uint64_t off = i * cs;
+		uint32_t len = manifest_chunk_len(m, i);
+		ssize_t n;
+		int was_new;
+
+		if ((off_t)off >= next_data) {
+			next_data = lseek(fd, (off_t)off, SEEK_DATA);
+			if (next_data < 0)
+				next_data = errno == ENXIO ? end : (off_t)off;
+		}
+		if ((uint64_t)next_data >= off + len) {
+			res->zero_chunks++;
+			goto progress; /* a hole: zero chunk, already marked */
+		}
+		n = io_pread_full(fd, buf, len, (off_t)off);
+		if (n < 0 || (size_t)n != len) {
+			r = n < 0 ? (int)n : -EIO;
+			log_error("cannot read '%s' at offset %llu: %s", path,
+				  (unsigned long long)off, n < 0 ? strerror(-r) : "file shrank");
+			goto out;
+		}
+		if (is_zero(buf, len)) {
+			res->zero_chunks++;
+			goto progress;
+		}
+		m->chunks[i].zero = 0;
+		hash_buf(buf, len, &m->chunks[i].id);
+		r = store_chunk_put(s, &m->chunks[i].id, buf, len, &was_new);
+		if (r < 0)
+			goto out;
+		if (was_new) {
+			res->new_chunks++;
+			res->new_bytes += len;
+		}
+progress:
+		if (o->progress)
+			o->progress(off + len, (uint64_t)end, o->progress_arg);
+	}
+	/* data, flush, then metadata */
+	r = store_sync(s);
+	if (r < 0)
+		goto out;
+	had_current = image_current(s, name, &cur) == 0;
+	m->parent = had_current ? cur : 0;
+	r = publish_version(s, m);
+	if (r < 0) {
+		log_error("cannot publish new version of '%s': %s", name, strerror(-r));
+		goto out;
+	}
+	if (!had_current || o->promote) {
+		r = set_current(s, name, m->version);
+		if (r < 0)
+			goto out;
+	}
+	res->version = m->version;
+	res->size = m->size;
+	res->chunks = m->nchunks;
+	log_debug("imported '%s' as %s@%u", path, name, m->version);
+	r = 0;
+out:
+	store_unlock(s);
+	if (fd >= 0)
+		close(fd);
+	if (conv[0])
+		unlink(conv);
+	free(buf);
+	manifest_free(m);
+	return r;
+}
+
+/* ---- export ---- */
+
+int image_export_to_file(struct store *s, const char *name, uint32_t version, const char *path,
+			 const struct export_opts *o)
+{
+	static const struct export_opts defaults;
+	char tmp[4096] = "", hex[HASH_HEX_LEN + 1];
+	struct manifest *m = NULL;
+	struct stat st;
+	uint8_t *buf = NULL;
+	int fd = -1, r, inplace = 0;
+
+	if (!o)
+		o = &defaults;
+	r = store_lock(s, LOCK_SH);
+	if (r < 0)
+		return r;
+	r = image_manifest_load(s, name, version, &m);
+	if (r < 0)
+		goto out;
+	if (stat(path, &st) == 0 && S_ISBLK(st.st_mode)) {
+		inplace = 1;
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			r = -errno;
+	} else {
+		fd = io_open_tmp_for(path, tmp, sizeof(tmp), 0644);
+		if (fd < 0) {
+			r = fd;
+			tmp[0] = '\0';
+		} else if (ftruncate(fd, (off_t)m->size) < 0) {
+			r = -errno;
+		}
+	}
+	if (r < 0) {
+		log_error("cannot write '%s': %s", path, strerror(-r));
+		goto out;
+	}
+	buf = xcalloc(1, m->chunk_size);
+	for (uint64_t i = 0; i < m->nchunks; i++) {
+		uint64_t off = i * m->chunk_size;
+		uint32_t len = manifest_chunk_len(m, i);
+		size_t got;
+
+		if (m->chunks[i].zero) {
+			if (inplace) {
+				memset(buf, 0, len);
+				if ((r = io_pwrite_all(fd, buf, len, (off_t)off)) < 0)
+					goto out_write;
+			}
+			goto progress;
+		}
+		r = store_chunk_get(s, &m->chunks[i].id, buf, m->chunk_size, &got);
+		if (r == 0 && got != len)
+			r = -EBADMSG;
+		if (r < 0) {
+			log_error("cannot export %s@%u: chunk %llu (%s) at offset %llu is %s", m->name,
+				  m->version, (unsigned long long)i, hash_to_hex(&m->chunks[i].id, hex),
+				  (unsigned long long)off,
+				  r == -ENOENT	  ? "missing"
+				  : r == -EBADMSG ? "damaged (hash mismatch)"
+						  : strerror(-r));
+			if (r == -ENOENT)
+				r = -EBADMSG;
+			goto out;
+		}
+		if ((r = io_pwrite_all(fd, buf, len, (off_t)off)) < 0)
+			goto out_write;
+progress:
+		if (o->progress)
+			o->progress(off + len, m->size, o->progress_arg);
+	}
+	if (!o->no_sync && (r = io_fsync(fd)) < 0)
+		goto out_write;
+	r = close(fd) < 0 ? -errno : 0;
+	fd = -1;
+	if (r < 0)
+		goto out_write;
+	if (!inplace) {
+		r = o->no_sync ? io_rename(tmp, path) : io_publish(tmp, path);
+		if (r < 0)
+			goto out_write;
+		tmp[0] = '\0';
+	}
+	r = 0;
+	goto out;
+out_write:
+	log_error("cannot write '%s': %s", path, strerror(-r));
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp[0])
+		unlink(tmp);
+	store_unlock(s);
+	free(buf);
+	manifest_free(m);
+	return r;
+}
+
+/* ---- listing ---- */
+
+static int cmp_info(const void *a, const void *b)
+{
+	return strcmp(((const struct image_info *)a)->name, ((const struct image_info *)b)->name);
+}
+
+int image_list(struct store *s, struct image_info **out, size_t *n)
+{
+	char p[4096];
+	DIR *d;
+	struct dirent *e;
+	struct image_info *v = NULL;
+	size_t cap = 0, cnt = 0;
+	int r;
+
+	if ((r = store_path(s, p, sizeof(p), "images")) < 0)
+		return r;
+	d = opendir(p);
+	if (!d) {
+		r = -errno;
+		log_error("cannot read '%s': %s", p, strerror(-r));
+		return r;
+	}
+	while ((e = readdir(d))) {
+		struct image_info *ii;
+		uint32_t *vers = NULL, max_used;
+		size_t nv = 0;
+		struct manifest *m = NULL;
+
+		if (!name_is_valid(e->d_name))
+			continue;
+		if (scan_versions(s, e->d_name, &vers, &nv, &max_used) < 0)
+			continue;
+		xgrow((void **)&v, &cap, cnt + 1, sizeof(*v));
+		ii = &v[cnt++];
+		memset(ii, 0, sizeof(*ii));
+		memcpy(ii->name, e->d_name, strlen(e->d_name) + 1);
+		ii->nversions = (uint32_t)nv;
+		ii->latest = nv ? vers[nv - 1] : 0;
+		if (image_current(s, ii->name, &ii->current) < 0)
+			ii->current = 0;
+		if ((ii->current || ii->latest) &&
+		    image_manifest_load(s, ii->name, ii->current ? ii->current : ii->latest, &m) == 0)
+			ii->size = m->size;
+		manifest_free(m);
+		free(vers);
+	}
+	closedir(d);
+	if (cnt)
+		qsort(v, cnt, sizeof(*v), cmp_info);
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int image_versions(struct store *s, const char *name, struct version_info **out, size_t *n)
+{
+	uint32_t *vers = NULL, max_used, cur = 0;
+	struct version_info *v;
+	size_t nv = 0;
+	int r;
+
+	if (!name_is_valid(name))
+		return -EINVAL;
+	r = scan_versions(s, name, &vers, &nv, &max_used);
+	if (r < 0)
+		return r;
+	if (image_current(s, name, &cur) < 0)
+		cur = 0;
+	v = xcalloc(nv ? nv : 1, sizeof(*v));
+	for (size_t i = 0; i < nv; i++) {
+		struct manifest *m;
+
+		v[i].version = vers[i];
+		v[i].current = vers[i] == cur;
+		r = image_manifest_load(s, name, vers[i], &m);
+		if (r < 0) {
+			free(v);
+			free(vers);
+			return r == -ENOENT ? -EBADMSG : r;
+		}
+		v[i].parent = m->parent;
+		v[i].created = m->created;
+		v[i].kind = m->kind;
+		v[i].size = m->size;
+		v[i].nchunks = m->nchunks;
+		v[i].chunk_size = m->chunk_size;
+		for (uint64_t k = 0; k < m->nchunks; k++)
+			v[i].zero_chunks += m->chunks[k].zero;
+		manifest_free(m);
+	}
+	free(vers);
+	*out = v;
+	*n = nv;
+	return 0;
+}
+
+int image_promote(struct store *s, const char *name, uint32_t version)
+{
+	struct manifest *m;
+	int r;
+
+	r = image_manifest_load(s, name, version, &m);
+	if (r < 0)
+		return r;
+	manifest_free(m);
+	return set_current(s, name, version);
+}
+
+int image_rm(struct store *s, const char *name, uint32_t version, int force)
+{
+	char from[4096], to[4096], dir[4096];
+	uint32_t cur = 0;
+	int r;
+
+	if (!name_is_valid(name) || version == 0)
+		return -EINVAL;
+	if ((r = store_path(s, dir, sizeof(dir), "images/%s/versions", name)) < 0 ||
+	    (r = fmt_buf(from, sizeof(from), "%s/%u.manifest", dir, version)) < 0 ||
+	    (r = fmt_buf(to, sizeof(to), "%s/%u.removed", dir, version)) < 0)
+		return r;
+	if (access(from, F_OK) < 0)
+		return -errno;
+	if (image_current(s, name, &cur) == 0 && cur == version) {
+		if (!force) {
+			log_error("%s@%u is the current version: promote another first (or force)",
+				  name, version);
+			return -EBUSY;
+		}
+		if ((r = store_path(s, to, sizeof(to), "images/%s/current", name)) < 0)
+			return r;
+		if (unlink(to) < 0 && errno != ENOENT)
+			return -errno;
+		if ((r = fmt_buf(to, sizeof(to), "%s/%u.removed", dir, version)) < 0)
+			return r;
+	}
+	/* one rename turns the manifest into the tombstone: the version is
+	 * either fully there or fully gone, and its id stays taken */
+	r = io_rename(from, to);
+	if (r == 0)
+		r = io_fsync_dir(dir);
+	if (r < 0) {
+		log_error("cannot remove %s@%u: %s", name, version, strerror(-r));
+		return r;
+	}
+	if (truncate(to, 0) < 0)
+		log_warn("cannot truncate tombstone '%s': %s", to, strerror(errno));
+	return 0;
+}
+
+/* ---- walking manifests, verify ---- */
+
+static int walk_dir(struct store *s, const char *sub, const char *owner, const char *label_fmt,
+		    const char *check_name, uint32_t only, manifest_walk_fn *fn, void *arg)
+{
+	char dir[4096], p[4096], label[160], err[256];
+	uint32_t *vers = NULL;
+	size_t cnt = 0, cap = 0;
+	DIR *d;
+	struct dirent *e;
+	int r = 0;
+
+	if ((r = store_path(s, dir, sizeof(dir), "%s", sub)) < 0)
+		return r;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d))) {
+		uint32_t v;
+
+		if (parse_version_name(e->d_name, &v) != 0 || (only && v != only))
+			continue;
+		xgrow((void **)&vers, &cap, cnt + 1, sizeof(*vers));
+		vers[cnt++] = v;
+	}
+	closedir(d);
+	if (cnt)
+		qsort(vers, cnt, sizeof(*vers), cmp_u32);
+	for (size_t i = 0; i < cnt && r == 0; i++) {
+		struct manifest *m = NULL;
+		int e2;
+
+		snprintf(label, sizeof(label), label_fmt, owner, vers[i]);
+		if ((r = fmt_buf(p, sizeof(p), "%s/%u.manifest", dir, vers[i])) < 0)
+			break;
+		err[0] = '\0';
+		e2 = load_manifest_file(p, check_name, vers[i], &m, err, sizeof(err));
+		if (e2 == -ENOENT) /* removed meanwhile */
+			continue;
+		r = fn(label, p, m, e2, err, arg);
+		manifest_free(m);
+	}
+	free(vers);
+	return r;
+}
+
+static int walk_owners(struct store *s, const char *top, const char *subfmt, const char *label_fmt,
+		       int check, manifest_walk_fn *fn, void *arg)
+{
+	char p[4096], sub[512];
+	DIR *d;
+	struct dirent *e;
+	char **names = NULL;
+	size_t cnt = 0, cap = 0;
+	int r = 0;
+
+	if ((r = store_path(s, p, sizeof(p), "%s", top)) < 0)
+		return r;
+	d = opendir(p);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d))) {
+		if (!name_is_valid(e->d_name))
+			continue;
+		xgrow((void **)&names, &cap, cnt + 1, sizeof(*names));
+		names[cnt++] = xstrdup(e->d_name);
+	}
+	closedir(d);
+	for (size_t i = 0; i < cnt; i++) {
+		if (r == 0 && (r = fmt_buf(sub, sizeof(sub), subfmt, names[i])) == 0)
+			r = walk_dir(s, sub, names[i], label_fmt, check ? names[i] : NULL, 0, fn, arg);
+		free(names[i]);
+	}
+	free(names);
+	return r;
+}
+
+int image_walk_manifests(struct store *s, const char *name, uint32_t version, manifest_walk_fn *fn,
+			 void *arg)
+{
+	char sub[512];
+	int r;
+
+	if (name) {
+		if (!name_is_valid(name))
+			return -EINVAL;
+		if ((r = fmt_buf(sub, sizeof(sub), "images/%s/versions", name)) < 0)
+			return r;
+		return walk_dir(s, sub, name, "%s@%u", name, version, fn, arg);
+	}
+	r = walk_owners(s, "images", "images/%s/versions", "%s@%u", 1, fn, arg);
+	if (r == 0)
+		r = walk_owners(s, "machines", "machines/%s/snapshots", "machines/%s@%u", 0, fn, arg);
+	return r;
+}
+
+struct verify_ctx {
+	struct chunkset ids;
+	struct verify_result *res;
+	int pass; /* 1: collect ids, 2: collect users of bad chunks */
+};
+
+static int cmp_bad(const void *a, const void *b)
+{
+	return memcmp(&((const struct verify_bad *)a)->id, &((const struct verify_bad *)b)->id,
+		      sizeof(struct hash));
+}
+
+static int verify_walk(const char *label, const char *path, const struct manifest *m, int err,
+		       const char *errmsg, void *arg)
+{
+	struct verify_ctx *c = arg;
+	struct verify_result *res = c->res;
+
+	if (c->pass == 1) {
+		res->manifests++;
+		if (err < 0) {
+			res->bad_manifests = xrealloc(res->bad_manifests,
+						      (res->nbad_manifests + 1) * sizeof(char *));
+			res->bad_manifests[res->nbad_manifests++] =
+				xasprintf("%s (%s): %s", label, path, errmsg);
+			return 0;
+		}
+		for (uint64_t i = 0; i < m->nchunks; i++)
+			if (!m->chunks[i].zero)
+				chunkset_add(&c->ids, &m->chunks[i].id);
+		return 0;
+	}
+	if (err < 0)
+		return 0;
+	{
+		/* users once per manifest per bad chunk */
+		uint8_t *seen = xcalloc(res->nbad, 1);
+
+		for (uint64_t i = 0; i < m->nchunks; i++) {
+			struct verify_bad key, *hit;
+
+			if (m->chunks[i].zero)
+				continue;
+			key.id = m->chunks[i].id;
+			hit = bsearch(&key, res->bad, res->nbad, sizeof(key), cmp_bad);
+			if (!hit || seen[hit - res->bad])
+				continue;
+			seen[hit - res->bad] = 1;
+			if (hit->users) {
+				char *u = xasprintf("%s %s", hit->users, label);
+
+				free(hit->users);
+				hit->users = u;
+			} else {
+				hit->users = xstrdup(label);
+			}
+		}
+		free(seen);
+	}
+	return 0;
+}
+
+int image_verify(struct store *s, const char *name, uint32_t version, struct verify_result *res)
+{
+	struct verify_ctx c = {.res = res, .pass = 1};
+	struct hash id;
+	size_t cap = 0;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	chunkset_init(&c.ids);
+	if (name) {
+		char p[4096];
+
+		if (!name_is_valid(name))
+			return -EINVAL;
+		if ((r = store_path(s, p, sizeof(p), "images/%s/versions", name)) < 0)
+			return r;
+		if (access(p, F_OK) < 0)
+			return -ENOENT;
+		if (version) {
+			if ((r = store_path(s, p, sizeof(p), "images/%s/versions/%u.manifest", name,
+					    version)) < 0)
+				return r;
+			if (access(p, F_OK) < 0)
+				return -ENOENT;
+		}
+	}
+	r = store_lock(s, LOCK_SH);
+	if (r < 0)
+		return r;
+	r = image_walk_manifests(s, name, version, verify_walk, &c);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; chunkset_next(&c.ids, &i, &id);) {
+		int e = store_chunk_verify(s, &id, NULL);
+
+		res->chunks_checked++;
+		if (e == 0)
+			continue;
+		xgrow((void **)&res->bad, &cap, res->nbad + 1, sizeof(*res->bad));
+		res->bad[res->nbad].id = id;
+		res->bad[res->nbad].err = e;
+		res->bad[res->nbad].users = NULL;
+		res->nbad++;
+	}
+	if (res->nbad) {
+		qsort(res->bad, res->nbad, sizeof(*res->bad), cmp_bad);
+		c.pass = 2;
+		r = image_walk_manifests(s, name, version, verify_walk, &c);
+	}
+out:
+	store_unlock(s);
+	chunkset_release(&c.ids);
+	return r;
+}
+
+void image_verify_result_release(struct verify_result *res)
+{
+	for (size_t i = 0; i < res->nbad; i++)
+		free(res->bad[i].users);
+	for (size_t i = 0; i < res->nbad_manifests; i++)
+		free(res->bad_manifests[i]);
+	free(res->bad);
+	free(res->bad_manifests);
+	memset(res, 0, sizeof(*res));
+}
