@@ -27,11 +27,13 @@ static int bad_ref(const struct ctl *c, const char *ref)
 static int not_found(const char *name, uint32_t version)
 {
 	if (version)
-		fprintf(stderr, "goldctl: no version %u of image '%s' (goldctl image versions %s)\n",
+		fprintf(stderr,
+			"goldctl: no version %u of image '%s' (goldctl image versions %s)\n",
 			version, name, name);
 	else
 		fprintf(stderr,
-			"goldctl: no image '%s', or it has no current version (goldctl image list)\n",
+			"goldctl: no image '%s', or it has no current version (goldctl image "
+			"list)\n",
 			name);
 	return CTL_NOT_FOUND;
 }
@@ -56,7 +58,8 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	uint64_t csv;
 	int r;
 
-	if (take(c, &argc, argv, "--kind", 1, &kind) || take(c, &argc, argv, "--chunk-size", 1, &cs) ||
+	if (take(c, &argc, argv, "--kind", 1, &kind) ||
+	    take(c, &argc, argv, "--chunk-size", 1, &cs) ||
 	    take(c, &argc, argv, "--format", 1, &o.format) ||
 	    take(c, &argc, argv, "--promote", 0, &promote))
 		return CTL_USAGE;
@@ -73,7 +76,8 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	if (cs) {
 		if (parse_size(cs, &csv) < 0 || csv > UINT32_MAX ||
 		    manifest_geometry_ok(0, (uint32_t)csv) < 0) {
-			fprintf(stderr, "goldctl: --chunk-size must be a power of two from 4K to 64M\n");
+			fprintf(stderr,
+				"goldctl: --chunk-size must be a power of two from 4K to 64M\n");
 			return CTL_USAGE;
 		}
 		o.chunk_size = (uint32_t)csv;
@@ -165,11 +169,12 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
 	if (c->json) {
 		arr = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(
-				arr, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name", v[i].name,
-					       "current", (json_int_t)v[i].current, "versions",
-					       (json_int_t)v[i].nversions, "latest",
-					       (json_int_t)v[i].latest, "size", (json_int_t)v[i].size));
+			json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name",
+							     v[i].name, "current",
+							     (json_int_t)v[i].current, "versions",
+							     (json_int_t)v[i].nversions, "latest",
+							     (json_int_t)v[i].latest, "size",
+							     (json_int_t)v[i].size));
 		ctl_json_print(arr);
 	} else {
 		printf("%-24s %8s %8s %8s %10s\n", "NAME", "CURRENT", "LATEST", "VERSIONS", "SIZE");
@@ -233,7 +238,8 @@ static int cmd_versions(struct ctl *c, int argc, char **argv)
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
 			printf("%-8u %-3s %-20s %-4s %10s %8llu %8llu %6u\n", v[i].version,
 			       v[i].current ? "*" : "", when, manifest_kind_str(v[i].kind),
-			       fmt_size(sz, sizeof(sz), v[i].size), (unsigned long long)v[i].nchunks,
+			       fmt_size(sz, sizeof(sz), v[i].size),
+			       (unsigned long long)v[i].nchunks,
 			       (unsigned long long)v[i].zero_chunks, v[i].parent);
 		}
 	}
@@ -270,11 +276,12 @@ static int cmd_manifest(struct ctl *c, int argc, char **argv)
 		char hex[HASH_HEX_LEN + 1];
 
 		for (uint64_t i = 0; i < m->nchunks; i++)
-			json_array_append_new(chunks, m->chunks[i].zero
-							      ? json_null()
-							      : json_string(hash_to_hex(&m->chunks[i].id, hex)));
-		ctl_json_print(json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:o}", "name", m->name,
-					 "version", (json_int_t)m->version, "created",
+			json_array_append_new(
+				chunks, m->chunks[i].zero
+						? json_null()
+						: json_string(hash_to_hex(&m->chunks[i].id, hex)));
+		ctl_json_print(json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:o}", "name",
+					 m->name, "version", (json_int_t)m->version, "created",
 					 (json_int_t)m->created, "kind", manifest_kind_str(m->kind),
 					 "size", (json_int_t)m->size, "chunk_size",
 					 (json_int_t)m->chunk_size, "parent", (json_int_t)m->parent,
@@ -316,13 +323,12 @@ static int cmd_verify(struct ctl *c, int argc, char **argv)
 		json_t *bad = json_array(), *bm = json_array();
 
 		for (size_t i = 0; i < res.nbad; i++)
-			json_array_append_new(bad, json_pack("{s:s, s:s, s:s}", "chunk",
-							     hash_to_hex(&res.bad[i].id, hex),
-							     "problem",
-							     res.bad[i].err == -ENOENT ? "missing"
-										   : "damaged",
-							     "used_by",
-							     res.bad[i].users ? res.bad[i].users : ""));
+			json_array_append_new(
+				bad,
+				json_pack("{s:s, s:s, s:s}", "chunk",
+					  hash_to_hex(&res.bad[i].id, hex), "problem",
+					  res.bad[i].err == -ENOENT ? "missing" : "damaged",
+					  "used_by", res.bad[i].users ? res.bad[i].users : ""));
 		for (size_t i = 0; i < res.nbad_manifests; i++)
 			json_array_append_new(bm, json_string(res.bad_manifests[i]));
 		ctl_json_print(json_pack("{s:b, s:I, s:I, s:o, s:o}", "sound", sound, "manifests",
@@ -379,7 +385,8 @@ static int cmd_promote(struct ctl *c, int argc, char **argv)
 	if (r < 0)
 		return ctl_exit_code(r);
 	if (c->json)
-		ctl_json_print(json_pack("{s:s, s:I}", "name", name, "current", (json_int_t)version));
+		ctl_json_print(
+			json_pack("{s:s, s:I}", "name", name, "current", (json_int_t)version));
 	return CTL_OK;
 }
 
@@ -408,7 +415,8 @@ static int cmd_rm(struct ctl *c, int argc, char **argv)
 	if (r < 0)
 		return ctl_exit_code(r);
 	if (c->json)
-		ctl_json_print(json_pack("{s:s, s:I}", "name", name, "removed", (json_int_t)version));
+		ctl_json_print(
+			json_pack("{s:s, s:I}", "name", name, "removed", (json_int_t)version));
 	return CTL_OK;
 }
 
@@ -447,12 +455,11 @@ static int cmd_gc(struct ctl *c, int argc, char **argv)
 	if (r < 0)
 		return r == -EBADMSG ? CTL_DAMAGED : CTL_FAILED;
 	if (c->json)
-		ctl_json_print(json_pack("{s:I, s:I, s:I, s:I, s:I}", "manifests",
-					 (json_int_t)res.manifests, "chunks_kept",
-					 (json_int_t)res.chunks_kept, "chunks_removed",
-					 (json_int_t)res.chunks_removed, "bytes_removed",
-					 (json_int_t)res.bytes_removed, "tmp_removed",
-					 (json_int_t)res.tmp_removed));
+		ctl_json_print(json_pack(
+			"{s:I, s:I, s:I, s:I, s:I}", "manifests", (json_int_t)res.manifests,
+			"chunks_kept", (json_int_t)res.chunks_kept, "chunks_removed",
+			(json_int_t)res.chunks_removed, "bytes_removed",
+			(json_int_t)res.bytes_removed, "tmp_removed", (json_int_t)res.tmp_removed));
 	else
 		printf("removed %llu chunks (%s), kept %llu chunks of %llu manifests, removed %llu "
 		       "temp files\n",
@@ -495,20 +502,24 @@ static int cmd_stats(struct ctl *c, int argc, char **argv)
 		printf("images:        %llu (%llu versions, %llu snapshots)\n"
 		       "logical bytes: %s (%llu), of which zero: %s\n"
 		       "unique bytes:  %s (distinct non-zero chunks, before compression)\n"
-		       "stored bytes:  %s (%llu) in %llu chunks (%llu unreferenced: gc frees them)\n"
+		       "stored bytes:  %s (%llu) in %llu chunks (%llu unreferenced: gc frees "
+		       "them)\n"
 		       "dedup ratio:   %.2f (logical / stored)\n",
 		       (unsigned long long)st.images, (unsigned long long)st.versions,
 		       (unsigned long long)st.snapshots, fmt_size(a, sizeof(a), st.logical_bytes),
 		       (unsigned long long)st.logical_bytes, fmt_size(z, sizeof(z), st.zero_bytes),
-		       fmt_size(u, sizeof(u), st.unique_bytes), fmt_size(b, sizeof(b), st.stored_bytes),
-		       (unsigned long long)st.stored_bytes, (unsigned long long)st.chunks,
-		       (unsigned long long)st.unreferenced_chunks, st.dedup_ratio);
+		       fmt_size(u, sizeof(u), st.unique_bytes),
+		       fmt_size(b, sizeof(b), st.stored_bytes), (unsigned long long)st.stored_bytes,
+		       (unsigned long long)st.chunks, (unsigned long long)st.unreferenced_chunks,
+		       st.dedup_ratio);
 	return st.damaged_manifests ? CTL_DAMAGED : CTL_OK;
 }
 
 const struct ctl_command ctl_image_commands[] = {
-	{"image", "import", "[--kind fs|disk] [--chunk-size SIZE] [--format FMT] [--promote] NAME FILE",
-	 "import a raw image (qcow2, vmdk, ... through qemu-img) as a new version; prints NAME@VERSION",
+	{"image", "import",
+	 "[--kind fs|disk] [--chunk-size SIZE] [--format FMT] [--promote] NAME FILE",
+	 "import a raw image (qcow2, vmdk, ... through qemu-img) as a new version; prints "
+	 "NAME@VERSION",
 	 cmd_import},
 	{"image", "list", "", "list images: current and latest version, size", cmd_list},
 	{"image", "versions", "NAME", "list the versions of an image", cmd_versions},

@@ -205,7 +205,8 @@ int gc_stats(struct store *s, struct store_stats *st)
 	r = store_chunk_foreach(s, count_one, &cc);
 	if (r < 0)
 		goto out;
-	st->dedup_ratio = st->stored_bytes ? (double)st->logical_bytes / (double)st->stored_bytes : 0;
+	st->dedup_ratio =
+		st->stored_bytes ? (double)st->logical_bytes / (double)st->stored_bytes : 0;
 out:
 	free(imgs);
 	chunkset_release(&mark.live);

@@ -26,8 +26,9 @@ static void help(FILE *f)
 	for (size_t t = 0; t < ARRAY_SIZE(tables); t++)
 		for (const struct ctl_command *c = tables[t]; c->group; c++)
 			fprintf(f, "  %s %s %s\n      %s\n", c->group, c->verb, c->args, c->help);
-	fprintf(f, "\nstore: --store DIR, else $GOLDCACHE_STORE, else %s\n"
-		   "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 damaged data found\n",
+	fprintf(f,
+		"\nstore: --store DIR, else $GOLDCACHE_STORE, else %s\n"
+		"exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 damaged data found\n",
 		STORE_DEFAULT_DIR);
 }
 

@@ -170,7 +170,8 @@ static int set_current(struct store *s, const char *name, uint32_t version)
 	n = snprintf(buf, sizeof(buf), "%u\n", version);
 	r = io_write_file_atomic(p, buf, (size_t)n, 0644);
 	if (r < 0)
-		log_error("cannot set current version of '%s' to %u: %s", name, version, strerror(-r));
+		log_error("cannot set current version of '%s' to %u: %s", name, version,
+			  strerror(-r));
 	return r;
 }
 
@@ -263,7 +264,8 @@ static int convert_to_raw(struct store *s, const char *src, const char *fmt, int
 		return -errno;
 	close(fd);
 	{
-		const char *argv[] = {"qemu-img", "convert", "-q", "-f", fmt, "-O", "raw", src, tmp, NULL};
+		const char *argv[] = {"qemu-img", "convert", "-q", "-f", fmt,
+				      "-O",	  "raw",     src,  tmp,	 NULL};
 
 		so.timeout_ms = timeout_ms > 0 ? timeout_ms : 3600 * 1000;
 		so.err = &err;
@@ -400,7 +402,7 @@ int image_import(struct store *s, const char *name, const char *path, const stru
 		goto out;
 	fmt = o->format ? o->format : detect_format(fd);
 	if (strcmp(fmt, "raw") != 0) {
-		log_info("converting '%s' from %s to raw", path, fmt);
+		log_debug("converting '%s' from %s to raw", path, fmt);
 		r = convert_to_raw(s, path, fmt, o->qemu_timeout_ms, conv, sizeof(conv));
 		if (r < 0) {
 			conv[0] = '\0';
@@ -470,7 +472,7 @@ int image_import(struct store *s, const char *name, const char *path, const stru
 			res->new_chunks++;
 			res->new_bytes += len;
 		}
-progress:
+	progress:
 		if (o->progress)
 			o->progress(off + len, (uint64_t)end, o->progress_arg);
 	}
@@ -562,9 +564,9 @@ int image_export_to_file(struct store *s, const char *name, uint32_t version, co
 		if (r == 0 && got != len)
 			r = -EBADMSG;
 		if (r < 0) {
-			log_error("cannot export %s@%u: chunk %llu (%s) at offset %llu is %s", m->name,
-				  m->version, (unsigned long long)i, hash_to_hex(&m->chunks[i].id, hex),
-				  (unsigned long long)off,
+			log_error("cannot export %s@%u: chunk %llu (%s) at offset %llu is %s",
+				  m->name, m->version, (unsigned long long)i,
+				  hash_to_hex(&m->chunks[i].id, hex), (unsigned long long)off,
 				  r == -ENOENT	  ? "missing"
 				  : r == -EBADMSG ? "damaged (hash mismatch)"
 						  : strerror(-r));
@@ -574,7 +576,7 @@ int image_export_to_file(struct store *s, const char *name, uint32_t version, co
 		}
 		if ((r = io_pwrite_all(fd, buf, len, (off_t)off)) < 0)
 			goto out_write;
-progress:
+	progress:
 		if (o->progress)
 			o->progress(off + len, m->size, o->progress_arg);
 	}
@@ -648,7 +650,8 @@ int image_list(struct store *s, struct image_info **out, size_t *n)
 		if (image_current(s, ii->name, &ii->current) < 0)
 			ii->current = 0;
 		if ((ii->current || ii->latest) &&
-		    image_manifest_load(s, ii->name, ii->current ? ii->current : ii->latest, &m) == 0)
+		    image_manifest_load(s, ii->name, ii->current ? ii->current : ii->latest, &m) ==
+			    0)
 			ii->size = m->size;
 		manifest_free(m);
 		free(vers);
@@ -826,7 +829,8 @@ static int walk_owners(struct store *s, const char *top, const char *subfmt, con
 	closedir(d);
 	for (size_t i = 0; i < cnt; i++) {
 		if (r == 0 && (r = fmt_buf(sub, sizeof(sub), subfmt, names[i])) == 0)
-			r = walk_dir(s, sub, names[i], label_fmt, check ? names[i] : NULL, 0, fn, arg);
+			r = walk_dir(s, sub, names[i], label_fmt, check ? names[i] : NULL, 0, fn,
+				     arg);
 		free(names[i]);
 	}
 	free(names);
@@ -848,7 +852,8 @@ int image_walk_manifests(struct store *s, const char *name, uint32_t version, ma
 	}
 	r = walk_owners(s, "images", "images/%s/versions", "%s@%u", 1, fn, arg);
 	if (r == 0)
-		r = walk_owners(s, "machines", "machines/%s/snapshots", "machines/%s@%u", 0, fn, arg);
+		r = walk_owners(s, "machines", "machines/%s/snapshots", "machines/%s@%u", 0, fn,
+				arg);
 	return r;
 }
 

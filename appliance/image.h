@@ -94,8 +94,8 @@ int image_rm(struct store *s, const char *name, uint32_t version, int force);
  * machines/NAME/snapshots/N.manifest. fn gets a label ("debian@3" or
  * "machine:pc1@7") and the decoded manifest, or NULL and a negative errno (with
  * a message in err) when the file is damaged. A non-zero return stops the walk. */
-typedef int manifest_walk_fn(const char *label, const char *path, const struct manifest *m,
-			     int err, const char *errmsg, void *arg);
+typedef int manifest_walk_fn(const char *label, const char *path, const struct manifest *m, int err,
+			     const char *errmsg, void *arg);
 int image_walk_manifests(struct store *s, const char *name, uint32_t version, manifest_walk_fn *fn,
 			 void *arg);
 

@@ -302,7 +302,7 @@ int store_sync(struct store *s)
 			log_error("cannot fsync '%s': %s", p, strerror(-r));
 			return r;
 		}
-		s->dirty_dirs[i >> 3] &= (uint8_t)~(1u << (i & 7));
+		s->dirty_dirs[i >> 3] &= (uint8_t) ~(1u << (i & 7));
 	}
 	return 0;
 }
@@ -397,8 +397,8 @@ int store_chunk_verify(struct store *s, const struct hash *id, size_t *len)
 	return r;
 }
 
-int store_chunk_foreach(struct store *s, int (*fn)(const struct hash *id, uint64_t stored, void *arg),
-			void *arg)
+int store_chunk_foreach(struct store *s,
+			int (*fn)(const struct hash *id, uint64_t stored, void *arg), void *arg)
 {
 	char p[4096];
 	int r = 0;
@@ -421,8 +421,8 @@ int store_chunk_foreach(struct store *s, int (*fn)(const struct hash *id, uint64
 			struct hash id;
 			struct stat st;
 
-			if (strlen(e->d_name) != HASH_HEX_LEN || hash_from_hex(e->d_name, &id) < 0 ||
-			    id.b[0] != i)
+			if (strlen(e->d_name) != HASH_HEX_LEN ||
+			    hash_from_hex(e->d_name, &id) < 0 || id.b[0] != i)
 				continue;
 			if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue; /* removed meanwhile */

@@ -74,8 +74,8 @@ int store_chunk_verify(struct store *s, const struct hash *id, size_t *len);
 
 /* Calls fn for every chunk file (id, its stored size on disk in bytes). Stops
  * and returns fn's value when non-zero. Names that are not chunk ids are skipped. */
-int store_chunk_foreach(struct store *s, int (*fn)(const struct hash *id, uint64_t stored, void *arg),
-			void *arg);
+int store_chunk_foreach(struct store *s,
+			int (*fn)(const struct hash *id, uint64_t stored, void *arg), void *arg);
 
 /* Removes chunk id (gc). 0 or a negative errno. */
 int store_chunk_remove(struct store *s, const struct hash *id);

@@ -245,8 +245,7 @@ static int is_lower_hex(const char *s, size_t n)
 	return s[n] == '\0';
 }
 
-int manifest_decode(const char *buf, size_t len, struct manifest **out, char *err,
-		    size_t errsize)
+int manifest_decode(const char *buf, size_t len, struct manifest **out, char *err, size_t errsize)
 {
 	struct reader r = {.buf = buf, .p = buf, .end = buf + len, .err = err, .errsize = errsize};
 	struct manifest *m = NULL;
@@ -296,8 +295,9 @@ int manifest_decode(const char *buf, size_t len, struct manifest **out, char *er
 	if (rc == 0)
 		rc = num_field(&r, "chunk-size", MANIFEST_MAX_CHUNK, &cs);
 	if (rc == 0 && manifest_geometry_ok(size, (uint32_t)cs) < 0)
-		rc = fail(&r, "chunk-size must be a power of two in [%u, %u] and give at most %u "
-			      "chunks",
+		rc = fail(&r,
+			  "chunk-size must be a power of two in [%u, %u] and give at most %u "
+			  "chunks",
 			  MANIFEST_MIN_CHUNK, MANIFEST_MAX_CHUNK, MANIFEST_MAX_CHUNKS);
 	if (rc == 0)
 		rc = num_field(&r, "parent", MANIFEST_MAX_VERSION, &parent);
@@ -328,8 +328,9 @@ int manifest_decode(const char *buf, size_t len, struct manifest **out, char *er
 				goto fail;
 			}
 		} else {
-			rc = fail(&r, "expected a chunk id (64 lower-case hex digits) or 'zero' "
-				      "(chunk %llu of %llu)",
+			rc = fail(&r,
+				  "expected a chunk id (64 lower-case hex digits) or 'zero' "
+				  "(chunk %llu of %llu)",
 				  (unsigned long long)i, (unsigned long long)nchunks);
 			goto fail;
 		}

@@ -55,8 +55,7 @@ int manifest_encode(const struct manifest *m, char **out, size_t *len);
 
 /* Decodes buf (len bytes, need not be NUL-terminated). On -EINVAL, err (if not
  * NULL) holds a message naming the line. On success *out is a new manifest. */
-int manifest_decode(const char *buf, size_t len, struct manifest **out, char *err,
-		    size_t errsize);
+int manifest_decode(const char *buf, size_t len, struct manifest **out, char *err, size_t errsize);
 
 const char *manifest_kind_str(enum manifest_kind k);
 /* "fs" or "disk". 0 or -EINVAL. */
