@@ -11,5 +11,3 @@ $(O)/bin/gc-dhcp: $(O)/appliance/gc-dhcp.o
 PROGRAMS += goldctl
 MAIN_SRCS += appliance/goldctl.c
 $(O)/bin/goldctl: $(O)/appliance/goldctl.o
-# this fragment is read before the Makefile's `all:`; keep `make` meaning `make all`
-.DEFAULT_GOAL := all
