@@ -762,11 +762,13 @@ static void parse_seq(struct parser *p, const struct field *f, void *obj)
 		size_t old;
 
 		if (*count >= f->max) {
-			if (*count == f->max) {
+			if (*count == f->max && idx == *count) {
 				struct config_pos ipos = ev_pos(p);
+				size_t o = path_push(p, "[%zu]", NULL, idx);
 
 				perr(p, &ipos, "too many entries (at most %llu)",
 				     (unsigned long long)f->max);
+				path_pop(p, o);
 			}
 			skip_value(p);
 			idx++;
