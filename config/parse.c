@@ -475,8 +475,8 @@ static int mac_pattern_normalise(const char *in, size_t n, char **out)
 		else if (c == ']')
 			bracket = 0;
 		else if (c == '-' && !bracket)
-			c = ':';
-		else if (!strchr("0123456789abcdef:*?!^", c)) {
+			c = ':'; /* 52-54-00-* like a hyphenated MAC */
+		else if (!(c && strchr(bracket ? "0123456789abcdef-!^" : "0123456789abcdef:*?", c))) {
 			free(s);
 			return -EINVAL;
 		}
