@@ -476,7 +476,8 @@ static int mac_pattern_normalise(const char *in, size_t n, char **out)
 			bracket = 0;
 		else if (c == '-' && !bracket)
 			c = ':'; /* 52-54-00-* like a hyphenated MAC */
-		else if (!(c && strchr(bracket ? "0123456789abcdef-!^" : "0123456789abcdef:*?", c))) {
+		else if (!(c &&
+			   strchr(bracket ? "0123456789abcdef-!^" : "0123456789abcdef:*?", c))) {
 			free(s);
 			return -EINVAL;
 		}
@@ -651,6 +652,15 @@ static void unknown_key(struct parser *p, const struct schema *s, const char *ke
 
 		if (d < best) {
 			best = d;
+			bi = i;
+		}
+	}
+	/* "chap_secret" for "chap_secret_file": a long enough prefix is a hint too */
+	for (size_t i = 0; best > 2 && i < s->n_fields; i++) {
+		size_t kl = strlen(key), fl = strlen(s->fields[i].key);
+
+		if (MIN(kl, fl) >= 4 && !strncmp(key, s->fields[i].key, MIN(kl, fl))) {
+			best = 0;
 			bi = i;
 		}
 	}

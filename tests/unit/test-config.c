@@ -13,22 +13,22 @@
 #include "lib/util.h"
 #include "tests/tap.h"
 
-#define HEAD                                                                                     \
-	"appliance:\n"                                                                           \
-	"  interface: gcbr0\n"                                                                   \
-	"  listen: 10.77.0.1/24\n"                                                               \
-	"  dhcp:\n"                                                                              \
+#define HEAD                       \
+	"appliance:\n"             \
+	"  interface: gcbr0\n"     \
+	"  listen: 10.77.0.1/24\n" \
+	"  dhcp:\n"                \
 	"    range: 10.77.0.100-10.77.0.200\n"
 /* lines 1-5 above; images start at line 6 */
-#define IMAGES                                                                                   \
-	"images:\n"                                                                              \
-	"  - name: deb\n"                                                                        \
-	"    kernel: /k\n"                                                                       \
+#define IMAGES             \
+	"images:\n"        \
+	"  - name: deb\n"  \
+	"    kernel: /k\n" \
 	"    initrd: /i\n"
 /* lines 6-9; profiles start at line 10 */
-#define PROFILES                                                                                 \
-	"profiles:\n"                                                                            \
-	"  - name: desk\n"                                                                       \
+#define PROFILES           \
+	"profiles:\n"      \
+	"  - name: desk\n" \
 	"    image: deb\n"
 /* lines 10-12; machines start at line 13 */
 
@@ -203,18 +203,20 @@ static void test_syntax_errors(void)
 	    "tab indentation is a syntax error");
 	bad("", "t.yaml:1:1: the config is empty", "empty file");
 	bad("# only a comment\n", "the config is empty", "comment-only file");
-	bad("- a\n- b\n", "t.yaml:1:1: expected the config as a mapping of keys to values, found a list",
+	bad("- a\n- b\n",
+	    "t.yaml:1:1: expected the config as a mapping of keys to values, found a list",
 	    "top level list");
 	bad(HEAD "---\n" HEAD, "a second YAML document", "two documents");
 	bad("x: &a [1]\ny: *a\n", "t.yaml:2:4: y: YAML aliases (*a) are not supported",
 	    "aliases refused");
-	bad(HEAD "images:\n  - &img {name: a}\n", "t.yaml:7:5: images: YAML anchors (&img) are not supported",
-	    "anchors refused");
-	bad(HEAD "images:\n  - !!map {name: a}\n", "YAML tags (tag:yaml.org,2002:map) are not supported",
-	    "tags refused");
+	bad(HEAD "images:\n  - &img {name: a}\n",
+	    "t.yaml:7:5: images: YAML anchors (&img) are not supported", "anchors refused");
+	bad(HEAD "images:\n  - !!map {name: a}\n",
+	    "YAML tags (tag:yaml.org,2002:map) are not supported", "tags refused");
 	bad("appliance:\n  interface: a\n  listen: 10.0.0.1\n  dhcp: {mode: off}\n"
 	    "images:\n  - name: \"a\\0b\"\n",
-	    "t.yaml:6:11: images[0].name: \"a\\x00b\" contains control characters", "NUL byte refused");
+	    "t.yaml:6:11: images[0].name: \"a\\x00b\" contains control characters",
+	    "NUL byte refused");
 	bad("appliance:\n  interface: a\n  listen: 10.0.0.1\n  dhcp: {mode: off}\n"
 	    "images:\n  - name: a\n    cmdline: \"x\\ny\"\n",
 	    "t.yaml:7:14: images[0].cmdline: \"x\\x0ay\" contains control characters",
@@ -224,10 +226,12 @@ static void test_syntax_errors(void)
 static void test_schema_errors(void)
 {
 	bad("appliance:\n  intreface: gcbr0\n  listen: 10.0.0.1\n",
-	    "t.yaml:2:3: appliance.intreface: unknown key \"intreface\" (did you mean \"interface\"?)",
+	    "t.yaml:2:3: appliance.intreface: unknown key \"intreface\" (did you mean "
+	    "\"interface\"?)",
 	    "unknown key with a suggestion");
 	bad(HEAD "frobnicate: 1\n",
-	    "t.yaml:6:1: frobnicate: unknown key \"frobnicate\" (expected one of: appliance, images, "
+	    "t.yaml:6:1: frobnicate: unknown key \"frobnicate\" (expected one of: appliance, "
+	    "images, "
 	    "profiles, machines, groups, unknown_machines)",
 	    "unknown key listing the valid ones");
 	bad(HEAD "  listen: 10.77.0.2\n",
@@ -246,10 +250,12 @@ static void test_schema_errors(void)
 	    "t.yaml:6:14: appliance.http_port: expected a port number 1-65535, found a list",
 	    "port as a list");
 	bad(HEAD "    mode: ful\n",
-	    "t.yaml:6:11: appliance.dhcp.mode: \"ful\" is not valid (expected one of full, proxy or off)",
+	    "t.yaml:6:11: appliance.dhcp.mode: \"ful\" is not valid (expected one of full, proxy "
+	    "or off)",
 	    "bad dhcp mode");
 	bad(HEAD "    lease_time: 60\n",
-	    "t.yaml:6:17: appliance.dhcp.lease_time: \"60\" is not a duration like 30s, 15m, 1h or 1d, "
+	    "t.yaml:6:17: appliance.dhcp.lease_time: \"60\" is not a duration like 30s, 15m, 1h or "
+	    "1d, "
 	    "from 2m to 365d",
 	    "duration without unit");
 	bad(HEAD "    lease_time: 1m\n", "appliance.dhcp.lease_time: \"1m\" is not a duration",
@@ -259,11 +265,13 @@ static void test_schema_errors(void)
 	bad(HEAD "images:\n  - name: deb ian\n",
 	    "t.yaml:7:11: images[0].name: \"deb ian\" is not a valid name", "bad name");
 	bad(HEAD "images:\n  - kernel: /k\n",
-	    "t.yaml:7:5: images[0]: missing required key \"name\" in an image", "image without name");
+	    "t.yaml:7:5: images[0]: missing required key \"name\" in an image",
+	    "image without name");
 	bad(HEAD "images:\n  name: x\n", "t.yaml:7:3: images: expected a list of images",
 	    "images as a mapping");
 	bad(HEAD IMAGES PROFILES "    mode: streaming\n",
-	    "t.yaml:13:11: profiles[0].mode: \"streaming\" is not valid (expected one of cache, stream "
+	    "t.yaml:13:11: profiles[0].mode: \"streaming\" is not valid (expected one of cache, "
+	    "stream "
 	    "or sanboot)",
 	    "bad profile mode");
 	bad(HEAD IMAGES PROFILES "    persist: yes\n",
@@ -274,7 +282,8 @@ static void test_schema_errors(void)
 	bad(HEAD IMAGES PROFILES "    sync_interval: 1s\n",
 	    "profiles[0].sync_interval: \"1s\" is not a duration", "sync too often");
 	bad(HEAD IMAGES PROFILES "machines:\n  - mac: 52:54:zz:12:34:56\n    profile: desk\n",
-	    "t.yaml:14:10: machines[0].mac: \"52:54:zz:12:34:56\" is not a MAC address (expected six "
+	    "t.yaml:14:10: machines[0].mac: \"52:54:zz:12:34:56\" is not a MAC address (expected "
+	    "six "
 	    "hex pairs like 52:54:00:12:34:56)",
 	    "bad MAC");
 	bad(HEAD IMAGES PROFILES "groups:\n  - match: \"52:54:00:g*\"\n    profile: desk\n",
@@ -306,7 +315,8 @@ static void test_semantic_errors(void)
 				 "  - mac: 52:54:00:12:34:57\n"
 				 "    name: pc\n"
 				 "    profile: desk\n",
-	    "t.yaml:17:5: machines[1]: duplicate machine name \"pc\" (already used by machines[0] at "
+	    "t.yaml:17:5: machines[1]: duplicate machine name \"pc\" (already used by machines[0] "
+	    "at "
 	    "line 14",
 	    "duplicate machine name");
 	bad(HEAD IMAGES PROFILES "machines:\n"
@@ -318,17 +328,20 @@ static void test_semantic_errors(void)
 	    "machines[1]: its default name \"52-54-00-12-34-57\" is the name of machines[0]",
 	    "default name clashing with an explicit one");
 	bad(HEAD IMAGES PROFILES "  - name: desk\n    image: deb\n",
-	    "t.yaml:13:5: profiles[1]: duplicate profile name \"desk\" (already used by profiles[0] at "
+	    "t.yaml:13:5: profiles[1]: duplicate profile name \"desk\" (already used by "
+	    "profiles[0] at "
 	    "line 11",
 	    "duplicate profile");
 	bad(HEAD IMAGES "  - name: deb\n",
-	    "t.yaml:10:5: images[1]: duplicate image name \"deb\" (already used by images[0] at line 7",
+	    "t.yaml:10:5: images[1]: duplicate image name \"deb\" (already used by images[0] at "
+	    "line 7",
 	    "duplicate image");
 	bad(HEAD IMAGES "profiles:\n  - name: desk\n    image: debain\n",
 	    "t.yaml:12:12: profiles[0].image: unknown image \"debain\" (defined images: deb)",
 	    "unknown image");
 	bad(HEAD IMAGES PROFILES "machines:\n  - mac: 52:54:00:12:34:56\n    profile: dekstop\n",
-	    "t.yaml:15:14: machines[0].profile: unknown profile \"dekstop\" (defined profiles: desk)",
+	    "t.yaml:15:14: machines[0].profile: unknown profile \"dekstop\" (defined profiles: "
+	    "desk)",
 	    "machine with an unknown profile");
 	bad(HEAD IMAGES PROFILES "groups:\n  - match: 52:54:00:*\n    profile: lab\n",
 	    "t.yaml:15:14: groups[0].profile: unknown profile \"lab\" (defined profiles: desk)",
@@ -336,17 +349,20 @@ static void test_semantic_errors(void)
 	bad(HEAD "machines:\n  - mac: 52:54:00:12:34:56\n    profile: x\n",
 	    "machines[0].profile: unknown profile \"x\" (no profiles are defined)", "no profiles");
 	bad(HEAD IMAGES PROFILES "unknown_machines:\n  policy: profile\n",
-	    "t.yaml:14:3: unknown_machines.profile: missing: policy profile needs", "policy w/o profile");
+	    "t.yaml:14:3: unknown_machines.profile: missing: policy profile needs",
+	    "policy w/o profile");
 	bad(HEAD IMAGES PROFILES "unknown_machines:\n  policy: refuse\n  profile: desk\n",
 	    "t.yaml:15:12: unknown_machines.profile: only used with policy: profile",
 	    "profile with refuse");
 	bad(HEAD "images:\n  - name: w\nprofiles:\n  - name: p\n    image: w\n",
-	    "t.yaml:10:12: profiles[0].image: mode cache boots a kernel, but image \"w\" (line 7) has no "
+	    "t.yaml:10:12: profiles[0].image: mode cache boots a kernel, but image \"w\" (line 7) "
+	    "has no "
 	    "kernel and initrd",
 	    "cache profile needs a kernel");
 	bad("appliance:\n  interface: gcbr0\n  listen: 10.77.0.1/24\n  dhcp:\n"
 	    "    range: 10.78.0.100-10.78.0.200\n",
-	    "t.yaml:5:12: appliance.dhcp.range: \"10.78.0.100-10.78.0.200\" is not inside 10.77.0.1's "
+	    "t.yaml:5:12: appliance.dhcp.range: \"10.78.0.100-10.78.0.200\" is not inside "
+	    "10.77.0.1's "
 	    "subnet 10.77.0.0 netmask 255.255.255.0",
 	    "range outside listen's subnet");
 	bad("appliance:\n  interface: gcbr0\n  listen: 10.77.0.1/24\n  dhcp:\n"
@@ -358,9 +374,11 @@ static void test_semantic_errors(void)
 	    "starts after it ends", "reversed range");
 	bad("appliance:\n  interface: gcbr0\n  listen: 10.77.0.1/24\n  dhcp:\n"
 	    "    range: 10.77.0.100\n",
-	    "t.yaml:5:12: appliance.dhcp.range: \"10.77.0.100\" is not an address range", "not a range");
+	    "t.yaml:5:12: appliance.dhcp.range: \"10.77.0.100\" is not an address range",
+	    "not a range");
 	bad("appliance:\n  interface: gcbr0\n  listen: 10.77.0.1/24\n  dhcp:\n    mode: full\n",
-	    "t.yaml:5:5: appliance.dhcp.range: missing: mode full needs a range", "full without range");
+	    "t.yaml:5:5: appliance.dhcp.range: missing: mode full needs a range",
+	    "full without range");
 	bad("appliance:\n  interface: gcbr0\n  listen: 10.77.0.1/24\n  dhcp:\n"
 	    "    mode: proxy\n    range: 10.77.1.0\n",
 	    "appliance.dhcp.range: \"10.77.1.0\" is not the network address of 10.77.0.1's subnet",
@@ -369,7 +387,8 @@ static void test_semantic_errors(void)
 	    "    mode: off\n    range: 10.77.0.0\n",
 	    "a range is only used with mode full or proxy", "range with dhcp off");
 	bad(HEAD "  iscsi:\n    iqn_prefix: iqn.2026-13.org.example\n",
-	    "t.yaml:7:17: appliance.iscsi.iqn_prefix: \"iqn.2026-13.org.example\" is not a valid iSCSI "
+	    "t.yaml:7:17: appliance.iscsi.iqn_prefix: \"iqn.2026-13.org.example\" is not a valid "
+	    "iSCSI "
 	    "qualified name",
 	    "bad IQN month");
 	bad(HEAD "  iscsi:\n    iqn_prefix: iqn.2026-11.Org.Example\n",
@@ -468,7 +487,8 @@ static void test_many_machines(void)
 
 	o = (size_t)snprintf(y, cap, "%s%s%smachines:\n", HEAD, IMAGES, PROFILES);
 	for (size_t i = 0; i < n; i++)
-		o += (size_t)snprintf(y + o, cap - o, "- {mac: 52:54:00:%02zx:%02zx:%02zx, profile: desk}\n",
+		o += (size_t)snprintf(y + o, cap - o,
+				      "- {mac: 52:54:00:%02zx:%02zx:%02zx, profile: desk}\n",
 				      (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
 	config_diag_init(&d);
 	t0 = now_ms();
@@ -557,16 +577,17 @@ static struct config *load_print_reload(struct config *cfg)
 
 static void test_print_and_diff(void)
 {
-	const char *base = HEAD IMAGES PROFILES "  - name: \"null\"\n    image: deb\n    mode: stream\n"
-						"machines:\n"
-						"  - mac: 52:54:00:00:00:01\n"
-						"    profile: desk\n"
-						"    chap_secret_file: /etc/s/1\n"
-						"  - mac: 52:54:00:00:00:02\n"
-						"    profile: \"null\"\n"
-						"groups:\n"
-						"  - match: \"*\"\n"
-						"    profile: desk\n";
+	const char *base =
+		HEAD IMAGES PROFILES "  - name: \"null\"\n    image: deb\n    mode: stream\n"
+				     "machines:\n"
+				     "  - mac: 52:54:00:00:00:01\n"
+				     "    profile: desk\n"
+				     "    chap_secret_file: /etc/s/1\n"
+				     "  - mac: 52:54:00:00:00:02\n"
+				     "    profile: \"null\"\n"
+				     "groups:\n"
+				     "  - match: \"*\"\n"
+				     "    profile: desk\n";
 	struct config *a = good(base, "diff base loads"), *b, *c;
 	struct config_diff df;
 	char *y;
@@ -576,7 +597,8 @@ static void test_print_and_diff(void)
 	b = load_print_reload(a);
 	if (b) {
 		config_diff(a, b, &df);
-		ok(config_diff_empty(&df), "print -> load round trip is equal (even a profile named null)");
+		ok(config_diff_empty(&df),
+		   "print -> load round trip is equal (even a profile named null)");
 		config_diff_release(&df);
 		config_free(b);
 	}
@@ -588,7 +610,8 @@ static void test_print_and_diff(void)
 	free(y);
 	if (c) {
 		config_diff(a, c, &df);
-		ok(df.images.n_changed == 1 && !strcmp(df.images.changed[0], "deb"), "image changed");
+		ok(df.images.n_changed == 1 && !strcmp(df.images.changed[0], "deb"),
+		   "image changed");
 		is_int(df.profiles.n_changed, 2, "both profiles of that image changed");
 		is_int(df.machines.n_changed, 2, "both machines changed through their profile");
 		ok(df.groups && !df.unknown && !df.appliance, "groups changed, nothing else");
@@ -606,12 +629,14 @@ static void test_print_and_diff(void)
 		config_diff(a, c, &df);
 		ok(df.machines.n_added == 1 && !strcmp(df.machines.added[0], "52:54:00:00:00:03"),
 		   "machine added");
-		ok(df.machines.n_removed == 1 && !strcmp(df.machines.removed[0], "52:54:00:00:00:02"),
+		ok(df.machines.n_removed == 1 &&
+			   !strcmp(df.machines.removed[0], "52:54:00:00:00:02"),
 		   "machine removed");
 		is_int(df.machines.n_changed, 0, "unchanged machine not listed");
 		ok(df.profiles.n_removed == 1 && !strcmp(df.profiles.removed[0], "null"),
 		   "profile removed");
-		is_int(df.appliance, CONFIG_CHANGED_NETWORK | CONFIG_CHANGED_DHCP | CONFIG_CHANGED_TOKEN,
+		is_int(df.appliance,
+		       CONFIG_CHANGED_NETWORK | CONFIG_CHANGED_DHCP | CONFIG_CHANGED_TOKEN,
 		       "appliance change bits");
 		config_diff_release(&df);
 		config_free(c);
@@ -661,7 +686,8 @@ static void test_host(void)
 		ok(has_msg(&d, "machines[0].chap_secret_file: \"") &&
 			   has_msg(&d, "/short\" does not hold a valid secret"),
 		   "short secret reported");
-		ok(has_msg(&d, "machines[1].chap_secret_file: \"") && has_msg(&d, "\" is a directory"),
+		ok(has_msg(&d, "machines[1].chap_secret_file: \"") &&
+			   has_msg(&d, "\" is a directory"),
 		   "directory reported");
 		ok(has_msg(&d, "/missing\": No such file or directory"), "missing file reported");
 		ok(!has_msg(&d, "s3cret"), "no secret in any message");
