@@ -3,7 +3,12 @@
  * an eventfd that the loop watches; the loop then runs the done callbacks in
  * completion order. Threads are created with every signal blocked, so signals
  * keep arriving at the loop's signalfd only. The pool is sized for a handful of
- * concurrent exports; the disk, not the CPU, is the limit there. */
+ * concurrent exports; the disk, not the CPU, is the limit there.
+ *
+ * worker_fork is the other shape: the job runs in a forked child whose exit code
+ * carries the result (0, or the errno value), watched through a pidfd. It can be
+ * killed at any moment, which a thread cannot; jobs that publish their output
+ * atomically (temp file + rename) lose nothing but the temp file then. */
 #include "appliance/worker.h"
 
 #include <errno.h>
@@ -14,6 +19,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -202,4 +209,76 @@ void workers_free(struct workers *w)
 	pthread_cond_destroy(&w->cv);
 	free(w->threads);
 	free(w);
+}
+
+/* ---- forked workers ---- */
+
+struct worker_child {
+	pid_t pid;
+	int pidfd;
+	worker_done_cb done;
+	void *arg;
+};
+
+static void fork_exited(struct loop *l, pid_t pid, int code, void *arg)
+{
+	struct worker_child *c = arg;
+	int result;
+
+	(void)l;
+	(void)pid;
+	if (code == 0)
+		result = 0;
+	else if (code == 128 + SIGKILL)
+		result = -EINTR;
+	else if (code > 0 && code < 128)
+		result = -code;
+	else
+		result = -ECHILD;
+	c->done(result, c->arg);
+	free(c);
+}
+
+int worker_fork(struct loop *l, worker_fn fn, worker_done_cb done, void *arg,
+		struct worker_child **out)
+{
+	struct worker_child *c;
+	pid_t pid;
+	int r;
+
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		log_error("cannot fork a worker: %s", strerror(-r));
+		return r;
+	}
+	if (pid == 0) {
+		r = fn(arg);
+		/* exit codes carry errno values (< 128); anything else is a failure */
+		_exit(r == 0 ? 0 : (-r > 0 && -r < 128 ? -r : EIO));
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->pid = pid;
+	c->done = done;
+	c->arg = arg;
+	r = loop_child_add(l, pid, fork_exited, c, &c->pidfd);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		free(c);
+		return r;
+	}
+	if (out)
+		*out = c;
+	return 0;
+}
+
+pid_t worker_child_pid(const struct worker_child *c)
+{
+	return c->pid;
+}
+
+void worker_child_kill(struct worker_child *c)
+{
+	pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
 }

@@ -4,6 +4,8 @@
 #ifndef GC_APPLIANCE_WORKER_H
 #define GC_APPLIANCE_WORKER_H
 
+#include <sys/types.h>
+
 #include "appliance/loop.h"
 
 struct workers;
@@ -25,5 +27,19 @@ void workers_free(struct workers *w);
 int worker_submit(struct workers *w, worker_fn fn, worker_done_cb done, void *arg);
 /* Jobs queued or running. */
 unsigned workers_pending(const struct workers *w);
+
+/* Long work that must stay killable (an export the daemon may abandon at
+ * shutdown): fn(arg) runs in a forked child of the (single-threaded) loop
+ * process and _exits with fn's result; done(result, arg) follows on the loop
+ * (result: fn's 0 or -errno, -EINTR when the child was killed, -ECHILD when it
+ * died otherwise). Returns 0 and *out (valid until done has run; may be NULL),
+ * or -errno. The child inherits the loop's blocked signals: only SIGKILL (see
+ * worker_child_kill) ends it from outside. */
+struct worker_child;
+int worker_fork(struct loop *l, worker_fn fn, worker_done_cb done, void *arg,
+		struct worker_child **out);
+pid_t worker_child_pid(const struct worker_child *c);
+/* SIGKILLs the child; its done callback then reports -EINTR. */
+void worker_child_kill(struct worker_child *c);
 
 #endif

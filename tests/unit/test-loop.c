@@ -372,6 +372,40 @@ static void test_workers(void)
 	loop_free(l);
 }
 
+static int fork_job(void *arg)
+{
+	struct job_ctx *j = arg;
+
+	if (j->in < 0)
+		pause(); /* until killed */
+	return j->in == 5 ? -ENOSPC : 0;
+}
+
+static void test_worker_fork(void)
+{
+	struct job_ctx a = {.in = 1}, b = {.in = 5}, c = {.in = -1};
+	struct worker_child *child;
+	struct loop *l;
+	pid_t pid;
+
+	loop_new(&l);
+	jobs_done = 0;
+	is_int(worker_fork(l, fork_job, job_done, &a, NULL), 0, "fork a worker");
+	worker_fork(l, fork_job, job_done, &b, NULL);
+	is_int(worker_fork(l, fork_job, job_done, &c, &child), 0, "fork one that never ends");
+	pid = worker_child_pid(child);
+	while (jobs_done < 2)
+		loop_run_once(l, 100);
+	ok(a.done && a.result == 0, "success reported through the exit code");
+	ok(b.done && b.result == -ENOSPC, "an errno reported through the exit code");
+	worker_child_kill(child);
+	while (jobs_done < 3)
+		loop_run_once(l, 100);
+	is_int(c.result, -EINTR, "a killed worker reports -EINTR");
+	ok(kill(pid, 0) < 0 && errno == ESRCH, "and is reaped");
+	loop_free(l);
+}
+
 int main(void)
 {
 	test_fd();
@@ -383,5 +417,6 @@ int main(void)
 	test_signals();
 	test_children();
 	test_workers();
+	test_worker_fork();
 	return done_testing();
 }
