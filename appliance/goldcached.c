@@ -19,10 +19,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: goldcached [-c FILE] [--check | --print-config] [--no-host-checks] [-v]\n"
+		"                  [--foreground] [--state-dir DIR] [--log FILE]\n"
 		"  -c, --config FILE   the YAML config (default " DEFAULT_CONFIG ")\n"
 		"      --check         validate the config (and this host) and exit\n"
 		"      --print-config  print the effective config, defaults filled in\n"
 		"      --no-host-checks  skip the interface and secret-file checks\n"
+		"      --foreground    run in the foreground (the default and only way;\n"
+		"                      a service manager supervises goldcached)\n"
+		"      --state-dir DIR use DIR instead of the config's appliance.state_dir\n"
+		"      --log FILE      log to FILE (appended, reopened on SIGHUP), not stderr\n"
 		"  -v, --verbose       log debug messages\n"
 		"  -h, --help          this help\n"
 		"exit codes: 0 ok, 1 invalid config or daemon failure, 2 usage error\n");
@@ -36,10 +41,13 @@ int main(int argc, char **argv)
 		{"print-config", no_argument, NULL, 'P'},
 		{"no-host-checks", no_argument, NULL, 'N'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"foreground", no_argument, NULL, 'F'},
+		{"state-dir", required_argument, NULL, 'S'},
+		{"log", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *path = DEFAULT_CONFIG;
+	const char *path = DEFAULT_CONFIG, *state_dir = NULL, *log_path = NULL;
 	bool check = false, print = false, host = true;
 	struct config_diag diag;
 	struct config *cfg = NULL;
@@ -62,6 +70,14 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);
+			break;
+		case 'F':
+			break;
+		case 'S':
+			state_dir = optarg;
+			break;
+		case 'L':
+			log_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -102,7 +118,8 @@ int main(int argc, char **argv)
 		if (r < 0)
 			fprintf(stderr, "goldcached: cannot write the config: %s\n", strerror(-r));
 	} else {
-		struct daemon_opts o = {.config_path = path};
+		struct daemon_opts o = {
+			.config_path = path, .state_dir = state_dir, .log_path = log_path};
 
 		r = daemon_run(cfg, &o);
 	}

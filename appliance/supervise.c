@@ -52,6 +52,7 @@ struct supervisor {
 	unsigned starts;
 	supervise_done_cb done;
 	void *done_arg;
+	int restart; /* start again once the stop completes */
 };
 
 static char **strv_dup(const char *const *v)
@@ -328,6 +329,10 @@ static void child_exited(struct loop *l, pid_t pid, int code, void *arg)
 		log_info("%s[%d] stopped (exit code %d)", sv->name, (int)pid, code);
 		sv->state = SV_STOPPED;
 		sv->done = NULL;
+		if (sv->restart) {
+			sv->restart = 0;
+			supervise_start(sv);
+		}
 		if (done)
 			done(sv, sv->done_arg);
 		return;
@@ -343,6 +348,7 @@ static void child_exited(struct loop *l, pid_t pid, int code, void *arg)
 
 void supervise_stop(struct supervisor *sv, supervise_done_cb done, void *arg)
 {
+	sv->restart = 0;
 	switch (sv->state) {
 	case SV_STOPPED:
 	case SV_BACKOFF:
@@ -366,6 +372,25 @@ void supervise_stop(struct supervisor *sv, supervise_done_cb done, void *arg)
 	log_info("stopping %s[%d]", sv->name, (int)sv->pid);
 	pidfd_send_signal(sv->pidfd, SIGTERM, NULL, 0);
 	sv->timer = loop_timer_add(sv->loop, sv->o.grace_ms, kill_now, sv);
+}
+
+void supervise_restart(struct supervisor *sv)
+{
+	switch (sv->state) {
+	case SV_STOPPED:
+	case SV_BACKOFF:
+		sv->state = SV_STOPPED;
+		supervise_start(sv);
+		return;
+	case SV_STOPPING:
+		sv->restart = 1;
+		return;
+	case SV_STARTING:
+	case SV_RUNNING:
+		supervise_stop(sv, NULL, NULL);
+		sv->restart = 1;
+		return;
+	}
 }
 
 int supervise_signal(struct supervisor *sv, int sig)

@@ -56,6 +56,9 @@ int supervise_start(struct supervisor *sv);
  * done (may be NULL) runs once the child is gone, possibly before this returns
  * (when nothing was running). */
 void supervise_stop(struct supervisor *sv, supervise_done_cb done, void *arg);
+/* Stops the running child (as supervise_stop) and starts it again at once, with
+ * no backoff (e.g. after its config changed); starts it when none runs. */
+void supervise_restart(struct supervisor *sv);
 /* Sends sig to the running child (e.g. SIGHUP). 0, -ESRCH when not running. */
 int supervise_signal(struct supervisor *sv, int sig);
 /* Replaces argv and env for the next start (the running child is left alone). */

@@ -308,6 +308,30 @@ static void test_start_fails(struct loop *l)
 	supervise_free(sv);
 }
 
+static int restarted(void *arg)
+{
+	return supervise_starts(arg) >= 2 && supervise_state(arg) == SV_RUNNING;
+}
+
+static void test_restart(struct loop *l)
+{
+	const char *const argv[] = {"sleep", "30", NULL};
+	struct supervise_opts o = {.name = "again", .argv = argv, .backoff_min_ms = 5000};
+	struct supervisor *sv = supervise_new(l, &o);
+	pid_t first;
+
+	supervise_start(sv);
+	first = supervise_pid(sv);
+	supervise_restart(sv);
+	is_int(supervise_state(sv), SV_STOPPING, "restart stops the child first");
+	ok(run_until(l, restarted, sv), "then starts it again");
+	ok(supervise_pid(sv) != first && !pid_alive(first), "a new process replaced the old");
+	is_int(supervise_backoff_ms(sv), 0, "no backoff delay for a restart");
+	supervise_stop(sv, NULL, NULL);
+	run_until(l, is_stopped, sv);
+	supervise_free(sv);
+}
+
 static void test_free_running(struct loop *l)
 {
 	const char *const argv[] = {"sleep", "30", NULL};
@@ -343,6 +367,7 @@ int main(void)
 	test_ready_timeout(l);
 	test_stop_kill(l);
 	test_start_fails(l);
+	test_restart(l);
 	test_free_running(l);
 	loop_free(l);
 	close(fd);

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# SIGHUP reloads the config and applies only the difference: a machine added
+# leaves dnsmasq running (same pid, it reads the new host file itself); a machine
+# renamed makes goldcached SIGHUP dnsmasq (same pid); a change of dnsmasq's main
+# config restarts it; a broken config is logged and the old one keeps serving.
+# gc-test: once
+. "$GC_SRC/tests/lib.sh"
+. "$GC_SRC/tests/lib-lab.sh"
+. "$GC_SRC/tests/lib-daemon.sh"
+need ip dnsmasq busybox
+
+lab_new
+CFG="$T_DIR/gc.yaml"
+M1="  - mac: 52:54:00:77:00:01
+    name: m1
+    profile: p-gold"
+M2="  - mac: 52:54:00:77:00:02
+    name: m2
+    profile: p-silver"
+gcd_config "$CFG" "$M1"
+gcd_start "$CFG"
+dns=$(gcd_wait_child dnsmasq 0 10)
+ok $? "dnsmasq runs (pid $dns)"
+
+# hup: SIGHUP and wait until the reload has been handled (the log's nth line).
+hup() {
+	local n
+	n=$(gcd_log_count 'SIGHUP: reloading')
+	kill -HUP "$GCD_PID"
+	wait_for 10 test "$(gcd_log_count 'SIGHUP: reloading')" -gt "$n"
+	sleep 0.3 # let dnsmasq act on what it was told
+}
+
+# 1. A machine added: only a new host file.
+gcd_config "$CFG" "$M1
+$M2"
+hup
+like "$(tail -n 5 "$GCD_LOG")" 'config changed: machines \+1 -0 ~0' "the difference is logged"
+ok "$([ -f "$GCD_STATE/dhcp/hosts.d/52-54-00-77-00-02" ]; echo $?)" "host file for m2 written"
+is "$(gcd_child dnsmasq)" "$dns" "dnsmasq not restarted (same pid)"
+c2=$(lab_client c2 52:54:00:77:00:02)
+t_run "the new machine gets a lease" lab_udhcpc "$c2" "$T_DIR/c2.env"
+is "$(lab_env_get "$T_DIR/c2.env" hostname)" m2 "with its name"
+
+# 2. A machine renamed: dnsmasq is told with SIGHUP.
+gcd_config "$CFG" "$M1
+  - mac: 52:54:00:77:00:02
+    name: m2b
+    profile: p-silver"
+hup
+like "$(cat "$GCD_LOG")" 'dnsmasq re-reads its hosts \(SIGHUP\)' "dnsmasq got SIGHUP"
+is "$(gcd_child dnsmasq)" "$dns" "dnsmasq not restarted (same pid)"
+: >"$T_DIR/c2b.env"
+t_run "the renamed machine gets a lease" lab_udhcpc "$c2" "$T_DIR/c2b.env"
+is "$(lab_env_get "$T_DIR/c2b.env" hostname)" m2b "with its new name"
+
+# 3. A profile changed (machine m2 moved to p-gold): no dnsmasq change at all.
+gcd_config "$CFG" "$M1
+  - mac: 52:54:00:77:00:02
+    name: m2b
+    profile: p-gold"
+hup
+like "$(tail -n 5 "$GCD_LOG")" 'config changed: machines \+0 -0 ~1' "one machine changed"
+is "$(gcd_child dnsmasq)" "$dns" "dnsmasq untouched"
+
+# 4. A broken config: logged, old config kept, still serving.
+cp "$CFG" "$T_DIR/good.yaml"
+printf 'machines: [ {mac: zz}\n' >>"$CFG"
+hup
+like "$(cat "$GCD_LOG")" 'gc\.yaml:[0-9]+:[0-9]+' "the error is logged with file:line:column"
+like "$(cat "$GCD_LOG")" 'reload failed: keeping the running config' "the old config is kept"
+is "$(gcd_child dnsmasq)" "$dns" "dnsmasq untouched"
+ok "$(kill -0 "$GCD_PID"; echo $?)" "goldcached still running"
+c1=$(lab_client c1 52:54:00:77:00:01)
+t_run "still serving leases" lab_udhcpc "$c1" "$T_DIR/c1.env"
+is "$(lab_env_get "$T_DIR/c1.env" hostname)" m1 "with the kept config"
+
+# 5. dnsmasq's main config changes (lease time): it is restarted.
+sed 's/lease_time: 10m/lease_time: 20m/' "$T_DIR/good.yaml" >"$CFG"
+hup
+dns2=$(gcd_wait_child dnsmasq "$dns" 10)
+ok $? "dnsmasq restarted for a main config change (pid $dns -> $dns2)"
+like "$(cat "$GCD_LOG")" "dnsmasq\\[$dns2\\].*lease time 20m" "with the new settings"
+
+gcd_stop
+is "$GCD_RC" 0 "clean shutdown"
+done_testing
