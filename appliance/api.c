@@ -1,0 +1,1064 @@
+/* goldcached's routes (see api.h and docs/api.md).
+ *
+ * A route is (method, pattern, who may call it, handler). Patterns are literal
+ * segments and '*' captures; the decoded path is matched segment by segment,
+ * captures are bounded and never "." or "..". Unknown path: 404; known path,
+ * other method: 405. Every error body is {"error": {"status", "message"}}.
+ *
+ * Who: NONE (iPXE and health: nothing to present), ADMIN (the admin token),
+ * ANY (admin or any enrolled agent), SELF (admin, or the agent of the machine
+ * named in the path: another machine's token gets 403). Tokens are compared by
+ * their SHA-256: the admin token with a constant-time compare, agent tokens by
+ * an index lookup of the hash (256-bit random tokens: the hash is the secret's
+ * stand-in, and a lookup's timing says nothing about the token).
+ *
+ * Boot scripts: MAC -> config (machines, then groups, then the unknown policy)
+ * -> the registry records first_seen/last_boot -> an assignment in the registry
+ * overrides the config's profile -> the profile's mode picks the template. So
+ * `goldctl machine assign` takes effect at the next boot, with no restart.
+ *
+ * Agent tokens are issued, never stored in clear: by enrollment (the first
+ * claim within API_ENROLL_WINDOW_S of the machine's boot script, trust on first
+ * use) or by an admin (POST .../token, printed once). A boot script never holds
+ * a token: it is served without authentication to anyone who names the MAC. */
+#include "appliance/api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "appliance/image.h"
+#include "appliance/registry.h"
+#include "appliance/store.h"
+#include "bootscripts/bootscript.h"
+#include "lib/hash.h"
+#include "lib/io.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "targets/iqn.h"
+
+#define MAX_CAPS 3
+#define SEG_MAX 128
+
+struct api {
+	const struct config *cfg;
+	struct registry *reg;
+	struct store *store;
+	struct hash admin_hash;
+	int (*chap_secret)(void *arg, const struct config_machine *m, const char *name, char **out);
+	void (*health)(void *arg, json_t *obj);
+	void *cb_arg;
+	int64_t (*clock)(void);
+	int64_t started;
+};
+
+enum who { WHO_NONE, WHO_ADMIN, WHO_ANY, WHO_SELF };
+
+struct caller {
+	int admin;
+	char mac[18]; /* the agent's machine when not admin */
+};
+
+struct ctx {
+	struct api *a;
+	const struct http_request *req;
+	struct http_response *resp;
+	char caps[MAX_CAPS][SEG_MAX + 1];
+	int ncaps;
+	struct caller caller;
+};
+
+/* A machine named in a path: its canonical MAC and name. */
+struct mref {
+	uint8_t mac[6];
+	char mac_str[CONFIG_MAC_STRLEN];
+	char name[65];
+	struct config_match match;
+	int matched; /* config_machine_by_mac returned a profile */
+};
+
+static int64_t api_now(const struct api *a)
+{
+	return a->clock ? a->clock() : now_unix();
+}
+
+/* ---- routing ---- */
+
+int api_route_match(const char *pattern, const char *path, char caps[][129], int maxcaps)
+{
+	const char *p = pattern, *s = path;
+	int n = 0;
+
+	if (*p != '/' || *s != '/')
+		return -1;
+	while (*p == '/' && *s == '/') {
+		const char *pe, *se;
+		size_t pl, sl;
+
+		p++, s++;
+		pe = strchr(p, '/');
+		se = strchr(s, '/');
+		pl = pe ? (size_t)(pe - p) : strlen(p);
+		sl = se ? (size_t)(se - s) : strlen(s);
+		if (pl == 1 && *p == '*') {
+			if (sl == 0 || sl > SEG_MAX || n >= maxcaps || (sl == 1 && s[0] == '.') ||
+			    (sl == 2 && s[0] == '.' && s[1] == '.'))
+				return -1;
+			memcpy(caps[n], s, sl);
+			caps[n][sl] = '\0';
+			n++;
+		} else if (pl != sl || memcmp(p, s, pl) != 0) {
+			return -1;
+		}
+		p += pl;
+		s += sl;
+	}
+	return *p == '\0' && *s == '\0' ? n : -1;
+}
+
+/* ---- responses ---- */
+
+static void send_json(struct ctx *c, int status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+
+	json_decref(j);
+	if (!s) {
+		http_error(c->resp, 500, "cannot encode the response");
+		return;
+	}
+	c->resp->status = status;
+	c->resp->content_type = "application/json";
+	c->resp->body = xasprintf("%s\n", s);
+	c->resp->len = strlen(c->resp->body);
+	free(s);
+}
+
+static void send_text(struct ctx *c, int status, char *text, size_t len)
+{
+	c->resp->status = status;
+	c->resp->content_type = "text/plain; charset=utf-8";
+	c->resp->body = text;
+	c->resp->len = len;
+}
+
+static json_t *opt_str(const char *s)
+{
+	return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *opt_time(int64_t t)
+{
+	return t ? json_integer(t) : json_null();
+}
+
+/* ---- auth ---- */
+
+static int authenticate(struct ctx *c, enum who who)
+{
+	const char *h = c->req->authorization;
+	char tok[256];
+	struct hash th;
+	size_t n;
+
+	if (who == WHO_NONE)
+		return 0;
+	if (!h) {
+		http_error(c->resp, 401, "this route needs \"Authorization: Bearer TOKEN\"");
+		return -EACCES;
+	}
+	if (strncasecmp(h, "Bearer ", 7) != 0) {
+		http_error(c->resp, 401, "Authorization must use the Bearer scheme");
+		return -EACCES;
+	}
+	h += 7;
+	while (*h == ' ')
+		h++;
+	n = strlen(h);
+	while (n && h[n - 1] == ' ')
+		n--;
+	if (n == 0 || n >= sizeof(tok)) {
+		http_error(c->resp, 401, "malformed bearer token");
+		return -EACCES;
+	}
+	memcpy(tok, h, n);
+	tok[n] = '\0';
+	hash_buf(tok, n, &th);
+	if (CRYPTO_memcmp(th.b, c->a->admin_hash.b, HASH_LEN) == 0) {
+		c->caller.admin = 1;
+	} else if (registry_token_lookup(c->a->reg, tok, c->caller.mac) == 0) {
+		c->caller.admin = 0;
+	} else {
+		explicit_bzero(tok, sizeof(tok));
+		http_error(c->resp, 401, "invalid token");
+		return -EACCES;
+	}
+	explicit_bzero(tok, sizeof(tok));
+	if (who == WHO_ADMIN && !c->caller.admin) {
+		http_error(c->resp, 403, "this route needs the admin token");
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* SELF routes: the admin, or the agent of the machine the path names. */
+static int check_self(struct ctx *c, const struct mref *m)
+{
+	if (c->caller.admin || strcmp(c->caller.mac, m->mac_str) == 0)
+		return 0;
+	http_error(c->resp, 403, "this token belongs to another machine");
+	return -EPERM;
+}
+
+/* ---- machines ---- */
+
+static void mac_hyphen(const uint8_t mac[6], char out[CONFIG_MAC_STRLEN])
+{
+	snprintf(out, CONFIG_MAC_STRLEN, "%02x-%02x-%02x-%02x-%02x-%02x", mac[0], mac[1], mac[2],
+		 mac[3], mac[4], mac[5]);
+}
+
+/* Fills m from a MAC: the config's view and the machine's name (config name,
+ * else the registry's, else the MAC in hyphen form like config's default). */
+static void mref_from_mac(struct api *a, const uint8_t mac[6], const char *reg_name, struct mref *m)
+{
+	memset(m, 0, sizeof(*m));
+	memcpy(m->mac, mac, 6);
+	config_mac_format(mac, m->mac_str);
+	m->matched = config_machine_by_mac(a->cfg, mac, &m->match) == 0;
+	if (m->match.kind == CONFIG_MATCH_MACHINE && m->match.machine)
+		snprintf(m->name, sizeof(m->name), "%s", m->match.machine->name);
+	else if (reg_name && *reg_name)
+		snprintf(m->name, sizeof(m->name), "%s", reg_name);
+	else
+		mac_hyphen(mac, m->name);
+}
+
+/* Resolves NAME from a path: a MAC (any form), a config name or a registry
+ * name. 0 or -ENOENT. */
+static int mref_resolve(struct api *a, const char *ref, struct mref *m)
+{
+	const struct config_machine *cm;
+	struct registry_machine rm;
+	uint8_t mac[6];
+
+	if (config_mac_parse(ref, mac) == 0) {
+		char s[CONFIG_MAC_STRLEN];
+		int have;
+
+		config_mac_format(mac, s);
+		have = registry_get_by_mac(a->reg, s, &rm) == 0;
+		mref_from_mac(a, mac, have ? rm.name : NULL, m);
+		if (have)
+			registry_machine_release(&rm);
+		return 0;
+	}
+	cm = config_machine_by_name(a->cfg, ref);
+	if (cm) {
+		mref_from_mac(a, cm->mac, NULL, m);
+		return 0;
+	}
+	if (registry_get_by_name(a->reg, ref, &rm) == 0) {
+		int rc = config_mac_parse(rm.mac, mac);
+
+		if (rc == 0)
+			mref_from_mac(a, mac, rm.name, m);
+		registry_machine_release(&rm);
+		return rc == 0 ? 0 : -ENOENT;
+	}
+	return -ENOENT;
+}
+
+static const char *source_name(const struct mref *m)
+{
+	switch (m->match.kind) {
+	case CONFIG_MATCH_MACHINE:
+		return "machine";
+	case CONFIG_MATCH_GROUP:
+		return "group";
+	case CONFIG_MATCH_UNKNOWN:
+		return "unknown";
+	default:
+		return "refused";
+	}
+}
+
+/* The profile a machine boots: its assignment when that profile exists in the
+ * config, else the config's match (NULL: refused). */
+static const struct config_profile *effective_profile(struct api *a, const struct mref *m,
+						      const char *assigned)
+{
+	if (assigned && *assigned) {
+		const struct config_profile *p = config_profile_by_name(a->cfg, assigned);
+
+		if (p)
+			return p;
+		log_warn("machine '%s': assigned profile '%s' is not in the config; using the "
+			 "config's",
+			 m->name, assigned);
+	}
+	return m->matched ? m->match.profile : NULL;
+}
+
+static json_t *machine_json(struct api *a, const struct mref *m, const struct registry_machine *rm)
+{
+	const struct config_profile *p = effective_profile(a, m, rm ? rm->assigned_profile : NULL);
+	json_t *j = json_object(), *state = NULL;
+
+	if (rm && rm->state)
+		state = json_loads(rm->state, 0, NULL);
+	json_object_set_new(j, "name", json_string(m->name));
+	json_object_set_new(j, "mac", json_string(m->mac_str));
+	json_object_set_new(j, "source", json_string(source_name(m)));
+	json_object_set_new(j, "config_profile",
+			    opt_str(m->matched ? m->match.profile->name : NULL));
+	json_object_set_new(j, "assigned_profile", opt_str(rm ? rm->assigned_profile : NULL));
+	json_object_set_new(j, "profile", opt_str(p ? p->name : NULL));
+	json_object_set_new(j, "mode", opt_str(p ? config_mode_name(p->mode) : NULL));
+	json_object_set_new(j, "image", opt_str(p && p->image_ref ? p->image_ref->name : NULL));
+	json_object_set_new(j, "first_seen", opt_time(rm ? rm->first_seen : 0));
+	json_object_set_new(j, "last_boot", opt_time(rm ? rm->last_boot : 0));
+	json_object_set_new(j, "last_sync", opt_time(rm ? rm->last_sync : 0));
+	json_object_set_new(j, "state_at", opt_time(rm ? rm->state_at : 0));
+	json_object_set_new(j, "state", state ? state : json_null());
+	json_object_set_new(j, "enrolled", json_boolean(rm && rm->has_token));
+	return j;
+}
+
+struct list_ctx {
+	struct api *a;
+	json_t *arr, *seen;
+};
+
+static int list_row(const struct registry_machine *rm, void *arg)
+{
+	struct list_ctx *l = arg;
+	struct mref m;
+	uint8_t mac[6];
+
+	if (config_mac_parse(rm->mac, mac) < 0)
+		return 0;
+	mref_from_mac(l->a, mac, rm->name, &m);
+	json_array_append_new(l->arr, machine_json(l->a, &m, rm));
+	json_object_set_new(l->seen, m.mac_str, json_true());
+	return 0;
+}
+
+static void h_machines(struct ctx *c)
+{
+	struct list_ctx l = {.a = c->a, .arr = json_array(), .seen = json_object()};
+	int rc = registry_each(c->a->reg, list_row, &l);
+
+	if (rc < 0) {
+		json_decref(l.arr);
+		json_decref(l.seen);
+		http_error(c->resp, 500, "cannot read the machine registry");
+		return;
+	}
+	for (size_t i = 0; i < c->a->cfg->n_machines; i++) {
+		const struct config_machine *cm = &c->a->cfg->machines[i];
+		struct mref m;
+
+		if (json_object_get(l.seen, cm->mac_str))
+			continue;
+		mref_from_mac(c->a, cm->mac, NULL, &m);
+		json_array_append_new(l.arr, machine_json(c->a, &m, NULL));
+	}
+	json_decref(l.seen);
+	send_json(c, 200, json_pack("{s:o}", "machines", l.arr));
+}
+
+/* Resolves caps[0] to a machine, answering 404 itself. */
+static int path_machine(struct ctx *c, struct mref *m)
+{
+	if (mref_resolve(c->a, c->caps[0], m) == 0)
+		return 0;
+	http_error(c->resp, 404, "no machine '%s' (give its name or MAC)", c->caps[0]);
+	return -ENOENT;
+}
+
+static void reply_machine(struct ctx *c, const struct mref *m, int status)
+{
+	struct registry_machine rm;
+	int have = registry_get_by_mac(c->a->reg, m->mac_str, &rm) == 0;
+
+	send_json(c, status, machine_json(c->a, m, have ? &rm : NULL));
+	if (have)
+		registry_machine_release(&rm);
+}
+
+static void h_machine(struct ctx *c)
+{
+	struct mref m;
+
+	if (path_machine(c, &m) < 0 || check_self(c, &m) < 0)
+		return;
+	reply_machine(c, &m, 200);
+}
+
+static json_t *parse_body(struct ctx *c)
+{
+	json_error_t err;
+	json_t *j;
+
+	if (c->req->body_len == 0) {
+		http_error(c->resp, 400, "this route needs a JSON object body");
+		return NULL;
+	}
+	j = json_loadb(c->req->body, c->req->body_len, JSON_REJECT_DUPLICATES, &err);
+	if (!j) {
+		http_error(c->resp, 400, "body is not valid JSON: %s at line %d column %d",
+			   err.text, err.line, err.column);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		http_error(c->resp, 400, "body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* The agent's state report: known keys with checked types only. */
+static int state_validate(struct ctx *c, json_t *j, int64_t *last_sync)
+{
+	const char *k;
+	json_t *v;
+
+	*last_sync = 0;
+	json_object_foreach(j, k, v)
+	{
+		int good;
+
+		if (!strcmp(k, "hydrated_pct"))
+			good = json_is_number(v) && json_number_value(v) >= 0 &&
+			       json_number_value(v) <= 100;
+		else if (!strcmp(k, "dirty_bytes") || !strcmp(k, "cache_bytes") ||
+			 !strcmp(k, "last_sync") || !strcmp(k, "version"))
+			good = json_is_integer(v) && json_integer_value(v) >= 0;
+		else if (!strcmp(k, "image") || !strcmp(k, "mode") || !strcmp(k, "agent"))
+			good = json_is_string(v) && strlen(json_string_value(v)) <= 128;
+		else if (!strcmp(k, "cache_complete") || !strcmp(k, "online"))
+			good = json_is_boolean(v);
+		else {
+			http_error(c->resp, 400,
+				   "unknown state key '%.64s' (known: hydrated_pct, dirty_bytes, "
+				   "cache_bytes, version, image, mode, last_sync, cache_complete, "
+				   "online, agent)",
+				   k);
+			return -EINVAL;
+		}
+		if (!good) {
+			http_error(c->resp, 400, "state key '%s' has the wrong type or range", k);
+			return -EINVAL;
+		}
+		if (!strcmp(k, "last_sync"))
+			*last_sync = json_integer_value(v);
+	}
+	return 0;
+}
+
+static void h_state(struct ctx *c)
+{
+	struct mref m;
+	json_t *j;
+	char *text = NULL;
+	int64_t last_sync;
+	int rc;
+
+	if (path_machine(c, &m) < 0 || check_self(c, &m) < 0)
+		return;
+	j = parse_body(c);
+	if (!j)
+		return;
+	if (state_validate(c, j, &last_sync) < 0)
+		goto out;
+	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!text || strlen(text) > REGISTRY_STATE_MAX) {
+		http_error(c->resp, 413, "state report larger than %d bytes", REGISTRY_STATE_MAX);
+		goto out;
+	}
+	rc = registry_ensure(c->a->reg, m.mac_str, m.name, api_now(c->a));
+	if (rc == 0)
+		rc = registry_set_state(c->a->reg, m.mac_str, text, last_sync, api_now(c->a));
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot store the state of '%s'", m.name);
+		goto out;
+	}
+	reply_machine(c, &m, 200);
+out:
+	free(text);
+	json_decref(j);
+}
+
+static void h_assign(struct ctx *c)
+{
+	struct mref m;
+	json_t *j, *p;
+	const char *profile = NULL;
+	int rc;
+
+	if (path_machine(c, &m) < 0)
+		return;
+	j = parse_body(c);
+	if (!j)
+		return;
+	p = json_object_get(j, "profile");
+	if (!p || json_object_size(j) != 1 || !(json_is_string(p) || json_is_null(p))) {
+		http_error(c->resp, 400,
+			   "body must be {\"profile\": NAME} (or {\"profile\": null} to go back to "
+			   "the config's profile)");
+		goto out;
+	}
+	if (json_is_string(p)) {
+		profile = json_string_value(p);
+		if (!config_profile_by_name(c->a->cfg, profile)) {
+			http_error(c->resp, 400, "no profile '%.64s' in the config", profile);
+			goto out;
+		}
+	}
+	rc = registry_ensure(c->a->reg, m.mac_str, m.name, api_now(c->a));
+	if (rc == 0)
+		rc = registry_assign(c->a->reg, m.mac_str, profile);
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot store the assignment of '%s'", m.name);
+		goto out;
+	}
+	log_info("machine '%s' (%s) assigned profile '%s': takes effect at its next boot", m.name,
+		 m.mac_str, profile ? profile : "(config's)");
+	reply_machine(c, &m, 200);
+out:
+	json_decref(j);
+}
+
+static void reply_token(struct ctx *c, const struct mref *m, const char *tok)
+{
+	send_json(c, 200,
+		  json_pack("{s:s,s:s,s:s}", "machine", m->name, "mac", m->mac_str, "token", tok));
+}
+
+static void h_token(struct ctx *c)
+{
+	char tok[REGISTRY_TOKEN_HASH_HEX + 1];
+	struct mref m;
+	int rc;
+
+	if (path_machine(c, &m) < 0)
+		return;
+	rc = registry_ensure(c->a->reg, m.mac_str, m.name, api_now(c->a));
+	if (rc == 0)
+		rc = registry_token_issue(c->a->reg, m.mac_str, tok, api_now(c->a));
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot issue a token for '%s'", m.name);
+		return;
+	}
+	log_info("issued a new agent token for machine '%s' (admin)", m.name);
+	reply_token(c, &m, tok);
+	explicit_bzero(tok, sizeof(tok));
+}
+
+static void h_enroll(struct ctx *c)
+{
+	char tok[REGISTRY_TOKEN_HASH_HEX + 1];
+	struct registry_machine rm;
+	struct mref m;
+	int64_t now = api_now(c->a);
+	int rc;
+
+	if (path_machine(c, &m) < 0)
+		return;
+	if (registry_get_by_mac(c->a->reg, m.mac_str, &rm) < 0) {
+		http_error(c->resp, 403, "machine '%s' has not booted from this appliance yet",
+			   m.name);
+		return;
+	}
+	rc = rm.has_token ? -EEXIST
+	     : (!rm.last_boot || now - rm.last_boot > API_ENROLL_WINDOW_S || now < rm.last_boot)
+		     ? -ETIME
+		     : 0;
+	registry_machine_release(&rm);
+	if (rc == -EEXIST) {
+		http_error(c->resp, 409,
+			   "machine '%s' is already enrolled; an admin can issue a new token with "
+			   "'goldctl machine token %s'",
+			   m.name, m.name);
+		return;
+	}
+	if (rc == -ETIME) {
+		http_error(c->resp, 403,
+			   "enrollment of '%s' is open only for %d s after its boot script was "
+			   "served",
+			   m.name, API_ENROLL_WINDOW_S);
+		return;
+	}
+	rc = registry_token_issue(c->a->reg, m.mac_str, tok, now);
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot issue a token for '%s'", m.name);
+		return;
+	}
+	log_info("machine '%s' (%s) enrolled from %s", m.name, m.mac_str, c->req->peer);
+	reply_token(c, &m, tok);
+	explicit_bzero(tok, sizeof(tok));
+}
+
+/* ---- images ---- */
+
+static int need_store(struct ctx *c)
+{
+	if (c->a->store)
+		return 0;
+	http_error(c->resp, 503, "the image store is not open");
+	return -ENODEV;
+}
+
+static void h_images(struct ctx *c)
+{
+	struct image_info *im = NULL;
+	size_t n = 0;
+	json_t *arr;
+
+	if (need_store(c) < 0)
+		return;
+	if (image_list(c->a->store, &im, &n) < 0) {
+		http_error(c->resp, 500, "cannot list the images in the store");
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(
+			arr, json_pack("{s:s,s:o,s:I,s:I,s:I}", "name", im[i].name, "current",
+				       im[i].current ? json_integer(im[i].current) : json_null(),
+				       "versions", (json_int_t)im[i].nversions, "latest",
+				       (json_int_t)im[i].latest, "size", (json_int_t)im[i].size));
+	free(im);
+	send_json(c, 200, json_pack("{s:o}", "images", arr));
+}
+
+static void h_image(struct ctx *c)
+{
+	struct version_info *v = NULL;
+	size_t n = 0;
+	json_t *arr;
+	int rc;
+
+	if (need_store(c) < 0)
+		return;
+	if (!name_is_valid(c->caps[0])) {
+		http_error(c->resp, 400, "'%.64s' is not a valid image name", c->caps[0]);
+		return;
+	}
+	rc = image_versions(c->a->store, c->caps[0], &v, &n);
+	if (rc == -ENOENT) {
+		http_error(c->resp, 404, "no image '%s' in the store", c->caps[0]);
+		return;
+	}
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot read the versions of '%s'", c->caps[0]);
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(
+			arr,
+			json_pack("{s:I,s:o,s:I,s:s,s:I,s:I,s:I,s:I,s:b}", "version",
+				  (json_int_t)v[i].version, "parent",
+				  v[i].parent ? json_integer(v[i].parent) : json_null(), "created",
+				  (json_int_t)v[i].created, "kind", manifest_kind_str(v[i].kind),
+				  "size", (json_int_t)v[i].size, "chunks", (json_int_t)v[i].nchunks,
+				  "zero_chunks", (json_int_t)v[i].zero_chunks, "chunk_size",
+				  (json_int_t)v[i].chunk_size, "current", v[i].current));
+	free(v);
+	send_json(c, 200, json_pack("{s:s,s:o}", "name", c->caps[0], "versions", arr));
+}
+
+/* Opens the manifest file of name@version in the store: manifests are
+ * immutable and published by rename, so an open fd reads one whole version even
+ * if it is removed meanwhile. Layout: images/NAME/versions/N.manifest
+ * (appliance/image.c). */
+static int manifest_open(struct store *s, const char *name, uint32_t version, int *fd,
+			 uint64_t *size)
+{
+	char path[4096];
+	struct stat st;
+	int f;
+
+	if (store_path(s, path, sizeof(path), "images/%s/versions/%" PRIu32 ".manifest", name,
+		       version) < 0)
+		return -ENAMETOOLONG;
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	if (fstat(f, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(f);
+		return -EIO;
+	}
+	*fd = f;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static void h_manifest(struct ctx *c)
+{
+	uint32_t version = 0;
+	uint64_t size = 0;
+	int fd = -1, rc;
+
+	if (need_store(c) < 0)
+		return;
+	if (!name_is_valid(c->caps[0])) {
+		http_error(c->resp, 400, "'%.64s' is not a valid image name", c->caps[0]);
+		return;
+	}
+	if (strcmp(c->caps[1], "current") == 0)
+		rc = image_current(c->a->store, c->caps[0], &version);
+	else
+		rc = parse_u32(c->caps[1], &version) < 0 || version == 0 ? -EINVAL : 0;
+	if (rc == -EINVAL) {
+		http_error(c->resp, 400, "version must be a number or 'current'");
+		return;
+	}
+	if (rc == 0)
+		rc = manifest_open(c->a->store, c->caps[0], version, &fd, &size);
+	if (rc == -ENOENT) {
+		http_error(c->resp, 404, "no version %s of image '%s'", c->caps[1], c->caps[0]);
+		return;
+	}
+	if (rc < 0) {
+		log_error("cannot open the manifest of '%s@%s': %s", c->caps[0], c->caps[1],
+			  strerror(-rc));
+		http_error(c->resp, 500, "cannot read the manifest of '%s@%s'", c->caps[0],
+			   c->caps[1]);
+		return;
+	}
+	c->resp->status = 200;
+	c->resp->content_type = "text/plain; charset=utf-8";
+	c->resp->fd = fd;
+	c->resp->fd_size = size;
+}
+
+/* ---- boot ---- */
+
+static void refuse(struct ctx *c, const struct mref *m)
+{
+	struct bootscript_params p = {.mode = BOOT_REFUSE, .mac = m->mac_str};
+	char *out = NULL;
+	size_t len = 0;
+
+	if (bootscript_render(&p, &out, &len) < 0) {
+		http_error(c->resp, 500, "cannot render the refusal script");
+		return;
+	}
+	send_text(c, 200, out, len);
+}
+
+/* The version machines boot: pinned in the config, else the store's current. */
+static int image_version(struct api *a, const struct config_image *img, uint32_t *v)
+{
+	if (strcmp(img->version, "current") != 0)
+		return parse_u32(img->version, v);
+	if (!a->store)
+		return -ENODEV;
+	return image_current(a->store, img->name, v);
+}
+
+static void h_boot(struct ctx *c)
+{
+	struct api *a = c->a;
+	const struct config_appliance *ap = &a->cfg->appliance;
+	const struct config_profile *prof;
+	const struct config_image *img;
+	struct registry_machine rm;
+	struct bootscript_params p = {0};
+	struct mref m;
+	char macq[64], base[128], kurl[256], iurl[256], ver[16], addr[INET_ADDRSTRLEN];
+	char port[8], tiqn[IQN_MAX + 1], iiqn[IQN_MAX + 1], *secret = NULL, *out = NULL;
+	uint8_t mac[6];
+	uint32_t version;
+	size_t len = 0;
+	int have, rc;
+
+	if (http_query_get(c->req->query, "mac", macq, sizeof(macq)) < 0 ||
+	    config_mac_parse(macq, mac) < 0) {
+		http_error(c->resp, 400,
+			   "want /boot.ipxe?mac=XX-XX-XX-XX-XX-XX (':' or '-', any case)");
+		return;
+	}
+	mref_from_mac(a, mac, NULL, &m);
+	/* a registry failure must not stop a boot: log it and go on */
+	registry_record_boot(a->reg, m.mac_str,
+			     m.match.kind == CONFIG_MATCH_MACHINE ? m.name : NULL, api_now(a));
+	have = registry_get_by_mac(a->reg, m.mac_str, &rm) == 0;
+	if (have && rm.name[0] && m.match.kind != CONFIG_MATCH_MACHINE)
+		snprintf(m.name, sizeof(m.name), "%s", rm.name);
+	prof = effective_profile(a, &m, have ? rm.assigned_profile : NULL);
+	if (have)
+		registry_machine_release(&rm);
+	if (!prof) {
+		log_info("boot script for unknown machine %s from %s: refused by policy", m.mac_str,
+			 c->req->peer);
+		refuse(c, &m);
+		return;
+	}
+	img = prof->image_ref;
+	rc = img ? image_version(a, img, &version) : -EINVAL;
+	if (rc < 0) {
+		log_error("machine '%s': image '%s' of profile '%s' has no usable version: %s",
+			  m.name, img ? img->name : "?", prof->name, strerror(-rc));
+		http_error(c->resp, 503, "image '%s' has no usable version", img ? img->name : "?");
+		return;
+	}
+	snprintf(ver, sizeof(ver), "%" PRIu32, version);
+	inet_ntop(AF_INET, &ap->listen_addr, addr, sizeof(addr));
+	snprintf(base, sizeof(base), "http://%s:%u", addr, (unsigned)ap->http_port);
+	p.mac = m.mac_str;
+	p.machine = m.name;
+	p.image = img->name;
+	p.version = ver;
+	p.base_url = base;
+	switch (prof->mode) {
+	case CONFIG_MODE_CACHE:
+	case CONFIG_MODE_STREAM:
+		p.mode = prof->mode == CONFIG_MODE_CACHE ? BOOT_CACHE : BOOT_STREAM;
+		if (!img->kernel || !img->initrd) {
+			http_error(c->resp, 503, "image '%s' has no kernel/initrd in the config",
+				   img->name);
+			return;
+		}
+		snprintf(kurl, sizeof(kurl), "%s/boot/images/%s/kernel", base, img->name);
+		snprintf(iurl, sizeof(iurl), "%s/boot/images/%s/initrd", base, img->name);
+		p.kernel_url = kurl;
+		p.initrd_url = iurl;
+		p.cmdline = img->cmdline;
+		break;
+	case CONFIG_MODE_SANBOOT:
+		p.mode = BOOT_SANBOOT;
+		rc = iqn_machine_target(ap->iscsi.iqn_prefix, m.name, tiqn, sizeof(tiqn));
+		if (rc == 0)
+			rc = iqn_machine_initiator(ap->iscsi.iqn_prefix, m.name, iiqn,
+						   sizeof(iiqn));
+		if (rc == 0)
+			rc = a->chap_secret ? a->chap_secret(a->cb_arg,
+							     m.match.kind == CONFIG_MATCH_MACHINE
+								     ? m.match.machine
+								     : NULL,
+							     m.name, &secret)
+					    : -ENOENT;
+		if (rc < 0) {
+			log_error("machine '%s': no iSCSI target or CHAP secret for sanboot: %s "
+				  "(only machines listed in the config get a target)",
+				  m.name, strerror(-rc));
+			http_error(c->resp, 503, "machine '%s' has no iSCSI target", m.name);
+			return;
+		}
+		inet_ntop(AF_INET, &ap->iscsi.portal_addr, addr, sizeof(addr));
+		snprintf(port, sizeof(port), "%u", (unsigned)ap->iscsi.portal_port);
+		p.target_iqn = tiqn;
+		p.initiator_iqn = iiqn;
+		p.portal_addr = addr;
+		p.portal_port = port;
+		p.chap_user = m.name;
+		p.chap_secret = secret;
+		break;
+	}
+	rc = bootscript_render(&p, &out, &len);
+	if (secret) {
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot render the boot script of '%s'", m.name);
+		return;
+	}
+	log_debug("boot script for '%s' (%s): profile '%s', mode %s, %s@%s", m.name, m.mac_str,
+		  prof->name, config_mode_name(prof->mode), img->name, ver);
+	send_text(c, 200, out, len);
+}
+
+static void h_bootfile(struct ctx *c, int kernel)
+{
+	const struct config_image *img = config_image_by_name(c->a->cfg, c->caps[0]);
+	const char *path = img ? (kernel ? img->kernel : img->initrd) : NULL;
+	struct stat st;
+	int fd;
+
+	if (!path) {
+		http_error(c->resp, 404, "no %s for image '%s' in the config",
+			   kernel ? "kernel" : "initrd", c->caps[0]);
+		return;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_error("cannot serve '%s' for image '%s': %s", path, img->name,
+			  fd < 0 ? strerror(errno) : "not a regular file");
+		if (fd >= 0)
+			close(fd);
+		http_error(c->resp, 503, "the %s of image '%s' is not readable on the appliance",
+			   kernel ? "kernel" : "initrd", img->name);
+		return;
+	}
+	c->resp->status = 200;
+	c->resp->content_type = "application/octet-stream";
+	c->resp->fd = fd;
+	c->resp->fd_size = (uint64_t)st.st_size;
+}
+
+static void h_kernel(struct ctx *c)
+{
+	h_bootfile(c, 1);
+}
+
+static void h_initrd(struct ctx *c)
+{
+	h_bootfile(c, 0);
+}
+
+static void h_health(struct ctx *c)
+{
+	json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:b}", "status", "ok", "time",
+			      (json_int_t)api_now(c->a), "uptime_s",
+			      (json_int_t)(api_now(c->a) - c->a->started), "machines",
+			      (json_int_t)c->a->cfg->n_machines, "store", c->a->store != NULL);
+
+	if (c->a->health)
+		c->a->health(c->a->cb_arg, j);
+	send_json(c, 200, j);
+}
+
+/* ---- the table ---- */
+
+struct route {
+	const char *method; /* NULL: GET and HEAD */
+	const char *pattern;
+	enum who who;
+	void (*fn)(struct ctx *c);
+};
+
+static const struct route routes[] = {
+	{NULL, "/boot.ipxe", WHO_NONE, h_boot},
+	{NULL, "/boot/images/*/kernel", WHO_NONE, h_kernel},
+	{NULL, "/boot/images/*/initrd", WHO_NONE, h_initrd},
+	{NULL, "/api/v1/health", WHO_NONE, h_health},
+	{NULL, "/api/v1/machines", WHO_ADMIN, h_machines},
+	{NULL, "/api/v1/machines/*", WHO_SELF, h_machine},
+	{"PUT", "/api/v1/machines/*/state", WHO_SELF, h_state},
+	{"POST", "/api/v1/machines/*/state", WHO_SELF, h_state},
+	{"POST", "/api/v1/machines/*/assign", WHO_ADMIN, h_assign},
+	{"POST", "/api/v1/machines/*/token", WHO_ADMIN, h_token},
+	{"POST", "/api/v1/machines/*/enroll", WHO_NONE, h_enroll},
+	{NULL, "/api/v1/images", WHO_ANY, h_images},
+	{NULL, "/api/v1/images/*", WHO_ANY, h_image},
+	{NULL, "/api/v1/images/*/*/manifest", WHO_ANY, h_manifest},
+};
+
+void api_handle(void *arg, const struct http_request *req, struct http_response *resp)
+{
+	struct ctx c = {.a = arg, .req = req, .resp = resp};
+	int path_known = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+		const struct route *r = &routes[i];
+		int n = api_route_match(r->pattern, req->path, c.caps, MAX_CAPS);
+
+		if (n < 0)
+			continue;
+		path_known = 1;
+		if (r->method ? strcmp(req->method, r->method) != 0
+			      : strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+			continue;
+		c.ncaps = n;
+		if (authenticate(&c, r->who) < 0)
+			return;
+		r->fn(&c);
+		return;
+	}
+	if (path_known)
+		http_error(resp, 405, "method %s not allowed on %s", req->method, req->path);
+	else
+		http_error(resp, 404, "no route for %s", req->path);
+}
+
+/* ---- lifecycle ---- */
+
+int api_new(const struct api_opts *o, struct api **out)
+{
+	struct api *a;
+
+	*out = NULL;
+	if (!o->cfg || !o->reg || !o->admin_token || !*o->admin_token) {
+		log_error("the API needs a config, a registry and an admin token");
+		return -EINVAL;
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->cfg = o->cfg;
+	a->reg = o->reg;
+	a->store = o->store;
+	a->chap_secret = o->chap_secret;
+	a->health = o->health;
+	a->cb_arg = o->cb_arg;
+	a->clock = o->clock;
+	hash_buf(o->admin_token, strlen(o->admin_token), &a->admin_hash);
+	a->started = api_now(a);
+	*out = a;
+	return 0;
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	explicit_bzero(&a->admin_hash, sizeof(a->admin_hash));
+	free(a);
+}
+
+void api_set_config(struct api *a, const struct config *cfg)
+{
+	a->cfg = cfg;
+}
+
+int api_admin_token_load(const struct config *cfg, const char *state_dir, char **out)
+{
+	char *path, tok[REGISTRY_TOKEN_HASH_HEX + 2];
+	struct hash raw;
+	int rc;
+
+	*out = NULL;
+	if (cfg->appliance.admin_token_file) {
+		rc = config_secret_read(cfg->appliance.admin_token_file, out);
+		if (rc < 0)
+			log_error("cannot read the admin token '%s': %s",
+				  cfg->appliance.admin_token_file, strerror(-rc));
+		return rc;
+	}
+	path = xasprintf("%s/admin.token", state_dir);
+	rc = config_secret_read(path, out);
+	if (rc == -ENOENT) {
+		if (getrandom(raw.b, sizeof(raw.b), 0) != (ssize_t)sizeof(raw.b)) {
+			rc = -errno;
+			goto out;
+		}
+		hash_to_hex(&raw, tok);
+		explicit_bzero(&raw, sizeof(raw));
+		tok[REGISTRY_TOKEN_HASH_HEX] = '\n';
+		rc = io_write_file_atomic(path, tok, REGISTRY_TOKEN_HASH_HEX + 1, 0600);
+		tok[REGISTRY_TOKEN_HASH_HEX] = '\0';
+		if (rc == 0) {
+			*out = xstrdup(tok);
+			log_info("generated the admin token in '%s' (goldctl --token-file)", path);
+		}
+		explicit_bzero(tok, sizeof(tok));
+	}
+out:
+	if (rc < 0)
+		log_error("cannot read or create the admin token '%s': %s", path, strerror(-rc));
+	free(path);
+	return rc;
+}
