@@ -19,6 +19,13 @@
 #                                QEMU (tcg) PXE-booting from virtio-net on TAP, serial
 #                                console to LOG; sets LAB_PID_<NAME>
 #   lab_wait_log LOG REGEX SECS  waits until LOG matches REGEX (0) or SECS pass (1)
+#   lab_timeline LOG SECS LABEL=REGEX...
+#                                waits for each REGEX in turn in LOG, printing as TAP
+#                                comments the seconds since lab_qemu started; 1 if
+#                                one does not come within SECS (all together)
+#   lab_boot_script DIR          a web root for lab_httpd: cgi-bin/boot.ipxe answers
+#                                with an iPXE script echoing GC-MARKER and the query
+#                                string it got, then fetching payload.bin (GC-FETCHED)
 #   lab_pid NAME                 the PID lab_dnsmasq / lab_qemu started as NAME
 # shellcheck shell=bash
 
@@ -151,6 +158,42 @@ lab_qemu() {
 	pid=$!
 	track $pid
 	printf -v "LAB_PID_$name" '%s' "$pid"
+	LAB_QEMU_T0=$(date +%s%N)
+}
+
+lab_timeline() {
+	local log=$1 secs=$2 item label re deadline now
+	shift 2
+	deadline=$(($(date +%s) + secs))
+	for item in "$@"; do
+		label=${item%%=*}
+		re=${item#*=}
+		until grep -Eq -- "$re" "$log" 2>/dev/null; do
+			now=$(date +%s)
+			if [ "$now" -ge "$deadline" ]; then
+				echo "# timeline: no '$label' within ${secs}s"
+				return 1
+			fi
+			sleep 0.1
+		done
+		now=$(date +%s%N)
+		printf '# timeline: %-12s %6.1f s\n' "$label" \
+			"$(((now - ${LAB_QEMU_T0:-now}) / 1000000))e-3"
+	done
+}
+
+lab_boot_script() {
+	local www=$1
+	mkdir -p "$www/cgi-bin"
+	cat >"$www/cgi-bin/boot.ipxe" <<-EOF
+		#!/bin/sh
+		# CGI for busybox httpd: an iPXE script naming the query it was asked with.
+		printf 'Content-Type: text/plain\r\n\r\n'
+		printf '#!ipxe\necho GC-MARKER query=%s\n' "\$QUERY_STRING"
+		printf 'imgfetch http://$LAB_ADDR:$LAB_HTTP_PORT/payload.bin\necho GC-FETCHED\n'
+	EOF
+	chmod 755 "$www/cgi-bin/boot.ipxe"
+	head -c 65536 /dev/urandom >"$www/payload.bin"
 }
 
 lab_wait_log() {
