@@ -8,7 +8,7 @@
 #   make bench        side-by-side benchmarks (bench/*.sh), printing ratios
 #   make demo         the main job on the embedded default config
 #
-# Each folder owns a fragment (<folder>/module.mk) that adds its programs;
+# Each folder owns fragments (<folder>/*.mk) that add its programs;
 # every other .c file in the source folders is library code linked into all.
 
 O        ?= build
@@ -35,7 +35,7 @@ PROGRAMS :=
 
 # module fragments add to MAIN_SRCS and PROGRAMS (their rules must not become the default)
 .DEFAULT_GOAL := all
--include $(wildcard $(addsuffix /module.mk,$(SRC_DIRS)))
+-include $(wildcard $(addsuffix /*.mk,$(SRC_DIRS)))
 
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))
 LIB_OBJS := $(LIB_SRCS:%.c=$(O)/%.o)
