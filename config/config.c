@@ -118,7 +118,7 @@ int config_mac_parse(const char *s, uint8_t mac[6])
 	sep = s[2];
 	if (sep != ':' && sep != '-')
 		return -EINVAL;
-	for (int i = 0; i < 6; i++) {
+	for (size_t i = 0; i < 6; i++) {
 		int hi = hexval((unsigned char)s[i * 3]), lo = hexval((unsigned char)s[i * 3 + 1]);
 
 		if (hi < 0 || lo < 0)
@@ -372,7 +372,7 @@ bool config_profile_equal(const struct config_profile *a, const struct config_pr
 
 bool config_machine_equal(const struct config_machine *a, const struct config_machine *b)
 {
-	if (memcmp(a->mac, b->mac, 6) || !str_eq(a->name, b->name) ||
+	if (memcmp(a->mac, b->mac, 6) != 0 || !str_eq(a->name, b->name) ||
 	    !str_eq(a->profile, b->profile) || !str_eq(a->chap_secret_file, b->chap_secret_file))
 		return false;
 	if (!a->profile_ref || !b->profile_ref)

@@ -97,11 +97,12 @@ struct config_appliance {
 
 struct config_image {
 	char *name; /* name_is_valid() */
-	char *version; /* "current" or a pinned version id (name_is_valid()) */
+	char *version; /* "current" or a pinned version number, canonical */
+	uint32_t version_id; /* 0: current, else the pinned version (store's numbering) */
 	char *kernel; /* optional absolute path (needed by cache/stream profiles) */
 	char *initrd; /* optional absolute path (needed by cache/stream profiles) */
 	char *cmdline; /* optional extra kernel arguments, no control characters */
-	struct config_pos pos;
+	struct config_pos pos, version_pos;
 };
 
 struct config_profile {

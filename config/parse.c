@@ -95,7 +95,7 @@ static const struct field dhcp_fields[] = {
 	{"range", F_STR, offsetof(struct config_dhcp, range), 0, POS(struct config_dhcp, range_pos),
 	 false, 0, 0, NULL, NULL},
 	{"lease_time", F_DURATION, offsetof(struct config_dhcp, lease_time_s), 0, NOPOS, false, 120,
-	 365 * 86400, NULL, NULL},
+	 365ull * 86400, NULL, NULL},
 };
 static const struct schema dhcp_schema = {"the dhcp section",		dhcp_fields,
 					  ARRAY_SIZE(dhcp_fields),	0,
@@ -132,7 +132,8 @@ static const struct schema appliance_schema = {
 #define IMG(m) offsetof(struct config_image, m)
 static const struct field image_fields[] = {
 	{"name", F_NAME, IMG(name), 0, NOPOS, true, 0, 0, NULL, NULL},
-	{"version", F_NAME, IMG(version), 0, NOPOS, false, 0, 0, NULL, NULL},
+	{"version", F_NAME, IMG(version), 0, POS(struct config_image, version_pos), false, 0, 0,
+	 NULL, NULL},
 	{"kernel", F_PATH, IMG(kernel), 0, NOPOS, false, 0, 0, NULL, NULL},
 	{"initrd", F_PATH, IMG(initrd), 0, NOPOS, false, 0, 0, NULL, NULL},
 	{"cmdline", F_STR, IMG(cmdline), 0, NOPOS, false, 0, 1024, NULL, NULL},
@@ -151,8 +152,8 @@ static const struct field profile_fields[] = {
 	{"image", F_NAME, PRO(image), 0, POS(struct config_profile, image_pos), true, 0, 0, NULL,
 	 NULL},
 	{"mode", F_ENUM, PRO(mode), 0, NOPOS, false, 0, 0, boot_modes, NULL},
-	{"sync_interval", F_DURATION, PRO(sync_interval_s), 0, NOPOS, false, 10, 30 * 86400, NULL,
-	 NULL},
+	{"sync_interval", F_DURATION, PRO(sync_interval_s), 0, NOPOS, false, 10, 30ull * 86400,
+	 NULL, NULL},
 	{"retention", F_UINT, PRO(retention), 0, NOPOS, false, 1, 100000, NULL, NULL},
 	{"persist", F_BOOL, PRO(persist), 0, NOPOS, false, 0, 0, NULL, NULL},
 };
@@ -240,7 +241,7 @@ static void init_profile(void *obj)
 	struct config_profile *pr = obj;
 
 	pr->mode = CONFIG_MODE_CACHE;
-	pr->sync_interval_s = 15 * 60;
+	pr->sync_interval_s = 15ull * 60;
 	pr->retention = 14;
 	pr->persist = true;
 }
@@ -557,7 +558,7 @@ static void parse_scalar(struct parser *p, const struct field *f, void *obj)
 		*(uint64_t *)((char *)obj + f->off) = u;
 		return;
 	case F_BOOL:
-		if (strcmp(v, "true") && strcmp(v, "false")) {
+		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
 			perr(p, &pos, "%s is not a boolean (expected true or false)", q);
 			return;
 		}

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <inttypes.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,7 @@ static void report_dups(struct config_diag *d, const char *file, const struct ke
 		const struct config_pos *pos, *first;
 		char path[64];
 
-		if (strcmp(k[i].key, k[j].key))
+		if (strcmp(k[i].key, k[j].key) != 0)
 			continue;
 		while (j > 0 && !strcmp(k[j - 1].key, k[i].key))
 			j--;
@@ -245,6 +246,16 @@ static void validate_dhcp(struct config *cfg, struct config_diag *d)
 	}
 	if (a->listen_prefix)
 		check_range_subnet(cfg, d, mask_of(a->listen_prefix), "from listen's prefix");
+	if (h->mode == CONFIG_DHCP_FULL && a->listen_prefix && a->listen_prefix <= 30) {
+		uint32_t m = mask_of(a->listen_prefix);
+
+		if ((ntohl(h->range_start.s_addr) & ~m) == 0 ||
+		    (ntohl(h->range_end.s_addr) & ~m) == ~m)
+			config_diag_add(d, cfg->path, &h->range_pos, path,
+					"\"%s\" includes the subnet's network or broadcast address "
+					"(expected host addresses only)",
+					h->range);
+	}
 }
 
 /* iqn.YYYY-MM.reversed.domain[:anything printable]; lower case. */
@@ -252,7 +263,7 @@ static bool iqn_valid(const char *s)
 {
 	size_t n = strlen(s), i;
 
-	if (n > CONFIG_IQN_PREFIX_MAX || strncmp(s, "iqn.", 4) || n < 13)
+	if (n > CONFIG_IQN_PREFIX_MAX || strncmp(s, "iqn.", 4) != 0 || n < 13)
 		return false;
 	for (i = 4; i < 11; i++) {
 		if (i == 8 ? s[i] != '-' : (s[i] < '0' || s[i] > '9'))
@@ -290,6 +301,21 @@ static void validate_appliance(struct config *cfg, struct config_diag *d)
 				"\"%s\" is not an interface name (expected at most %d characters "
 				"without '/', ':' or spaces, like gcbr0)",
 				a->interface, IFNAMSIZ - 1);
+	if (a->listen) {
+		uint32_t ip = ntohl(a->listen_addr.s_addr), m = mask_of(a->listen_prefix);
+
+		if (ip == 0 || ip == 0xffffffffu || (ip >> 28) == 0xe)
+			config_diag_add(d, cfg->path, &a->listen_pos, "appliance.listen",
+					"%s is not a unicast address (expected the appliance's own "
+					"address on the boot network, like 10.77.0.1)",
+					a->listen);
+		else if (a->listen_prefix && a->listen_prefix <= 30 &&
+			 ((ip & ~m) == 0 || (ip & ~m) == ~m))
+			config_diag_add(d, cfg->path, &a->listen_pos, "appliance.listen",
+					"%s is the network or broadcast address of /%u (expected "
+					"a host address)",
+					a->listen, a->listen_prefix);
+	}
 	validate_dhcp(cfg, d);
 
 	if (!is->iqn_prefix)
@@ -394,7 +420,7 @@ static void validate_machines(struct config *cfg, struct config_diag *d, const s
 		size_t j = i - 1;
 		char path[64];
 
-		if (memcmp(m->mac, cfg->machines[by[j]].mac, 6))
+		if (memcmp(m->mac, cfg->machines[by[j]].mac, 6) != 0)
 			continue;
 		while (j > 0 && !memcmp(cfg->machines[by[j - 1]].mac, m->mac, 6))
 			j--;
@@ -441,9 +467,27 @@ int config_validate(struct config *cfg, struct config_diag *d)
 	struct keyidx *ik, *pk;
 
 	validate_appliance(cfg, d);
-	for (size_t i = 0; i < cfg->n_images; i++)
-		if (!cfg->images[i].version)
-			cfg->images[i].version = xstrdup("current");
+	for (size_t i = 0; i < cfg->n_images; i++) {
+		struct config_image *im = &cfg->images[i];
+		uint32_t v = 0;
+		char path[64];
+
+		if (!im->version) {
+			im->version = xstrdup("current");
+		} else if (strcmp(im->version, "current") != 0) {
+			snprintf(path, sizeof(path), "images[%zu].version", i);
+			if (parse_u32(im->version, &v) < 0 || v == 0) {
+				config_diag_add(d, cfg->path, &im->version_pos, path,
+						"\"%s\" is not a version (expected current, or a "
+						"version number from `goldctl image versions`)",
+						im->version);
+			} else {
+				im->version_id = v;
+				free(im->version);
+				im->version = xasprintf("%" PRIu32, v);
+			}
+		}
+	}
 
 	ik = index_names(cfg->images, cfg->n_images, sizeof(*cfg->images),
 			 offsetof(struct config_image, name), &nik);
@@ -510,7 +554,7 @@ int config_check_interface(const struct config *cfg, struct config_diag *d)
 		const struct sockaddr_in *nm = (const void *)i->ifa_netmask;
 		char s[INET_ADDRSTRLEN];
 
-		if (!i->ifa_name || strcmp(i->ifa_name, a->interface))
+		if (!i->ifa_name || strcmp(i->ifa_name, a->interface) != 0)
 			continue;
 		exists = true;
 		if (!sin || sin->sin_family != AF_INET)

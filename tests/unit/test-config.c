@@ -144,7 +144,9 @@ static void test_example(void)
 	m = config_machine_by_name(cfg, "staff-laptop-02");
 	ok(m && !strcmp(m->mac_str, "52:54:00:12:34:57") && !m->chap_secret_file,
 	   "hyphen MAC normalised, no secret file");
-	is_str(config_image_by_name(cfg, "rocky9-hpc")->version, "20261101", "pinned version");
+	is_str(config_image_by_name(cfg, "rocky9-hpc")->version, "3", "pinned version");
+	is_int(config_image_by_name(cfg, "rocky9-hpc")->version_id, 3, "pinned version id");
+	is_int(config_image_by_name(cfg, "debian12")->version_id, 0, "current is version id 0");
 	config_free(cfg);
 	config_diag_release(&d);
 }
@@ -289,6 +291,12 @@ static void test_schema_errors(void)
 	bad(HEAD IMAGES PROFILES "groups:\n  - match: \"52:54:00:g*\"\n    profile: desk\n",
 	    "t.yaml:14:12: groups[0].match: \"52:54:00:g*\" is not a MAC pattern", "bad pattern");
 	bad(HEAD "images:\n  - name:\n", "t.yaml:7:10: images[0].name: no value", "null name");
+	bad(HEAD "images:\n  - name: a\n    version: latest\n",
+	    "t.yaml:8:14: images[0].version: \"latest\" is not a version (expected current, or a "
+	    "version number",
+	    "bad version");
+	bad(HEAD "images:\n  - name: a\n    version: 0\n",
+	    "images[0].version: \"0\" is not a version", "version 0");
 	bad(HEAD "unknown_machines: {policy: maybe}\n",
 	    "unknown_machines.policy: \"maybe\" is not valid (expected one of refuse or profile)",
 	    "bad policy");
@@ -398,6 +406,16 @@ static void test_semantic_errors(void)
 	bad(HEAD "  iscsi:\n    portal: 10.77.0.1:99999\n",
 	    "t.yaml:7:13: appliance.iscsi.portal: \"10.77.0.1:99999\" is not an iSCSI portal",
 	    "bad portal port");
+	bad("appliance:\n  interface: gcbr0\n  listen: 0.0.0.0\n  dhcp: {mode: off}\n",
+	    "t.yaml:3:11: appliance.listen: 0.0.0.0 is not a unicast address", "listen 0.0.0.0");
+	bad("appliance:\n  interface: gcbr0\n  listen: 10.77.0.255/24\n  dhcp: {mode: off}\n",
+	    "appliance.listen: 10.77.0.255 is the network or broadcast address of /24",
+	    "listen on the broadcast address");
+	bad("appliance:\n  interface: gcbr0\n  listen: 10.77.0.1/24\n  dhcp:\n"
+	    "    range: 10.77.0.100-10.77.0.255\n",
+	    "t.yaml:5:12: appliance.dhcp.range: \"10.77.0.100-10.77.0.255\" includes the subnet's "
+	    "network or broadcast address",
+	    "range up to the broadcast address");
 	bad("appliance:\n  interface: a/b\n  listen: 10.0.0.1\n  dhcp: {mode: off}\n",
 	    "t.yaml:2:14: appliance.interface: \"a/b\" is not an interface name", "bad ifname");
 }
@@ -605,7 +623,7 @@ static void test_print_and_diff(void)
 
 	/* change the image: the profiles using it and their machines change */
 	y = xstrdup(base);
-	memcpy(strstr(y, "kernel: /k"), "kernel: /K", 10);
+	strstr(y, "kernel: /k")[9] = 'K';
 	c = good(y, "changed image loads");
 	free(y);
 	if (c) {
