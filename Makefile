@@ -130,3 +130,5 @@ clean:
 
 lint-quick:
 	@bash tests/lint.sh quick
+
+-include image-build/images.mk

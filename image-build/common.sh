@@ -52,28 +52,63 @@ ib_apt_update() {
 	IB_APT_UPDATED=1
 }
 
-# ib_apt_field PKG FIELD: a field of PKG's candidate version from apt's lists.
+# Package resolution is cached in $IB_OUT/apt-resolved, keyed by a fingerprint of
+# apt's lists and sources: asking apt-cache costs seconds on a loaded machine, and a
+# candidate version can only change when those files do.
+ib_apt_fingerprint() {
+	{
+		# some of these may not exist: stat says so and the rest still counts
+		stat -c '%n %Y %s' /var/lib/apt/lists/*_Packages* /etc/apt/sources.list \
+			/etc/apt/sources.list.d/* /etc/apt/preferences /etc/apt/preferences.d/* 2>/dev/null || true
+	} | sha256sum | cut -d' ' -f1
+}
+
+# ib_resolve PKG...: make sure each PKG has a line "PKG VERSION ARCH FIRST-DEPENDENCY"
+# in the cache, asking apt-cache once for all that are missing.
+ib_resolve() {
+	local cache=$IB_OUT/apt-resolved fp p recs
+	local -a missing=()
+	fp=$(ib_apt_fingerprint)
+	[ "$(head -n 1 "$cache" 2>/dev/null)" = "$fp" ] || echo "$fp" >"$cache"
+	for p in "$@"; do
+		grep -q "^$p " "$cache" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	recs=$(apt-cache show --no-all-versions "${missing[@]}" 2>/dev/null || true)
+	if [ -z "$recs" ] || [ "$(grep -c '^Package: ' <<<"$recs")" -lt ${#missing[@]} ]; then
+		ib_apt_update
+		fp=$(ib_apt_fingerprint)
+		echo "$fp" >"$cache"
+		missing=("$@")
+		recs=$(apt-cache show --no-all-versions "${missing[@]}" 2>/dev/null || true)
+	fi
+	awk '
+		/^Package: / { p = $2; v = ""; a = ""; d = "-" }
+		/^Version: / { v = $2 }
+		/^Architecture: / { a = $2 }
+		/^Depends: / { d = $2; sub(/,.*/, "", d) }
+		/^$/ { if (p != "") print p, v, a, d; p = "" }
+		END { if (p != "") print p, v, a, d }
+	' <<<"$recs" >>"$cache"
+	for p in "$@"; do
+		grep -q "^$p " "$cache" || ib_die "package '$p' is unknown to apt (check the configured Debian mirror)"
+	done
+}
+
+# ib_apt_field PKG N: field N of PKG's cached resolution (2 version, 3 arch, 4 dependency).
 ib_apt_field() {
-	apt-cache show --no-all-versions "$1" 2>/dev/null | sed -n "s/^$2: //p" | head -n 1
+	ib_resolve "$1"
+	awk -v p="$1" -v n="$2" '$1 == p { print $n; exit }' "$IB_OUT/apt-resolved"
 }
 
 # ib_deb_version PKG: the candidate version apt would download.
-ib_deb_version() {
-	local v
-	v=$(ib_apt_field "$1" Version)
-	if [ -z "$v" ]; then
-		ib_apt_update
-		v=$(ib_apt_field "$1" Version)
-	fi
-	[ -n "$v" ] || ib_die "package '$1' is unknown to apt (check the configured Debian mirror)"
-	echo "$v"
-}
+ib_deb_version() { ib_apt_field "$1" 2; }
 
 # ib_deb PKG: prints the path of PKG's .deb in the cache, downloading it when absent.
 ib_deb() {
 	local pkg=$1 ver arch file
 	ver=$(ib_deb_version "$pkg")
-	arch=$(ib_apt_field "$pkg" Architecture)
+	arch=$(ib_apt_field "$pkg" 3)
 	file=$IB_DEBS/${pkg}_${ver//:/%3a}_${arch}.deb
 	if [ ! -s "$file" ]; then
 		ib_log "downloading $pkg $ver"

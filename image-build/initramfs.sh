@@ -37,6 +37,7 @@ modules+=(${extra[@]+"${extra[@]}"})
 release=$(bash "$IB_DIR/kernel.sh")
 kroot=$IB_OUT/kernel
 bbroot=$IB_OUT/pkgs/busybox-static
+ib_resolve busybox-static nbd-client libnl-3-200 libnl-genl-3-200 e2fsprogs libext2fs2 kmod libkmod2
 sysroot=$IB_OUT/sysroot
 ib_unpack busybox-static "$bbroot"
 # nbd-client (its libnl-genl may be missing on the build host) and mke2fs, unpacked

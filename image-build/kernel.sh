@@ -14,12 +14,13 @@ ib_lock
 ib_need apt-get apt-cache dpkg sha256sum
 
 # linux-image-amd64 Depends: linux-image-6.1.0-NN-amd64 (= VERSION)
-kpkg=${GC_KERNEL_PACKAGE:-$(ib_deb_version linux-image-amd64 >/dev/null && ib_apt_field linux-image-amd64 Depends | sed -n 's/^\(linux-image-[^ ,]*\).*/\1/p')}
+kpkg=${GC_KERNEL_PACKAGE:-$(ib_apt_field linux-image-amd64 4)}
+case "$kpkg" in linux-image-*) ;; *) kpkg="" ;; esac
 [ -n "$kpkg" ] || ib_die "cannot tell which kernel linux-image-amd64 depends on"
 kver=$(ib_deb_version "$kpkg")
 release=${kpkg#linux-image-}
 vmlinuz=$IB_OUT/vmlinuz
-hash=$(ib_inputs_hash "$kpkg" "$kver" "$0" "$IB_DIR/common.sh")
+hash=$(ib_inputs_hash "$kpkg" "$kver" "$0")
 
 if ib_up_to_date "$vmlinuz" "$hash" && [ -f "$IB_OUT/kernel/lib/modules/$release/modules.dep" ]; then
 	echo "$release"
