@@ -17,7 +17,8 @@
 #   lab_httpd DIR PORT           busybox httpd on 10.77.0.1:PORT serving DIR (cgi-bin works)
 #   lab_qemu NAME TAP MAC LOG [QEMU ARGS...]
 #                                QEMU (tcg) PXE-booting from virtio-net on TAP, serial
-#                                console to LOG; sets LAB_PID_<NAME>
+#                                console to LOG; sets LAB_PID_<NAME>. LAB_NIC_OPTS is
+#                                appended to the NIC's -device (",romfile=": no iPXE ROM)
 #   lab_wait_log LOG REGEX SECS  waits until LOG matches REGEX (0) or SECS pass (1)
 #   lab_timeline LOG SECS LABEL=REGEX...
 #                                waits for each REGEX in turn in LOG, printing as TAP
@@ -154,7 +155,7 @@ lab_qemu() {
 	ip netns exec "$LAB_NS" qemu-system-x86_64 -accel tcg -cpu max -m 256 -nographic \
 		-no-reboot -boot n -nodefaults -serial "file:$log" -monitor none \
 		-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
-		-device "virtio-net-pci,netdev=n0,mac=$mac" "$@" >"$log.qemu" 2>&1 &
+		-device "virtio-net-pci,netdev=n0,mac=$mac${LAB_NIC_OPTS:-}" "$@" >"$log.qemu" 2>&1 &
 	pid=$!
 	track $pid
 	printf -v "LAB_PID_$name" '%s' "$pid"
