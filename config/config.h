@@ -35,7 +35,7 @@
 #define CONFIG_MAX_PROFILES 10000
 #define CONFIG_MAX_IMAGES 10000
 #define CONFIG_MAX_ERRORS 20 /* messages kept; more are counted */
-#define CONFIG_IQN_PREFIX_MAX 160 /* leaves room for ":machine.NAME" in 223 */
+#define CONFIG_IQN_PREFIX_MAX 156 /* + ":m." + a 64-char name fits 223 */
 
 /* "52:54:00:12:34:56" + NUL */
 #define CONFIG_MAC_STRLEN 18
@@ -76,7 +76,7 @@ struct config_iscsi {
 	char *portal; /* "ADDR:PORT" as given, default "<listen>:3260" */
 	struct in_addr portal_addr;
 	uint16_t portal_port;
-	char *iqn_prefix; /* validated: iqn.YYYY-MM.reversed.domain[:x] */
+	char *iqn_prefix; /* validated: iqn.YYYY-MM.reversed.domain (targets/iqn.h) */
 	struct config_pos portal_pos, iqn_pos;
 };
 

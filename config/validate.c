@@ -22,6 +22,7 @@
 #include "config/internal.h"
 #include "lib/io.h"
 #include "lib/util.h"
+#include "targets/iqn.h"
 
 #define DEFAULT_TFTP_ROOT "/var/lib/goldcache/tftp"
 #define DEFAULT_STORE_DIR "/var/lib/goldcache/store"
@@ -258,30 +259,14 @@ static void validate_dhcp(struct config *cfg, struct config_diag *d)
 	}
 }
 
-/* iqn.YYYY-MM.reversed.domain[:anything printable]; lower case. */
-static bool iqn_valid(const char *s)
+/* The naming scheme (targets/iqn.h) decides what a prefix may be; on top, the
+ * month must be a month, and PREFIX:m.NAME must fit 223 bytes for any machine
+ * name (64 characters). */
+static bool iqn_prefix_ok(const char *s)
 {
-	size_t n = strlen(s), i;
-
-	if (n > CONFIG_IQN_PREFIX_MAX || strncmp(s, "iqn.", 4) != 0 || n < 13)
+	if (!iqn_prefix_is_valid(s) || strlen(s) > CONFIG_IQN_PREFIX_MAX)
 		return false;
-	for (i = 4; i < 11; i++) {
-		if (i == 8 ? s[i] != '-' : (s[i] < '0' || s[i] > '9'))
-			return false;
-	}
-	if (s[11] != '.' || (s[9] == '0' && s[10] == '0') || (s[9] == '1' && s[10] > '2') ||
-	    s[9] > '1')
-		return false;
-	if (!s[12] || s[12] == '.' || s[12] == '-' || s[12] == ':')
-		return false;
-	for (i = 12; s[i]; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-		      c == ':'))
-			return false;
-	}
-	return s[n - 1] != '.' && s[n - 1] != ':';
+	return (s[9] == '0' && s[10] >= '1') || (s[9] == '1' && s[10] <= '2');
 }
 
 static void validate_appliance(struct config *cfg, struct config_diag *d)
@@ -320,10 +305,11 @@ static void validate_appliance(struct config *cfg, struct config_diag *d)
 
 	if (!is->iqn_prefix)
 		is->iqn_prefix = xstrdup(DEFAULT_IQN_PREFIX);
-	else if (!iqn_valid(is->iqn_prefix))
+	else if (!iqn_prefix_ok(is->iqn_prefix))
 		config_diag_add(d, cfg->path, &is->iqn_pos, "appliance.iscsi.iqn_prefix",
 				"\"%s\" is not a valid iSCSI qualified name (expected "
-				"iqn.YYYY-MM.reversed.domain in lower case, at most %d characters, "
+				"iqn.YYYY-MM.reversed.domain in lower case without ':', at most %d "
+				"characters, "
 				"like iqn.2026-11.org.example.goldcache)",
 				is->iqn_prefix, CONFIG_IQN_PREFIX_MAX);
 
@@ -615,21 +601,26 @@ int config_secret_read(const char *path, char **out)
 }
 
 static void check_secret(const struct config *cfg, struct config_diag *d, const char *file,
-			 const struct config_pos *pos, const char *path)
+			 const struct config_pos *pos, const char *path, bool chap)
 {
 	char *s = NULL;
 	int r = config_secret_read(file, &s);
 
 	if (r == 0) {
+		/* tgtadm's limits (targets/iqn.h) are narrower than a token's */
+		if (chap && !chap_secret_is_valid(s))
+			r = -EINVAL;
 		explicit_bzero(s, strlen(s));
 		free(s);
-		return;
+		if (r == 0)
+			return;
 	}
 	if (r == -EINVAL)
 		config_diag_add(d, cfg->path, pos, path,
-				"\"%s\" does not hold a valid secret (expected one line of 12-255 "
-				"printable characters without spaces)",
-				file);
+				"\"%s\" does not hold a valid %s (expected one line of %s "
+				"printable characters without spaces%s)",
+				file, chap ? "CHAP secret" : "secret", chap ? "12-64" : "12-255",
+				chap ? " or commas" : "");
 	else if (r == -EISDIR)
 		config_diag_add(d, cfg->path, pos, path,
 				"\"%s\" is a directory (expected a readable file holding the "
@@ -648,7 +639,7 @@ int config_check_files(const struct config *cfg, struct config_diag *d)
 
 	if (cfg->appliance.admin_token_file)
 		check_secret(cfg, d, cfg->appliance.admin_token_file,
-			     &cfg->appliance.admin_token_pos, "appliance.admin_token_file");
+			     &cfg->appliance.admin_token_pos, "appliance.admin_token_file", false);
 	for (size_t i = 0; i < cfg->n_machines; i++) {
 		char path[64];
 
@@ -656,7 +647,7 @@ int config_check_files(const struct config *cfg, struct config_diag *d)
 			continue;
 		snprintf(path, sizeof(path), "machines[%zu].chap_secret_file", i);
 		check_secret(cfg, d, cfg->machines[i].chap_secret_file,
-			     &cfg->machines[i].secret_pos, path);
+			     &cfg->machines[i].secret_pos, path, true);
 	}
 	return d->total == before ? 0 : -EINVAL;
 }

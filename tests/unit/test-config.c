@@ -401,6 +401,11 @@ static void test_semantic_errors(void)
 	    "bad IQN month");
 	bad(HEAD "  iscsi:\n    iqn_prefix: iqn.2026-11.Org.Example\n",
 	    "is not a valid iSCSI qualified name", "upper-case IQN");
+	bad(HEAD "  iscsi:\n    iqn_prefix: iqn.2026-11.org.example:lab\n",
+	    "is not a valid iSCSI qualified name (expected iqn.YYYY-MM.reversed.domain in lower "
+	    "case "
+	    "without ':'",
+	    "colon in the IQN prefix");
 	bad(HEAD "  iscsi:\n    iqn_prefix: eui.02004567A425678D\n",
 	    "is not a valid iSCSI qualified name", "eui is not an iqn prefix");
 	bad(HEAD "  iscsi:\n    portal: 10.77.0.1:99999\n",
@@ -672,7 +677,7 @@ static void write_file(const char *path, const char *data, mode_t mode)
 
 static void test_host(void)
 {
-	char *dir = tap_tmpdir(), p1[4200], p2[4200], p3[4200];
+	char *dir = tap_tmpdir(), p1[4200], p2[4200], p3[4200], p4[4200];
 	char *y, *s = NULL;
 	struct config *cfg;
 	struct config_diag d;
@@ -682,6 +687,11 @@ static void test_host(void)
 	snprintf(p3, sizeof(p3), "%s/missing", dir);
 	write_file(p1, "s3cret-s3cret-XYZ\n", 0600);
 	write_file(p2, "short\n", 0600);
+	snprintf(p4, sizeof(p4), "%s/comma", dir);
+	write_file(p4, "secret,with,commas\n", 0600);
+	is_int(config_secret_read(p4, &s), 0, "a comma is fine in a token");
+	free(s);
+	unlink(p4);
 	is_int(config_secret_read(p1, &s), 0, "good secret reads");
 	is_str(s, "s3cret-s3cret-XYZ", "trailing newline dropped");
 	free(s);
@@ -702,7 +712,9 @@ static void test_host(void)
 		is_int(config_check_files(cfg, &d), -EINVAL, "bad secret files found");
 		is_int(d.total, 3, "three bad secret files");
 		ok(has_msg(&d, "machines[0].chap_secret_file: \"") &&
-			   has_msg(&d, "/short\" does not hold a valid secret"),
+			   has_msg(&d, "/short\" does not hold a valid CHAP secret (expected one "
+				       "line of "
+				       "12-64 printable characters without spaces or commas)"),
 		   "short secret reported");
 		ok(has_msg(&d, "machines[1].chap_secret_file: \"") &&
 			   has_msg(&d, "\" is a directory"),
