@@ -28,7 +28,7 @@ struct store;
 /* Enrollment window: an agent may claim its first token this long after its
  * machine's boot script was served. */
 #define API_ENROLL_WINDOW_S 600
-#define API_MAX_BODY (64 * 1024)
+#define API_MAX_BODY ((size_t)64 * 1024)
 
 struct api_opts {
 	const struct config *cfg; /* borrowed; replace with api_set_config() */

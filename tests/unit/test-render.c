@@ -134,6 +134,8 @@ static void test_bootscripts(void)
 			      "debian/initrd"),
 	   "initrd line");
 	ok(out && strstr(out, "\nboot || goto failed\n"), "boot line");
+	ok(out && strstr(out, " BOOTIF=01-${netX/mac:hexhyp} "),
+	   "BOOTIF names the NIC (iPXE expands it)");
 	ok(out && !strstr(out, "{{"), "no variable left");
 	is_int(len, out ? strlen(out) : 0, "length");
 	free(out);
