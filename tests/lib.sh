@@ -28,6 +28,9 @@ t_cleanup() {
 	for p in "${T_PIDS[@]}"; do
 		wait "$p" 2>/dev/null || true
 	done
+	if [ -f "$T_DIR/.netns" ]; then
+		mapfile -t -O "${#T_NETNS[@]}" T_NETNS <"$T_DIR/.netns"
+	fi
 	for n in "${T_NETNS[@]}"; do
 		ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
 		ip netns del "$n" 2>/dev/null || true
@@ -121,11 +124,16 @@ wait_for() {
 	done
 }
 
-# netns_new NAME: a private network namespace, removed at exit.
+# netns_new NAME: a private network namespace, removed at exit. Prints its name;
+# usually called as ns=$(netns_new lab), i.e. in a subshell, so the name is
+# recorded in a file the exit trap reads, not in a variable.
 netns_new() {
 	local n="gc$$-$1"
+	if [ -e "/run/netns/$n" ]; then
+		n="gc$$-$RANDOM-$1"
+	fi
 	ip netns add "$n" || bail "cannot create network namespace $n"
-	T_NETNS+=("$n")
+	echo "$n" >>"$T_DIR/.netns"
 	ip -n "$n" link set lo up
 	echo "$n"
 }
