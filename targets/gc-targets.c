@@ -9,6 +9,10 @@
  *     start --portal ADDR:PORT [--log FILE]  start a private tgtd, print its pid
  *     shutdown [--timeout MS]                delete all targets, stop tgtd
  *     iqn PREFIX NAME                        print a machine's target and initiator IQN
+ *     write-probe [--expect-refused] --initiator IQN [--user U --secret-file F] URL
+ *                                            try one WRITE(10) through libiscsi; exit 0
+ *                                            when the target accepted it (refused it with
+ *                                            DATA PROTECT, with --expect-refused)
  *
  * Desired-state file (JSON):
  *   {"prefix": "iqn.2026-11.org.example.gc",
@@ -34,6 +38,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "targets/iqn.h"
+#include "targets/probe.h"
 #include "targets/reconcile.h"
 #include "targets/tgtd.h"
 #include "targets/tgtshow.h"
@@ -57,7 +62,9 @@ static void usage(void)
 			"  plan --desired FILE [--prefix P] [--state FILE]\n"
 			"  start --portal ADDR:PORT [--log FILE] [--timeout MS]\n"
 			"  shutdown [--timeout MS]\n"
-			"  iqn PREFIX NAME\n");
+			"  iqn PREFIX NAME\n"
+			"  write-probe [--expect-refused] --initiator IQN [--user U --secret-file "
+			"F] URL\n");
 	exit(2);
 }
 
@@ -327,6 +334,34 @@ static int cmd_start(struct tgt_ctl *ctl, const char *portal, const char *log, i
 	return 0;
 }
 
+static int cmd_probe(const char *url, const char *initiator, const char *user,
+		     const char *secret_file, int expect_refused)
+{
+	static const char *const names[] = {"accepted", "refused with DATA PROTECT",
+					    "failed with another SCSI error"};
+	enum tgt_probe_result res;
+	char *secret = NULL;
+	size_t len = 0;
+	int r;
+
+	if (secret_file) {
+		r = io_read_file(secret_file, SECRET_FILE_MAX, &secret, &len);
+		if (r < 0)
+			die(2, "cannot read '%s': %s", secret_file, strerror(-r));
+		while (len > 0 && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
+			secret[--len] = '\0';
+	}
+	r = tgt_probe_write(url, initiator, user, secret, &res);
+	if (secret) {
+		explicit_bzero(secret, len);
+		free(secret);
+	}
+	if (r < 0)
+		return 1;
+	printf("write %s\n", names[res]);
+	return (expect_refused ? res == TGT_PROBE_PROTECTED : res == TGT_PROBE_WRITTEN) ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -340,11 +375,16 @@ int main(int argc, char **argv)
 		{"log", required_argument, NULL, 'l'},
 		{"timeout", required_argument, NULL, 't'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"initiator", required_argument, NULL, 'I'},
+		{"user", required_argument, NULL, 'U'},
+		{"secret-file", required_argument, NULL, 'F'},
+		{"expect-refused", no_argument, NULL, 'E'},
 		{NULL, 0, NULL, 0},
 	};
 	struct tgt_ctl ctl;
 	const char *desired = NULL, *prefix = NULL, *portal = NULL, *log = NULL, *cmd;
-	int c, as_json = 0, timeout_ms = 10000, rc;
+	const char *initiator = NULL, *user = NULL, *secret_file = NULL;
+	int c, as_json = 0, timeout_ms = 10000, rc, expect_refused = 0;
 
 	log_init("gc-targets", LOG_WARN);
 	tgt_ctl_init(&ctl);
@@ -407,9 +447,26 @@ int main(int argc, char **argv)
 		case 'v':
 			log_set_level(log_get_level() == LOG_INFO ? LOG_DEBUG : LOG_INFO);
 			break;
+		case 'I':
+			initiator = optarg;
+			break;
+		case 'U':
+			user = optarg;
+			break;
+		case 'F':
+			secret_file = optarg;
+			break;
+		case 'E':
+			expect_refused = 1;
+			break;
 		default:
 			usage();
 		}
+	}
+	if (strcmp(cmd, "write-probe") == 0) {
+		if (optind + 1 != argc || !initiator)
+			usage();
+		return cmd_probe(argv[optind], initiator, user, secret_file, expect_refused);
 	}
 	if (optind != argc)
 		usage();
