@@ -58,7 +58,7 @@ static int hexval(char c)
 int dhcp_mac_parse(const char *s, uint8_t mac[6])
 {
 	char sep;
-	int i;
+	size_t i;
 
 	if (!s || strlen(s) != 17)
 		return -EINVAL;
@@ -80,7 +80,7 @@ int dhcp_mac_parse(const char *s, uint8_t mac[6])
 void dhcp_mac_format(const uint8_t mac[6], char sep, char out[18])
 {
 	static const char hex[] = "0123456789abcdef";
-	int i;
+	size_t i;
 
 	for (i = 0; i < 6; i++) {
 		out[i * 3] = hex[mac[i] >> 4];

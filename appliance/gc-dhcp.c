@@ -357,7 +357,7 @@ static int probe(int argc, char **argv)
 		uint8_t buf[1500];
 		int64_t left = (int64_t)(end - now_ms());
 		int has_item = 0, has_file = 0;
-		struct sockaddr_in from;
+		struct sockaddr_in from = {0};
 		socklen_t fl = sizeof(from);
 		ssize_t n;
 
