@@ -770,6 +770,20 @@ static int image_version(struct api *a, const struct config_image *img, uint32_t
 	return image_current(a->store, img->name, v);
 }
 
+/* The machine's CHAP secret: the daemon's callback, else the config's
+ * chap_secret_file. Only machines listed in the config have one. */
+static int chap_secret(struct api *a, const struct mref *m, char **out)
+{
+	const struct config_machine *cm =
+		m->match.kind == CONFIG_MATCH_MACHINE ? m->match.machine : NULL;
+
+	if (a->chap_secret)
+		return a->chap_secret(a->cb_arg, cm, m->name, out);
+	if (cm && cm->chap_secret_file)
+		return config_secret_read(cm->chap_secret_file, out);
+	return -ENOENT;
+}
+
 static void h_boot(struct ctx *c)
 {
 	struct api *a = c->a;
@@ -846,12 +860,7 @@ static void h_boot(struct ctx *c)
 			rc = iqn_machine_initiator(ap->iscsi.iqn_prefix, m.name, iiqn,
 						   sizeof(iiqn));
 		if (rc == 0)
-			rc = a->chap_secret ? a->chap_secret(a->cb_arg,
-							     m.match.kind == CONFIG_MATCH_MACHINE
-								     ? m.match.machine
-								     : NULL,
-							     m.name, &secret)
-					    : -ENOENT;
+			rc = chap_secret(a, &m, &secret);
 		if (rc < 0) {
 			log_error("machine '%s': no iSCSI target or CHAP secret for sanboot: %s "
 				  "(only machines listed in the config get a target)",

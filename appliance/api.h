@@ -37,7 +37,8 @@ struct api_opts {
 	const char *admin_token; /* required; only its hash is kept */
 	/* The CHAP secret of a machine for its sanboot script: m is its config entry
 	 * (NULL for machines matched by a group or the unknown policy). 0 and *out
-	 * (heap, wiped and freed by the API) or -errno (-ENOENT: none). */
+	 * (heap, wiped and freed by the API) or -errno (-ENOENT: none). NULL: the
+	 * config's chap_secret_file is read (generated secrets need the callback). */
 	int (*chap_secret)(void *arg, const struct config_machine *m, const char *name, char **out);
 	/* Adds fields to GET /api/v1/health's object (component states). Optional. */
 	void (*health)(void *arg, json_t *obj);
