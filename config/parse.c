@@ -878,7 +878,7 @@ int config_load_buffer(const char *name, const void *buf, size_t len, struct con
 	p.file = name;
 	p.diag = diag;
 	cfg = xcalloc(1, sizeof(*cfg));
-	cfg->path = xstrdup(name);
+	cfg->path = xstrdup(name ? name : "config");
 	if (!yaml_parser_initialize(&p.yp))
 		die(1, "out of memory");
 	yaml_parser_set_input_string(&p.yp, buf, len);

@@ -72,15 +72,16 @@ static void report_dups(struct config_diag *d, const char *file, const struct ke
 			const void *arr, size_t size, size_t pos_off, const char *section,
 			const char *what)
 {
-	for (size_t i = 1; i < n; i++) {
-		size_t j = i - 1;
+	/* j: the first of the current run of equal keys (linear, even when
+	 * every item has the same name) */
+	for (size_t i = 1, j = 0; i < n; i++) {
 		const struct config_pos *pos, *first;
 		char path[64];
 
-		if (strcmp(k[i].key, k[j].key) != 0)
+		if (strcmp(k[i].key, k[j].key) != 0) {
+			j = i;
 			continue;
-		while (j > 0 && !strcmp(k[j - 1].key, k[i].key))
-			j--;
+		}
 		pos = (const void *)((const char *)arr + k[i].idx * size + pos_off);
 		first = (const void *)((const char *)arr + k[j].idx * size + pos_off);
 		snprintf(path, sizeof(path), "%s[%zu]", section, k[i].idx);
@@ -401,15 +402,14 @@ static void validate_machines(struct config *cfg, struct config_diag *d, const s
 				cfg->profiles, sizeof(*cfg->profiles), "profile", "profiles");
 	}
 	qsort_r(by, n, sizeof(*by), mac_idx_cmp, cfg->machines);
-	for (size_t i = 1; i < n; i++) {
+	for (size_t i = 1, j = 0; i < n; i++) {
 		const struct config_machine *m = &cfg->machines[by[i]], *f;
-		size_t j = i - 1;
 		char path[64];
 
-		if (memcmp(m->mac, cfg->machines[by[j]].mac, 6) != 0)
+		if (memcmp(m->mac, cfg->machines[by[j]].mac, 6) != 0) {
+			j = i;
 			continue;
-		while (j > 0 && !memcmp(cfg->machines[by[j - 1]].mac, m->mac, 6))
-			j--;
+		}
 		f = &cfg->machines[by[j]];
 		snprintf(path, sizeof(path), "machines[%zu].mac", by[i]);
 		config_diag_add(d, cfg->path, &m->mac_pos, path,
