@@ -252,9 +252,6 @@ enum {
 	CONFIG_CHANGED_DIRS = 1 << 4, /* store_dir, state_dir */
 	CONFIG_CHANGED_TOKEN = 1 << 5, /* admin_token_file */
 };
-/* The appliance changes a reload cannot apply (docs/config.md, "Reloading"):
- * the daemon keeps the old values of these keys and warns until a restart. */
-#define CONFIG_CHANGED_NEEDS_RESTART (CONFIG_CHANGED_NETWORK | CONFIG_CHANGED_DIRS)
 
 /* Names (images, profiles) or lower-case MACs (machines); the strings point
  * into the old config (removed) or the new one (added, changed). */
