@@ -582,6 +582,35 @@ out:
 	return r;
 }
 
+/* dnsmasq drops root for "nobody" (or c->user) and reads the hosts dir and
+ * the TFTP root after that: warn when a folder on the way is not searchable by
+ * others, which makes dnsmasq log "bad dynamic directory" and ignore every host. */
+static void warn_unreachable(const struct dhcp_config *c, const char *path)
+{
+	char p[PATH_MAX];
+	struct stat st;
+	char *slash;
+
+	if (c->user && strcmp(c->user, "root") == 0)
+		return;
+	if (fmt_buf(p, sizeof(p), "%s", path) < 0)
+		return;
+	for (;;) {
+		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH)) {
+			log_warn("dnsmasq (running as '%s') cannot reach '%s' through '%s' "
+				 "(mode %04o): make it searchable by others (chmod o+x) or move "
+				 "the state dir / tftp root",
+				 c->user ? c->user : "nobody", path, p,
+				 (unsigned)(st.st_mode & 07777));
+			return;
+		}
+		slash = strrchr(p, '/');
+		if (!slash || slash == p)
+			return;
+		*slash = '\0';
+	}
+}
+
 int dhcp_write(const struct dhcp_config *c, unsigned *changes)
 {
 	char path[PATH_MAX], dir[PATH_MAX];
@@ -624,6 +653,10 @@ int dhcp_write(const struct dhcp_config *c, unsigned *changes)
 	}
 	if (changes)
 		*changes = ch;
+	if (ch & DHCP_CHANGED_CONF) {
+		warn_unreachable(c, dir);
+		warn_unreachable(c, c->tftp_root);
+	}
 out:
 	free(conf);
 	return r;

@@ -17,6 +17,7 @@
 #include "tests/tap.h"
 
 static char *dir;
+static int quiet_fd = 2;
 
 static struct dhcp_host hosts[] = {
 	{"52:54:00:AA:bb:01", "pc01"},
@@ -333,6 +334,33 @@ static void test_write(void)
 	}
 }
 
+/* A state dir dnsmasq cannot reach once it dropped root is reported. */
+static void test_unreachable(void)
+{
+	struct dhcp_config c;
+	char priv[PATH_MAX], state[PATH_MAX + 16], logp[PATH_MAX + 16], *text = NULL;
+	size_t len;
+	int fd;
+
+	snprintf(priv, sizeof(priv), "%s/private", dir);
+	snprintf(state, sizeof(state), "%s/dhcp", priv);
+	snprintf(logp, sizeof(logp), "%s/warn.log", dir);
+	mkdir(priv, 0700);
+	base_full(&c);
+	c.state_dir = state;
+	fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	log_set_level(LOG_WARN);
+	log_set_fd(fd);
+	is_int(dhcp_write(&c, NULL), 0, "write into a private folder works");
+	log_set_level(LOG_ERROR);
+	log_set_fd(quiet_fd);
+	close(fd);
+	ok(io_read_file(logp, 65536, &text, &len) == 0 && strstr(text, "cannot reach") &&
+		   strstr(text, "(mode 0700)"),
+	   "a warning names the folder dnsmasq cannot search");
+	free(text);
+}
+
 static void test_argv(void)
 {
 	struct dhcp_config c;
@@ -385,8 +413,8 @@ int main(void)
 
 	log_init("test-dhcp", LOG_ERROR);
 	/* the error paths log by design; keep make check's output readable */
-	if (!getenv("GC_UNIT_VERBOSE"))
-		log_set_fd(open("/dev/null", O_WRONLY | O_CLOEXEC));
+	quiet_fd = getenv("GC_UNIT_VERBOSE") ? 2 : open("/dev/null", O_WRONLY | O_CLOEXEC);
+	log_set_fd(quiet_fd);
 	dir = tap_tmpdir();
 	test_mac_and_names();
 	is_int(dhcp_mode_parse("proxy", &m), 0, "mode proxy parses");
@@ -396,6 +424,7 @@ int main(void)
 	test_render_proxy();
 	test_hostile();
 	test_write();
+	test_unreachable();
 	test_argv();
 	test_boot_files();
 	{
