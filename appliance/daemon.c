@@ -3,26 +3,50 @@
  *
  * Start order: everything that can be checked without writing a file is checked
  * first (so a bad config starts nothing and writes nothing); then the state dir
- * and the pid-file lock; then the children under supervision (appliance/
- * supervise.h): dnsmasq, unless dhcp mode is off, on the files appliance/dhcp.c
- * writes.
+ * and the pid-file lock; the store and the registry; then the children under
+ * supervision (appliance/supervise.h): tgtd on a private control socket, and
+ * dnsmasq (unless dhcp mode is off) on the files appliance/dhcp.c writes.
+ *
+ * Desired state and reconciling
+ * - Each machine of the config gets a target (targets/iqn.h names) bound to its
+ *   initiator name and CHAP account; LUN 1 is the export file of its image
+ *   version, STATE/exports/IMAGE@VERSION.img, read-only, shared by every machine
+ *   on that version. A machine's profile is the one `goldctl machine assign` put
+ *   in the registry, else the config's; the version is the image's pinned one,
+ *   else the store's current one.
+ * - Export files are materialised from the store by forked workers
+ *   (appliance/worker.h), EXPORT_JOBS at a time, never on the loop; a machine
+ *   whose export is not ready yet gets its target without a LUN until then. A
+ *   shutdown kills running jobs (the export publishes by rename: a killed job
+ *   leaves at most a temp file, removed at the next start).
+ * - The desired set is recomputed (no tgtadm: config, registry, store pointers)
+ *   every DESIRED_POLL_MS and reconciled when it differs, when tgtd (re)starts,
+ *   after SIGHUP, when an export completes, and every RECONCILE_MS against drift.
+ *   tgt_reconcile applies only differences, so untouched targets keep their tid
+ *   and sessions; an assignment or a promotion reaches tgtd without a restart.
  *
  * Files (STATE is appliance.state_dir, or --state-dir)
  *   STATE/goldcached.pid   our pid, flock()ed for our lifetime: a second goldcached
  *                          on the same STATE refuses to start
- *   STATE/dhcp/            dnsmasq.conf and hosts.d/ (runtime: removed at
- *                          shutdown), dnsmasq.leases (kept)
- *   TFTP root              undionly.kpxe, ipxe.efi (kept)
+ *   STATE/run/             tgtd's control socket and lock (runtime: removed)
+ *   STATE/dhcp/            dnsmasq.conf and hosts.d/ (runtime: removed),
+ *                          dnsmasq.leases (kept)
+ *   STATE/exports/         gold LUN files (a cache: kept; unused ones removed)
+ *   STATE/secrets/         generated CHAP secrets, NAME.chap, 0600 (kept)
+ *   STATE/registry.db      the machine registry (kept)
+ *   STATE/tgt-accounts.json  fingerprints of the CHAP secrets set in tgtd (kept)
  *
  * Reload (SIGHUP): the config is loaded and checked as at start; any error keeps
  * the running config (the error is logged). Otherwise only the difference is
- * applied: dnsmasq's files are rewritten where they changed; a new host file is
- * picked up by dnsmasq itself (inotify), a removed or changed one needs SIGHUP,
- * a changed main file a restart. Changing store_dir or state_dir needs a restart.
+ * applied: dnsmasq's files are rewritten where they changed (a new host file is
+ * picked up by dnsmasq itself, a removed or changed one needs SIGHUP, a changed
+ * main file a restart); tgtd is reconciled; tgtd restarts only when the portal
+ * changed. Changing store_dir or state_dir needs a restart.
  *
- * Shutdown (SIGTERM, SIGINT): stop the children (SIGTERM, SIGKILL after a grace
- * period), remove the runtime files, exit 0. docs/operations.md is the
- * operator's view of all this. */
+ * Shutdown (SIGTERM, SIGINT): kill export jobs, delete the targets and stop tgtd
+ * (targets/tgtd.h's sequence: tgtd ignores SIGTERM while targets exist), stop
+ * dnsmasq (SIGTERM, SIGKILL after a grace period), remove the runtime files,
+ * exit 0. docs/operations.md is the operator's view of all this. */
 #include "appliance/daemon.h"
 
 #include <arpa/inet.h>
@@ -35,24 +59,86 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "appliance/dhcp.h"
+#include "appliance/image.h"
 #include "appliance/loop.h"
+#include "appliance/registry.h"
+#include "appliance/store.h"
 #include "appliance/supervise.h"
+#include "appliance/worker.h"
 #include "lib/io.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "targets/iqn.h"
+#include "targets/reconcile.h"
+#include "targets/tgtadm.h"
+#include "targets/tgtd.h"
+
+#define EXPORT_JOBS 2
+#define EXPORT_RETRY_MS 30000
+#define DESIRED_POLL_MS 2000
+#define RECONCILE_MS 60000
+#define RECONCILE_RETRY_MS 2000
+#define TGTD_READY_TIMEOUT_MS 10000
+#define TGTD_SHUTDOWN_MS 10000
+#define SECRET_LEN 24
+
+enum export_state { EXPORT_QUEUED, EXPORT_RUNNING, EXPORT_READY, EXPORT_FAILED };
+
+/* One image version materialised as a LUN file. */
+struct export
+{
+	struct daemon *d;
+	char *image;
+	uint32_t version;
+	char *path;
+	enum export_state state;
+	struct worker_child *job;
+	uint64_t retry_at;
+	int wanted; /* used by the current desired set */
+};
+
+/* One machine's target as last computed (strings owned here). */
+struct want {
+	char iqn[IQN_MAX + 1];
+	char initiator[IQN_MAX + 1];
+	char *user;
+	char *secret;
+	char *lun_path; /* NULL: no LUN yet (no version in the store, or export not ready) */
+	struct export *exp;
+};
+
+/* Registry assignments (MAC -> profile name), read once per refresh. */
+struct assignment {
+	char mac[18];
+	char profile[65];
+};
 
 struct daemon {
 	struct loop *loop;
 	const struct config *cfg; /* current: the caller's, or owned_cfg after a reload */
 	struct config *owned_cfg;
 	char *config_path;
-	char *state_dir, *dhcp_dir, *pid_path, *log_path;
+	char *state_dir, *dhcp_dir, *run_dir, *exports_dir, *secrets_dir;
+	char *pid_path, *log_path, *tgt_sock, *tgt_memo;
 	int lock_fd, log_fd;
-	struct supervisor *dnsmasq;
+	struct store *store;
+	struct registry *reg;
+	struct supervisor *tgtd, *dnsmasq;
+	struct tgt_ctl ctl;
+	char *portal;
+	struct export **exports;
+	size_t n_exports, exports_cap;
+	unsigned jobs_running;
+	struct want *wants;
+	size_t n_wants;
+	int desired_dirty; /* wants changed since the last complete reconcile */
+	struct loop_timer *reconcile_timer, *poll_timer, *drift_timer;
 	int shutting_down;
 	int children_left;
 };
@@ -81,6 +167,563 @@ static int program_found(const char *prog)
 		path += n + (path[n] == ':');
 	}
 	return found;
+}
+
+/* ---- CHAP secrets ---- */
+
+/* A random secret of SECRET_LEN characters from [A-Za-z0-9]: valid for tgt
+ * (12-64 printable, no comma) and for the config's secret files. */
+static int secret_generate(char out[SECRET_LEN + 1])
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char raw[SECRET_LEN];
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return -EIO;
+	for (size_t i = 0; i < SECRET_LEN; i++)
+		out[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
+	out[SECRET_LEN] = '\0';
+	explicit_bzero(raw, sizeof(raw));
+	return 0;
+}
+
+/* The CHAP secret of the machine called name: secret_file when the config names
+ * one, else STATE/secrets/NAME.chap, generated on first use when create is set.
+ * 0 and *out (heap; caller wipes and frees), -ENOENT (none yet, !create) or -errno
+ * (logged). */
+static int machine_secret(struct daemon *d, const char *name, const char *secret_file, int create,
+			  char **out)
+{
+	char *path, buf[SECRET_LEN + 2];
+	int r;
+
+	*out = NULL;
+	if (secret_file) {
+		r = config_secret_read(secret_file, out);
+		if (r < 0)
+			log_error("cannot read CHAP secret file \"%s\" of machine \"%s\": %s",
+				  secret_file, name, strerror(-r));
+		return r;
+	}
+	path = xasprintf("%s/%s.chap", d->secrets_dir, name);
+	r = config_secret_read(path, out);
+	if (r == -ENOENT && create) {
+		r = secret_generate(buf);
+		if (r == 0) {
+			buf[SECRET_LEN] = '\n';
+			r = io_write_file_atomic(path, buf, SECRET_LEN + 1, 0600);
+			buf[SECRET_LEN] = '\0';
+		}
+		if (r == 0) {
+			*out = xstrdup(buf);
+			log_info("generated the CHAP secret of machine \"%s\" into \"%s\"", name,
+				 path);
+		} else {
+			log_error("cannot write CHAP secret \"%s\": %s", path, strerror(-r));
+		}
+		explicit_bzero(buf, sizeof(buf));
+	} else if (r < 0 && r != -ENOENT) {
+		log_error("cannot read CHAP secret \"%s\": %s", path, strerror(-r));
+	}
+	free(path);
+	return r;
+}
+
+static void secret_free(char *s)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+/* ---- exports ---- */
+
+static void schedule_reconcile(struct daemon *d, uint64_t delay_ms);
+static void exports_pump(struct daemon *d);
+static void child_gone(struct daemon *d);
+
+/* Runs in the forked worker: its own store handle (the parent's zstd contexts
+ * and lock state stay the parent's), then the export. */
+static int export_run(void *arg)
+{
+	struct export *e = arg;
+	struct store *s = NULL;
+	int r;
+
+	r = store_open(e->d->cfg->appliance.store_dir, 0, &s);
+	if (r < 0)
+		return r;
+	r = image_export_to_file(s, e->image, e->version, e->path, NULL);
+	store_free(s);
+	return r;
+}
+
+static void export_done(int result, void *arg)
+{
+	struct export *e = arg;
+	struct daemon *d = e->d;
+
+	e->job = NULL;
+	d->jobs_running--;
+	if (d->shutting_down) {
+		e->state = result == 0 ? EXPORT_READY : EXPORT_FAILED;
+		child_gone(d);
+		return;
+	}
+	if (result == 0) {
+		e->state = EXPORT_READY;
+		log_info("export %s@%u ready: \"%s\"", e->image, e->version, e->path);
+		d->desired_dirty = 1;
+		schedule_reconcile(d, 0);
+	} else {
+		e->state = EXPORT_FAILED;
+		e->retry_at = now_ms() + EXPORT_RETRY_MS;
+		log_error("cannot export %s@%u to \"%s\": %s; retrying in %d s", e->image,
+			  e->version, e->path, strerror(-result), EXPORT_RETRY_MS / 1000);
+	}
+	exports_pump(d);
+}
+
+/* Starts queued (and due failed) jobs up to the limit. */
+static void exports_pump(struct daemon *d)
+{
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < d->n_exports && d->jobs_running < EXPORT_JOBS; i++) {
+		struct export *e = d->exports[i];
+
+		if (!e->wanted)
+			continue;
+		if (e->state == EXPORT_FAILED && now >= e->retry_at)
+			e->state = EXPORT_QUEUED;
+		if (e->state != EXPORT_QUEUED)
+			continue;
+		log_info("exporting %s@%u to \"%s\"", e->image, e->version, e->path);
+		if (worker_fork(d->loop, export_run, export_done, e, &e->job) < 0) {
+			e->state = EXPORT_FAILED;
+			e->retry_at = now + EXPORT_RETRY_MS;
+			continue;
+		}
+		e->state = EXPORT_RUNNING;
+		d->jobs_running++;
+	}
+}
+
+/* The export of image@version, created on first use: ready when its file exists
+ * (exports are published whole, and versions are immutable), else queued. */
+static struct export *export_get(struct daemon *d, const char *image, uint32_t version)
+{
+	struct export *e;
+	char name[96];
+
+	for (size_t i = 0; i < d->n_exports; i++)
+		if (d->exports[i]->version == version && strcmp(d->exports[i]->image, image) == 0)
+			return d->exports[i];
+	e = xcalloc(1, sizeof(*e));
+	e->d = d;
+	e->image = xstrdup(image);
+	e->version = version;
+	snprintf(name, sizeof(name), "%s@%u.img", image, version);
+	e->path = path_join(d->exports_dir, name);
+	e->state = access(e->path, R_OK) == 0 ? EXPORT_READY : EXPORT_QUEUED;
+	xgrow((void **)&d->exports, &d->exports_cap, d->n_exports + 1, sizeof(struct export *));
+	d->exports[d->n_exports++] = e;
+	return e;
+}
+
+static void export_free(struct export *e)
+{
+	free(e->image);
+	free(e->path);
+	free(e);
+}
+
+/* Removes the files in the exports dir that fit (0) or do not fit (1) a temp
+ * file's name ("NAME@V.img.tmp.XXXXXX"), except those of known exports. */
+static void exports_sweep(struct daemon *d, int tmp)
+{
+	DIR *dir = opendir(d->exports_dir);
+	struct dirent *de;
+
+	while (dir && (de = readdir(dir))) {
+		int keep = de->d_name[0] == '.' || (strstr(de->d_name, ".img.tmp.") != NULL) != tmp;
+		char *p;
+
+		for (size_t i = 0; i < d->n_exports && !keep; i++)
+			keep = strcmp(strrchr(d->exports[i]->path, '/') + 1, de->d_name) == 0;
+		if (keep)
+			continue;
+		p = path_join(d->exports_dir, de->d_name);
+		if (unlink(p) == 0)
+			log_info("removed leftover \"%s\"", p);
+		free(p);
+	}
+	if (dir)
+		closedir(dir);
+}
+
+/* After a complete reconcile (no LUN uses them any more): drops the exports no
+ * machine wants and removes their files. With all (once at start, after the
+ * first desired set), also files no export of ours names. Temp files of jobs
+ * are swept only before any job starts (exports_sweep(d, 1)). */
+static void exports_prune(struct daemon *d, int all)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < d->n_exports; i++) {
+		struct export *e = d->exports[i];
+
+		if (e->wanted || e->state == EXPORT_RUNNING) {
+			d->exports[k++] = e;
+			continue;
+		}
+		if (unlink(e->path) == 0)
+			log_info("removed unused export \"%s\"", e->path);
+		export_free(e);
+	}
+	d->n_exports = k;
+	if (all)
+		exports_sweep(d, 0);
+}
+
+/* ---- desired state ---- */
+
+static void wants_free(struct want *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(w[i].user);
+		secret_free(w[i].secret);
+		free(w[i].lun_path);
+	}
+	free(w);
+}
+
+static int assignment_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct assignment *)a)->mac, ((const struct assignment *)b)->mac);
+}
+
+struct assignments {
+	struct assignment *a;
+	size_t n, cap;
+};
+
+static int assignment_add(const struct registry_machine *m, void *arg)
+{
+	struct assignments *as = arg;
+
+	if (!m->assigned_profile[0])
+		return 0;
+	xgrow((void **)&as->a, &as->cap, as->n + 1, sizeof(*as->a));
+	memcpy(as->a[as->n].mac, m->mac, sizeof(as->a[as->n].mac));
+	memcpy(as->a[as->n].profile, m->assigned_profile, sizeof(as->a[as->n].profile));
+	as->n++;
+	return 0;
+}
+
+/* The profile machine m boots: its registry assignment when that names a profile
+ * of cfg, else the config's. */
+static const struct config_profile *machine_profile(const struct config *cfg,
+						    const struct assignments *as,
+						    const struct config_machine *m)
+{
+	struct assignment key, *hit;
+	const struct config_profile *p;
+
+	memcpy(key.mac, m->mac_str, sizeof(key.mac));
+	hit = as->n ? bsearch(&key, as->a, as->n, sizeof(*as->a), assignment_cmp) : NULL;
+	if (!hit)
+		return m->profile_ref;
+	p = config_profile_by_name(cfg, hit->profile);
+	if (!p) {
+		log_debug("machine \"%s\": assigned profile \"%s\" is not in the config; "
+			  "using \"%s\"",
+			  m->name, hit->profile, m->profile_ref->name);
+		return m->profile_ref;
+	}
+	return p;
+}
+
+/* Computes every machine's target from cfg, the registry and the store. With
+ * live set, missing secrets are generated and LUNs resolved to exports (created
+ * on demand); without, nothing is written (the checks before start and reload).
+ * 0 and the wants, or -EINVAL when some machine cannot get a target (logged). */
+static int wants_build(struct daemon *d, const struct config *cfg, int live, struct want **out,
+		       size_t *n_out)
+{
+	struct want *w = xcalloc(cfg->n_machines ? cfg->n_machines : 1, sizeof(*w));
+	const char *prefix = cfg->appliance.iscsi.iqn_prefix;
+	struct assignments as = {0};
+	size_t n = 0;
+	int r = 0;
+
+	if (live && d->reg) {
+		registry_each(d->reg, assignment_add, &as);
+		if (as.n)
+			qsort(as.a, as.n, sizeof(*as.a), assignment_cmp);
+	}
+	for (size_t i = 0; i < cfg->n_machines; i++) {
+		const struct config_machine *m = &cfg->machines[i];
+		const struct config_profile *p = machine_profile(cfg, &as, m);
+		struct want *x = &w[n];
+		uint32_t version;
+		int sr;
+
+		if (iqn_machine_target(prefix, m->name, x->iqn, sizeof(x->iqn)) < 0 ||
+		    iqn_machine_initiator(prefix, m->name, x->initiator, sizeof(x->initiator)) <
+			    0) {
+			log_error("machine \"%s\": no valid iSCSI name under \"%s\" (names are "
+				  "at most %d characters in all)",
+				  m->name, prefix, IQN_MAX);
+			r = -EINVAL;
+			continue;
+		}
+		sr = machine_secret(d, m->name, m->chap_secret_file, live, &x->secret);
+		if (sr == -ENOENT && !live) {
+			x->secret = xstrdup("to-be-generated"); /* generated at start */
+		} else if (sr < 0) {
+			r = -EINVAL;
+			continue;
+		}
+		x->user = xstrdup(m->name);
+		n++;
+		if (!live)
+			continue;
+		if (strcmp(p->image_ref->version, "current") != 0) {
+			if (parse_u32(p->image_ref->version, &version) < 0) {
+				log_error("image \"%s\": version \"%s\" is not a version number",
+					  p->image_ref->name, p->image_ref->version);
+				continue;
+			}
+		} else if (!d->store || image_current(d->store, p->image_ref->name, &version) < 0) {
+			log_debug("machine \"%s\": image \"%s\" has no current version yet",
+				  m->name, p->image_ref->name);
+			continue;
+		}
+		x->exp = export_get(d, p->image_ref->name, version);
+		if (x->exp->state == EXPORT_READY)
+			x->lun_path = xstrdup(x->exp->path);
+	}
+	free(as.a);
+	if (r < 0) {
+		wants_free(w, n);
+		return r;
+	}
+	*out = w;
+	*n_out = n;
+	return 0;
+}
+
+/* The target specs of wants (borrowing their strings); caller frees. */
+static struct tgt_target_spec *wants_specs(const struct want *w, size_t n)
+{
+	struct tgt_target_spec *t = xcalloc(n ? n : 1, sizeof(*t));
+
+	for (size_t i = 0; i < n; i++) {
+		t[i].iqn = w[i].iqn;
+		t[i].initiator = w[i].initiator;
+		t[i].chap_user = w[i].user;
+		t[i].chap_secret = w[i].secret;
+		if (w[i].lun_path) {
+			t[i].luns[0] = (struct tgt_lun_spec){1, w[i].lun_path, 1};
+			t[i].n_luns = 1;
+		}
+	}
+	return t;
+}
+
+/* Checks the targets cfg asks for, as tgt_reconcile will, writing nothing. */
+static int targets_check(struct daemon *d, const struct config *cfg)
+{
+	struct tgt_target_spec *t;
+	struct tgt_desired des;
+	struct want *w;
+	size_t n;
+	char err[512];
+	int r;
+
+	r = wants_build(d, cfg, 0, &w, &n);
+	if (r < 0)
+		return r;
+	t = wants_specs(w, n);
+	des = (struct tgt_desired){t, n};
+	r = tgt_desired_check(&des, cfg->appliance.iscsi.iqn_prefix, err, sizeof(err));
+	if (r < 0)
+		log_error("%s: %s", cfg->path, err);
+	free(t);
+	wants_free(w, n);
+	return r;
+}
+
+static int want_equal(const struct want *a, const struct want *b)
+{
+	return strcmp(a->iqn, b->iqn) == 0 && strcmp(a->initiator, b->initiator) == 0 &&
+	       strcmp(a->user, b->user) == 0 && strcmp(a->secret, b->secret) == 0 &&
+	       !a->lun_path == !b->lun_path &&
+	       (!a->lun_path || strcmp(a->lun_path, b->lun_path) == 0);
+}
+
+/* Recomputes the wants; marks them dirty when they differ from the last set;
+ * starts the export jobs they need. */
+static void desired_refresh(struct daemon *d)
+{
+	struct want *w;
+	size_t n;
+
+	if (wants_build(d, d->cfg, 1, &w, &n) < 0)
+		return; /* logged; the last good set stays */
+	if (n != d->n_wants)
+		d->desired_dirty = 1;
+	for (size_t i = 0; i < n && !d->desired_dirty; i++)
+		if (!want_equal(&w[i], &d->wants[i]))
+			d->desired_dirty = 1;
+	wants_free(d->wants, d->n_wants);
+	d->wants = w;
+	d->n_wants = n;
+	for (size_t i = 0; i < d->n_exports; i++)
+		d->exports[i]->wanted = 0;
+	for (size_t i = 0; i < n; i++)
+		if (w[i].exp)
+			w[i].exp->wanted = 1;
+	exports_pump(d);
+}
+
+/* ---- reconciling tgtd ---- */
+
+static void reconcile_now(struct loop *l, void *arg)
+{
+	struct daemon *d = arg;
+	struct tgt_reconcile_stats st = {0};
+	struct tgt_target_spec *t;
+	struct tgt_desired des;
+	int r;
+
+	(void)l;
+	d->reconcile_timer = NULL;
+	if (d->shutting_down || supervise_state(d->tgtd) != SV_RUNNING)
+		return; /* tgtd's on_ready schedules the next one */
+	desired_refresh(d);
+	t = wants_specs(d->wants, d->n_wants);
+	des = (struct tgt_desired){t, d->n_wants};
+	r = tgt_reconcile(&d->ctl, &des, &st);
+	free(t);
+	if (st.changes)
+		log_info("tgt reconciled: %u changes (targets +%u -%u, LUNs +%u -%u ~%u, "
+			 "accounts +%u -%u, %u errors)",
+			 st.changes, st.targets_created, st.targets_deleted, st.luns_added,
+			 st.luns_removed, st.luns_updated, st.accounts_created, st.accounts_deleted,
+			 st.errors);
+	if (r < 0) {
+		log_warn("tgt reconcile incomplete (%s); retrying in %d ms", strerror(-r),
+			 RECONCILE_RETRY_MS);
+		schedule_reconcile(d, RECONCILE_RETRY_MS);
+		return;
+	}
+	d->desired_dirty = 0;
+	exports_prune(d, 0);
+}
+
+static void schedule_reconcile(struct daemon *d, uint64_t delay_ms)
+{
+	if (d->shutting_down || d->reconcile_timer)
+		return;
+	d->reconcile_timer = loop_timer_add(d->loop, delay_ms, reconcile_now, d);
+}
+
+static void poll_desired(struct loop *l, void *arg)
+{
+	struct daemon *d = arg;
+
+	d->poll_timer = loop_timer_add(l, DESIRED_POLL_MS, poll_desired, d);
+	desired_refresh(d);
+	if (d->desired_dirty)
+		schedule_reconcile(d, 0);
+}
+
+static void drift_check(struct loop *l, void *arg)
+{
+	struct daemon *d = arg;
+
+	d->drift_timer = loop_timer_add(l, RECONCILE_MS, drift_check, d);
+	schedule_reconcile(d, 0);
+}
+
+/* ---- tgtd ---- */
+
+static int tgtd_probe(struct supervisor *sv, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)sv;
+	return tgtadm_ping(&d->ctl);
+}
+
+static void tgtd_ready(struct supervisor *sv, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)sv;
+	/* a fresh tgtd is empty: reconcile now, whatever else was pending */
+	d->desired_dirty = 1;
+	if (d->reconcile_timer) {
+		loop_timer_cancel(d->loop, d->reconcile_timer);
+		d->reconcile_timer = NULL;
+	}
+	schedule_reconcile(d, 0);
+}
+
+/* Creates tgtd's supervisor for the current portal (not started). */
+static int tgtd_setup(struct daemon *d)
+{
+	const char *argv[TGTD_ARGV_MAX];
+	char bufs[512], *env_sock;
+	const char *env[2] = {NULL, NULL};
+	struct supervise_opts o = {
+		.name = "tgtd",
+		.ready = tgtd_probe,
+		.on_ready = tgtd_ready,
+		.ready_interval_ms = 50,
+		.ready_timeout_ms = TGTD_READY_TIMEOUT_MS,
+		.arg = d,
+	};
+	int r;
+
+	r = tgtd_argv(&d->ctl, d->portal, argv, bufs, sizeof(bufs));
+	if (r < 0) {
+		log_error("cannot build tgtd's command line for portal \"%s\"", d->portal);
+		return r;
+	}
+	env_sock = xasprintf("TGT_IPC_SOCKET=%s", d->tgt_sock);
+	env[0] = env_sock;
+	o.argv = argv;
+	o.env = env;
+	d->tgtd = supervise_new(d->loop, &o);
+	free(env_sock);
+	return 0;
+}
+
+/* What tgtd needs, checked before anything is written. */
+static int tgtd_check(const struct daemon *d)
+{
+	const char *tgtd = d->ctl.tgtd ? d->ctl.tgtd : "tgtd";
+	const char *tgtadm = d->ctl.tgtadm ? d->ctl.tgtadm : "tgtadm";
+	struct sockaddr_un sun;
+
+	if (!program_found(tgtd) || !program_found(tgtadm)) {
+		log_error("%s not found (install the tgt package)",
+			  program_found(tgtd) ? tgtadm : tgtd);
+		return -ENOENT;
+	}
+	/* tgtd appends ".0.lock" to its socket path, which must fit in sun_path */
+	if (strlen(d->tgt_sock) + strlen(".0.lock") >= sizeof(sun.sun_path)) {
+		log_error("state dir \"%s\" is too long for tgtd's control socket (at most %zu "
+			  "characters in all); use a shorter state dir",
+			  d->state_dir, sizeof(sun.sun_path) - 1 - strlen("/run/tgtd.sock.0.lock"));
+		return -ENAMETOOLONG;
+	}
+	return 0;
 }
 
 /* ---- dnsmasq ---- */
@@ -263,16 +906,26 @@ static void remove_runtime_files(struct daemon *d)
 	remove_tree_files(p);
 	free(p);
 	rmdir(d->dhcp_dir); /* only when no lease file is left */
+	remove_tree_files(d->run_dir);
 	unlink(d->pid_path);
+}
+
+static void child_gone(struct daemon *d)
+{
+	if (--d->children_left == 0)
+		loop_stop(d->loop);
 }
 
 static void child_stopped(struct supervisor *sv, void *arg)
 {
-	struct daemon *d = arg;
-
 	(void)sv;
-	if (--d->children_left == 0)
-		loop_stop(d->loop);
+	child_gone(arg);
+}
+
+static void timer_drop(struct daemon *d, struct loop_timer **t)
+{
+	loop_timer_cancel(d->loop, *t);
+	*t = NULL;
 }
 
 static void shutdown_begin(struct daemon *d, const char *why)
@@ -283,12 +936,35 @@ static void shutdown_begin(struct daemon *d, const char *why)
 	}
 	log_info("%s: shutting down", why);
 	d->shutting_down = 1;
-	d->children_left = 1; /* this function's own hold, dropped below */
+	timer_drop(d, &d->reconcile_timer);
+	timer_drop(d, &d->poll_timer);
+	timer_drop(d, &d->drift_timer);
+	d->children_left = 1; /* this function's own hold, dropped at the end */
+	for (size_t i = 0; i < d->n_exports; i++)
+		if (d->exports[i]->job) {
+			d->children_left++;
+			worker_child_kill(d->exports[i]->job);
+		}
+	if (d->tgtd) {
+		enum supervise_state st = supervise_state(d->tgtd);
+
+		if (st == SV_RUNNING || st == SV_STARTING) {
+			/* tgtd ignores SIGTERM while targets exist: delete them first */
+			int r = tgtd_shutdown(&d->ctl, TGTD_SHUTDOWN_MS);
+
+			if (r == 0)
+				log_info("targets removed; tgtd told to exit");
+			else if (r != -ECONNREFUSED)
+				log_warn("tgtd did not shut down cleanly (%s)", strerror(-r));
+		}
+		d->children_left++;
+		supervise_stop(d->tgtd, child_stopped, d);
+	}
 	if (d->dnsmasq) {
 		d->children_left++;
 		supervise_stop(d->dnsmasq, child_stopped, d);
 	}
-	child_stopped(NULL, d);
+	child_gone(d);
 }
 
 /* ---- reload ---- */
@@ -321,7 +997,10 @@ static int reload_check(struct daemon *d, struct config *n)
 			  n->path);
 		return -EINVAL;
 	}
-	return dhcp_check(d, n);
+	r = dhcp_check(d, n);
+	if (r == 0)
+		r = targets_check(d, n);
+	return r;
 }
 
 static void log_reopen(struct daemon *d)
@@ -340,11 +1019,31 @@ static void log_reopen(struct daemon *d)
 	d->log_fd = fd;
 }
 
+/* The iSCSI portal or IQN prefix changed: tgtd is restarted on the new portal
+ * (its on_ready reconciles everything under the new names). */
+static void tgtd_renew(struct daemon *d)
+{
+	struct supervisor *old = d->tgtd;
+
+	log_info("iSCSI settings changed: restarting tgtd on portal \"%s\"",
+		 d->cfg->appliance.iscsi.portal);
+	if (supervise_state(old) == SV_RUNNING)
+		tgtd_shutdown(&d->ctl, TGTD_SHUTDOWN_MS);
+	supervise_free(old); /* kills it if the shutdown did not end it */
+	d->tgtd = NULL;
+	free(d->portal);
+	d->portal = xstrdup(d->cfg->appliance.iscsi.portal);
+	d->ctl.iqn_prefix = d->cfg->appliance.iscsi.iqn_prefix;
+	if (tgtd_setup(d) == 0)
+		supervise_start(d->tgtd);
+}
+
 static void reload(struct daemon *d)
 {
 	struct config_diag diag;
 	struct config *n = NULL, *old;
 	struct config_diff diff;
+	unsigned changed;
 	int r;
 
 	log_reopen(d);
@@ -371,12 +1070,18 @@ static void reload(struct daemon *d)
 		 diff.machines.n_added, diff.machines.n_removed, diff.machines.n_changed,
 		 diff.profiles.n_added, diff.profiles.n_removed, diff.profiles.n_changed,
 		 diff.images.n_added, diff.images.n_removed, diff.images.n_changed);
+	changed = diff.appliance;
 	config_diff_release(&diff);
 	old = d->owned_cfg;
 	d->cfg = d->owned_cfg = n;
+	d->ctl.iqn_prefix = n->appliance.iscsi.iqn_prefix;
 	config_free(old);
 	if (dhcp_apply(d, d->cfg) < 0)
 		log_error("dnsmasq's files could not be updated; it keeps the previous ones");
+	if (changed & CONFIG_CHANGED_ISCSI)
+		tgtd_renew(d);
+	else
+		schedule_reconcile(d, 0);
 }
 
 /* ---- signals ---- */
@@ -446,9 +1151,60 @@ static int log_open(struct daemon *d)
 	return 0;
 }
 
+static int dirs_setup(struct daemon *d)
+{
+	const char *dirs[] = {d->run_dir, d->dhcp_dir, d->exports_dir, d->secrets_dir};
+
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		int r = io_mkdir_p(dirs[i], dirs[i] == d->secrets_dir ? 0700 : 0755);
+
+		if (r < 0) {
+			log_error("cannot create \"%s\": %s", dirs[i], strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Store, registry and the stale-tgtd check: what must work before children start. */
+static int resources_open(struct daemon *d)
+{
+	char *p;
+	int r;
+
+	r = store_open(d->cfg->appliance.store_dir, 1, &d->store);
+	if (r < 0) {
+		log_error("cannot open the store \"%s\": %s", d->cfg->appliance.store_dir,
+			  strerror(-r));
+		return r;
+	}
+	p = path_join(d->state_dir, "registry.db");
+	r = registry_open(p, &d->reg);
+	free(p);
+	if (r < 0)
+		return r;
+	if (tgtadm_ping(&d->ctl) == 0) {
+		/* our socket, in our locked state dir: a tgtd an earlier goldcached left
+		 * behind when it was killed. It is stopped through its control socket. */
+		log_warn("a tgtd left behind by an earlier run answers on \"%s.0\": shutting it "
+			 "down",
+			 d->tgt_sock);
+		tgtd_shutdown(&d->ctl, TGTD_SHUTDOWN_MS);
+	}
+	return 0;
+}
+
 static void daemon_release(struct daemon *d)
 {
+	supervise_free(d->tgtd);
 	supervise_free(d->dnsmasq);
+	for (size_t i = 0; i < d->n_exports; i++)
+		export_free(d->exports[i]);
+	free(d->exports);
+	wants_free(d->wants, d->n_wants);
+	tgt_ctl_release(&d->ctl);
+	registry_free(d->reg);
+	store_free(d->store);
 	loop_free(d->loop);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
@@ -460,8 +1216,14 @@ static void daemon_release(struct daemon *d)
 	free(d->config_path);
 	free(d->state_dir);
 	free(d->dhcp_dir);
+	free(d->run_dir);
+	free(d->exports_dir);
+	free(d->secrets_dir);
 	free(d->pid_path);
 	free(d->log_path);
+	free(d->tgt_sock);
+	free(d->tgt_memo);
+	free(d->portal);
 }
 
 int daemon_run(const struct config *cfg, const struct daemon_opts *o)
@@ -473,11 +1235,25 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	d.config_path = xstrdup(o->config_path);
 	d.state_dir = xstrdup(o->state_dir ? o->state_dir : cfg->appliance.state_dir);
 	d.dhcp_dir = path_join(d.state_dir, "dhcp");
+	d.run_dir = path_join(d.state_dir, "run");
+	d.exports_dir = path_join(d.state_dir, "exports");
+	d.secrets_dir = path_join(d.state_dir, "secrets");
 	d.pid_path = path_join(d.state_dir, "goldcached.pid");
 	d.log_path = o->log_path ? xstrdup(o->log_path) : NULL;
+	d.tgt_sock = path_join(d.run_dir, "tgtd.sock");
+	d.tgt_memo = path_join(d.state_dir, "tgt-accounts.json");
+	d.portal = xstrdup(cfg->appliance.iscsi.portal);
+	tgt_ctl_init(&d.ctl);
+	d.ctl.ipc_socket = d.tgt_sock;
+	d.ctl.iqn_prefix = cfg->appliance.iscsi.iqn_prefix;
+	d.ctl.state_path = d.tgt_memo;
 
 	/* 1. what can be checked without writing anything */
 	r = dhcp_check(&d, cfg);
+	if (r == 0)
+		r = tgtd_check(&d);
+	if (r == 0)
+		r = targets_check(&d, cfg);
 	if (r < 0)
 		goto out;
 	/* 2. the state dir, its lock, our log */
@@ -490,9 +1266,10 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	if (r < 0)
 		goto out;
 	r = log_open(&d);
-	if (r < 0)
-		goto out_files;
-	r = loop_new(&d.loop);
+	if (r == 0)
+		r = dirs_setup(&d);
+	if (r == 0)
+		r = loop_new(&d.loop);
 	if (r < 0)
 		goto out_files;
 	/* before any child or thread exists: they must not inherit a mask we change later */
@@ -501,16 +1278,30 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	    (r = loop_signal(d.loop, SIGINT, on_signal, &d)) < 0)
 		goto out_files;
 	signal(SIGPIPE, SIG_IGN);
-	/* 3. children */
-	r = dhcp_apply(&d, cfg);
+	/* 3. store, registry */
+	r = resources_open(&d);
+	if (r < 0)
+		goto out_files;
+	/* 4. children: failures from here on are retried under supervision */
+	r = tgtd_setup(&d);
+	if (r == 0) {
+		supervise_start(d.tgtd);
+		r = dhcp_apply(&d, cfg);
+	}
 	if (r < 0) {
 		shutdown_begin(&d, "start failed");
 		loop_run(d.loop);
 		goto out_files;
 	}
-	log_info("goldcached running (pid %d): state dir \"%s\", dhcp %s, %zu machines",
-		 (int)getpid(), d.state_dir, config_dhcp_mode_name(cfg->appliance.dhcp.mode),
-		 cfg->n_machines);
+	exports_sweep(&d, 1); /* temp files of jobs killed with an earlier goldcached */
+	desired_refresh(&d);
+	exports_prune(&d, 1);
+	d.poll_timer = loop_timer_add(d.loop, DESIRED_POLL_MS, poll_desired, &d);
+	d.drift_timer = loop_timer_add(d.loop, RECONCILE_MS, drift_check, &d);
+	log_info("goldcached running (pid %d): state dir \"%s\", iSCSI portal %s, dhcp %s, %zu "
+		 "machines",
+		 (int)getpid(), d.state_dir, d.portal,
+		 config_dhcp_mode_name(cfg->appliance.dhcp.mode), cfg->n_machines);
 	r = loop_run(d.loop);
 	if (r == 0)
 		log_info("goldcached stopped");

@@ -10,6 +10,7 @@
 #   gcd_wait_child NAME OLDPID SECS  waits until child NAME runs with a pid != OLDPID
 #   gcd_stop                         SIGTERM, waits for the exit; sets GCD_RC
 #   gcd_log_count REGEX              lines of $GCD_LOG matching REGEX
+#   (tgt helpers further down)
 # shellcheck shell=bash
 
 GCD_STATE="$T_DIR/state"
@@ -108,4 +109,73 @@ gcd_stop() {
 
 gcd_log_count() {
 	grep -cE -- "$1" "$GCD_LOG"
+}
+
+# ---- tgt helpers (goldcached's private tgtd) ----
+#   gcd_import NAME FILE             goldctl image import into $GCD_STORE
+#   gcd_tgtadm ARGS...               tgtadm against goldcached's tgtd
+#   gcd_tid MACHINE                  tid of MACHINE's target ("" when absent)
+#   gcd_lun MACHINE                  backing file of LUN 1 of MACHINE's target
+#   gcd_wait_lun MACHINE PATH SECS   waits until MACHINE's target is complete (account,
+#                                    ACL) with LUN 1 = PATH
+#   gcd_login MACHINE [SECRET] [INITIATOR_MACHINE]
+#                                    libiscsi login + INQUIRY on LUN 1 as MACHINE
+#                                    (its initiator name and CHAP secret by default)
+#   gcd_read MACHINE OUT             LUN 1's bytes (qemu-img through libiscsi) into OUT
+GCD_PREFIX=iqn.2026-11.test.goldcache
+
+gcd_import() { goldctl --store "$GCD_STORE" -q image import "$1" "$2" >/dev/null; }
+gcd_tgtadm() { TGT_IPC_SOCKET="$GCD_STATE/run/tgtd.sock" tgtadm -C 0 --lld iscsi "$@"; }
+
+gcd_tid() {
+	gcd_tgtadm --op show --mode target 2>/dev/null |
+		awk -v iqn="$GCD_PREFIX:m.$1" '/^Target [0-9]+: / && $3 == iqn {sub(":", "", $2); print $2}'
+}
+
+gcd_lun() {
+	gcd_tgtadm --op show --mode target 2>/dev/null | awk -v iqn="$GCD_PREFIX:m.$1" '
+		/^Target [0-9]+: / {t = ($3 == iqn)}
+		t && /^ +LUN: / {lun = $2}
+		t && lun == 1 && /Backing store path:/ {print $4}'
+}
+
+# gcd_ready MACHINE: its target as reconciled: "LUN1-PATH" once its account and
+# its initiator ACL are bound too (logins are admitted only then), else "".
+gcd_ready() {
+	gcd_tgtadm --op show --mode target 2>/dev/null | awk -v iqn="$GCD_PREFIX:m.$1" \
+		-v ini="$GCD_PREFIX:i.$1" -v user="$1" '
+		/^Target [0-9]+: / {t = ($3 == iqn)}
+		t && /^ +LUN: / {lun = $2}
+		t && lun == 1 && /Backing store path:/ {path = $4}
+		t && /^    Account information:/ {sect = "acct"; next}
+		t && /^    ACL information:/ {sect = "acl"; next}
+		t && sect == "acct" && $1 == user {acct = 1}
+		t && sect == "acl" && $1 == ini {acl = 1}
+		END {if (acct && acl) print path}'
+}
+
+gcd_wait_lun() {
+	local i=0
+	while [ "$(gcd_ready "$1")" != "$2" ]; do
+		i=$((i + 1))
+		[ $i -ge $(($3 * 10)) ] && return 1
+		sleep 0.1
+	done
+}
+
+gcd_login() {
+	local m=$1 secret=${2:-} who=${3:-$1}
+	[ -n "$secret" ] || secret=$(cat "$GCD_STATE/secrets/$m.chap")
+	ip netns exec "$LAB_NS" timeout 20 iscsi-inq -i "$GCD_PREFIX:i.$who" \
+		"iscsi://$m%$secret@$LAB_ADDR:$GCD_ISCSI_PORT/$GCD_PREFIX:m.$m/1"
+}
+
+gcd_read() {
+	local m=$1 out=$2 secret opts
+	secret=$(cat "$GCD_STATE/secrets/$m.chap")
+	printf '%s' "$secret" >"$T_DIR/$m.secret"
+	opts="driver=iscsi,transport=tcp,portal=$LAB_ADDR:$GCD_ISCSI_PORT,target=$GCD_PREFIX:m.$m"
+	opts="$opts,lun=1,initiator-name=$GCD_PREFIX:i.$m,user=$m,password-secret=chap0"
+	ip netns exec "$LAB_NS" timeout 60 qemu-img convert -O raw \
+		--object "secret,id=chap0,file=$T_DIR/$m.secret" --image-opts "$opts" "$out"
 }

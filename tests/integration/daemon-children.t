@@ -1,18 +1,44 @@
 #!/usr/bin/env bash
-# goldcached supervises its children: after `kill -9` of dnsmasq it restarts it
-# (new pid, logged with the exit status) and a DHCP client gets a lease again.
+# goldcached supervises its children. After `kill -9` of tgtd it restarts it and
+# the tgt state converges: the machine's target is back with its gold LUN, and a
+# libiscsi login as the machine (its initiator name, its CHAP) reads the gold
+# bytes again. After `kill -9` of dnsmasq it restarts it (new pid, logged with
+# the exit status, backoff doubling) and a DHCP client gets a lease again.
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-lab.sh"
 . "$GC_SRC/tests/lib-daemon.sh"
-need ip dnsmasq busybox
+need ip dnsmasq busybox tgtd tgtadm iscsi-inq qemu-img cmp
 
 lab_new
+head -c 2M /dev/urandom >"$T_DIR/gold.img"
+truncate -s 4M "$T_DIR/gold.img"
+gcd_import gold "$T_DIR/gold.img" || bail "cannot import the gold image"
 gcd_config "$T_DIR/gc.yaml" "  - mac: 52:54:00:77:00:01
     name: m1
     profile: p-gold"
 gcd_start "$T_DIR/gc.yaml"
 c1=$(lab_client c1 52:54:00:77:00:01)
+EXPORT="$GCD_STATE/exports/gold@1.img"
+
+# tgtd: targets, login, kill -9, convergence.
+tgtd=$(gcd_wait_child tgtd 0 10)
+ok $? "tgtd runs as goldcached's child (pid $tgtd)"
+gcd_wait_lun m1 "$EXPORT" 20
+ok $? "m1's target has LUN 1 = the export of gold@1"
+t_run "libiscsi login as m1 (initiator name + CHAP)" gcd_login m1
+t_run "reading m1's LUN through libiscsi" gcd_read m1 "$T_DIR/read1.img"
+t_run "the bytes equal the imported image" cmp "$T_DIR/read1.img" "$T_DIR/gold.img"
+tid=$(gcd_tid m1)
+kill -9 "$tgtd"
+tgtd2=$(gcd_wait_child tgtd "$tgtd" 20)
+ok $? "tgtd restarted after kill -9 (pid $tgtd -> $tgtd2)"
+gcd_wait_lun m1 "$EXPORT" 20
+ok $? "m1's target and LUN are back (tid $tid -> $(gcd_tid m1))"
+t_run "libiscsi login as m1 works again" gcd_login m1
+t_run "reading m1's LUN again" gcd_read m1 "$T_DIR/read2.img"
+t_run "same bytes" cmp "$T_DIR/read2.img" "$T_DIR/gold.img"
+like "$(cat "$GCD_LOG")" "tgtd\\[$tgtd\\] exited with code 137" "the tgtd crash is logged"
 
 dns=$(gcd_wait_child dnsmasq 0 10)
 ok $? "dnsmasq runs (pid $dns)"
@@ -38,4 +64,5 @@ like "$(grep "dnsmasq\\[$dns2\\] exited" "$GCD_LOG")" 'restarting in 1000 ms' \
 gcd_stop
 is "$GCD_RC" 0 "clean shutdown after the restarts"
 ok "$(kill -0 "$dns3" 2>/dev/null && echo 1 || echo 0)" "the last dnsmasq is gone"
+ok "$(kill -0 "$tgtd2" 2>/dev/null && echo 1 || echo 0)" "the last tgtd is gone"
 done_testing

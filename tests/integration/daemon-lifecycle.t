@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# goldcached's life cycle with the real dnsmasq in a netns: bad configs start no
-# child and write no file (exit non-zero); a good one runs dnsmasq supervised; a
-# second goldcached on the same state dir refuses with a clear message; SIGTERM
-# stops every child, removes the runtime files and exits 0.
+# goldcached's life cycle with the real dnsmasq and tgtd in a netns: bad configs
+# start no child and write no file (exit non-zero); a good one runs tgtd and
+# dnsmasq supervised; a second goldcached on the same state dir refuses with a
+# clear message; SIGTERM removes the targets, stops every child, removes the
+# runtime files and exits 0.
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-lab.sh"
 . "$GC_SRC/tests/lib-daemon.sh"
-need ip dnsmasq
+need ip dnsmasq tgtd tgtadm iscsi-inq
 
 lab_new
 M1="  - mac: 52:54:00:77:00:01
@@ -59,10 +60,21 @@ bad "$T_DIR/bad5.yaml" "unreadable secret file"
 BAD_WANT='dnsmasq not found'
 bad "$T_DIR/good.yaml" "no dnsmasq program" GOLDCACHE_DNSMASQ=/nonexistent/dnsmasq
 
-# A good config: dnsmasq runs as goldcached's child.
+BAD_WANT='tgtd not found'
+bad "$T_DIR/good.yaml" "no tgtd program" PATH="$GC_BUILD/bin:/usr/bin:/bin" \
+	GOLDCACHE_DNSMASQ="$(command -v dnsmasq)"
+
+# A good config: tgtd and dnsmasq run as goldcached's children.
+head -c 1M /dev/urandom >"$T_DIR/gold.img"
+gcd_import gold "$T_DIR/gold.img" || bail "cannot import"
 gcd_start "$T_DIR/good.yaml"
 dns=$(gcd_wait_child dnsmasq 0 10)
 ok $? "dnsmasq runs as goldcached's child (pid $dns)"
+tgtd=$(gcd_wait_child tgtd 0 10)
+ok $? "tgtd runs as goldcached's child (pid $tgtd)"
+gcd_wait_lun m1 "$GCD_STATE/exports/gold@1.img" 20
+ok $? "m1's target serves the gold export"
+is "$(stat -c %a "$GCD_STATE/secrets/m1.chap")" 600 "m1's generated CHAP secret is private"
 is "$(cat "$GCD_STATE/goldcached.pid")" "$GCD_PID" "pid file names goldcached"
 ok "$([ -s "$GCD_STATE/dhcp/dnsmasq.conf" ] && [ -f "$GCD_STATE/dhcp/hosts.d/52-54-00-77-00-01" ]; echo $?)" \
 	"dnsmasq config and the machine's host file written"
@@ -73,7 +85,8 @@ t_fails "a second goldcached on the same state dir refuses" \
 	ip netns exec "$LAB_NS" timeout 20 goldcached -c "$T_DIR/good.yaml"
 like "$T_OUT" "another goldcached \\(pid $GCD_PID\\) is running with state dir" \
 	"it names the running one and the state dir"
-is "$(gcd_child dnsmasq)" "$dns" "the first one's dnsmasq is untouched"
+is "$(gcd_child dnsmasq) $(gcd_child tgtd)" "$dns $tgtd" "the first one's children are untouched"
+t_run "the first one still serves m1's target" gcd_login m1
 is "$(cat "$GCD_STATE/goldcached.pid")" "$GCD_PID" "pid file still names the first one"
 
 # The DHCP service works.
@@ -85,11 +98,16 @@ is "$(lab_env_get "$T_DIR/c1.env" hostname)" m1 "with the machine's name"
 gcd_stop
 is "$GCD_RC" 0 "SIGTERM: goldcached exits 0"
 ok "$(kill -0 "$dns" 2>/dev/null && echo 1 || echo 0)" "dnsmasq is gone"
+ok "$(kill -0 "$tgtd" 2>/dev/null && echo 1 || echo 0)" "tgtd is gone"
+like "$(cat "$GCD_LOG")" 'targets removed; tgtd told to exit' "targets were removed before tgtd stopped"
 is "$(netns_procs)" 0 "no process left in the namespace"
 ok "$([ ! -e "$GCD_STATE/goldcached.pid" ]; echo $?)" "pid file removed"
 ok "$([ ! -e "$GCD_STATE/dhcp/dnsmasq.conf" ] && [ ! -e "$GCD_STATE/dhcp/hosts.d" ]; echo $?)" \
 	"dnsmasq's runtime files removed"
+ok "$([ ! -e "$GCD_STATE/run" ]; echo $?)" "tgtd's control socket dir removed"
 ok "$([ -f "$GCD_STATE/dhcp/dnsmasq.leases" ]; echo $?)" "the lease database is kept"
+ok "$([ -f "$GCD_STATE/exports/gold@1.img" ] && [ -f "$GCD_STATE/registry.db" ]; echo $?)" \
+	"the export cache and the registry are kept"
 like "$(cat "$GCD_LOG")" 'SIGTERM: shutting down' "the log says why it stopped"
 like "$(cat "$GCD_LOG")" 'dnsmasq\[[0-9]+\]: dnsmasq.*started, version' \
 	"dnsmasq's own output is in goldcached's log"
