@@ -70,6 +70,7 @@
 #include "appliance/registry.h"
 #include "appliance/store.h"
 #include "appliance/supervise.h"
+#include "appliance/web.h"
 #include "appliance/worker.h"
 #include "lib/io.h"
 #include "lib/log.h"
@@ -129,6 +130,7 @@ struct daemon {
 	int lock_fd, log_fd;
 	struct store *store;
 	struct registry *reg;
+	struct web *web;
 	struct supervisor *tgtd, *dnsmasq;
 	struct tgt_ctl ctl;
 	char *portal;
@@ -873,6 +875,62 @@ out:
 	return r;
 }
 
+/* ---- HTTP (appliance/web.h) ---- */
+
+/* The API's view of CHAP secrets (sanboot scripts): config machines only; machines
+ * matched by a group or the unknown policy have no target here. */
+static int web_chap_secret(void *arg, const struct config_machine *m, const char *name, char **out)
+{
+	struct daemon *d = arg;
+
+	(void)name;
+	if (!m)
+		return -ENOENT;
+	return machine_secret(d, m->name, m->chap_secret_file, 1, out);
+}
+
+/* GET /api/v1/health: the state of what the loop supervises. */
+static void web_health(void *arg, json_t *obj)
+{
+	struct daemon *d = arg;
+	unsigned ready = 0, pending = 0, failed = 0;
+
+	for (size_t i = 0; i < d->n_exports; i++) {
+		enum export_state st = d->exports[i]->state;
+
+		ready += st == EXPORT_READY;
+		pending += st == EXPORT_QUEUED || st == EXPORT_RUNNING;
+		failed += st == EXPORT_FAILED;
+	}
+	json_object_set_new(
+		obj, "tgtd",
+		json_string(d->tgtd ? supervise_state_name(supervise_state(d->tgtd)) : "none"));
+	json_object_set_new(obj, "dnsmasq",
+			    json_string(d->dnsmasq
+						? supervise_state_name(supervise_state(d->dnsmasq))
+						: "off"));
+	json_object_set_new(obj, "targets_in_sync", json_boolean(!d->desired_dirty));
+	json_object_set_new(obj, "exports",
+			    json_pack("{s:I, s:I, s:I}", "ready", (json_int_t)ready, "pending",
+				      (json_int_t)pending, "failed", (json_int_t)failed));
+}
+
+static int web_setup(struct daemon *d)
+{
+	struct web_opts wo = {
+		.loop = d->loop,
+		.cfg = d->cfg,
+		.reg = d->reg,
+		.store = d->store,
+		.state_dir = d->state_dir,
+		.chap_secret = web_chap_secret,
+		.health = web_health,
+		.cb_arg = d,
+	};
+
+	return web_start(&wo, &d->web);
+}
+
 /* ---- shutdown ---- */
 
 static void remove_tree_files(const char *dir)
@@ -936,6 +994,8 @@ static void shutdown_begin(struct daemon *d, const char *why)
 	}
 	log_info("%s: shutting down", why);
 	d->shutting_down = 1;
+	web_stop(d->web); /* no new requests from here on */
+	d->web = NULL;
 	timer_drop(d, &d->reconcile_timer);
 	timer_drop(d, &d->poll_timer);
 	timer_drop(d, &d->drift_timer);
@@ -990,13 +1050,6 @@ static int reload_check(struct daemon *d, struct config *n)
 	config_diag_release(&diag);
 	if (r < 0)
 		return r;
-	if (strcmp(n->appliance.state_dir, d->cfg->appliance.state_dir) != 0 ||
-	    strcmp(n->appliance.store_dir, d->cfg->appliance.store_dir) != 0) {
-		log_error("\"%s\": store_dir and state_dir cannot change while goldcached runs; "
-			  "restart it to move them",
-			  n->path);
-		return -EINVAL;
-	}
 	r = dhcp_check(d, n);
 	if (r == 0)
 		r = targets_check(d, n);
@@ -1038,6 +1091,49 @@ static void tgtd_renew(struct daemon *d)
 		supervise_start(d->tgtd);
 }
 
+/* Replaces *dst by a copy of src. */
+static void str_keep(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = xstrdup(src);
+}
+
+/* The keys a reload cannot apply (docs/config.md, "Reloading"): n gets old's
+ * values back, with a warning naming each key that waits for a restart. */
+static void keep_restart_keys(const struct config *old, struct config *n)
+{
+	const struct config_appliance *a = &old->appliance;
+	struct config_appliance *b = &n->appliance;
+
+	if (strcmp(a->interface, b->interface) != 0) {
+		log_warn("appliance.interface changed to \"%s\": takes effect at the next restart",
+			 b->interface);
+		str_keep(&b->interface, a->interface);
+	}
+	if (a->listen_addr.s_addr != b->listen_addr.s_addr) {
+		log_warn("appliance.listen changed to \"%s\": takes effect at the next restart",
+			 b->listen);
+		str_keep(&b->listen, a->listen);
+		b->listen_addr = a->listen_addr;
+		b->listen_prefix = a->listen_prefix;
+	}
+	if (a->http_port != b->http_port) {
+		log_warn("appliance.http_port changed to %u: takes effect at the next restart",
+			 (unsigned)b->http_port);
+		b->http_port = a->http_port;
+	}
+	if (strcmp(a->store_dir, b->store_dir) != 0) {
+		log_warn("appliance.store_dir changed to \"%s\": takes effect at the next restart",
+			 b->store_dir);
+		str_keep(&b->store_dir, a->store_dir);
+	}
+	if (strcmp(a->state_dir, b->state_dir) != 0) {
+		log_warn("appliance.state_dir changed to \"%s\": takes effect at the next restart",
+			 b->state_dir);
+		str_keep(&b->state_dir, a->state_dir);
+	}
+}
+
 static void reload(struct daemon *d)
 {
 	struct config_diag diag;
@@ -1072,9 +1168,13 @@ static void reload(struct daemon *d)
 		 diff.images.n_added, diff.images.n_removed, diff.images.n_changed);
 	changed = diff.appliance;
 	config_diff_release(&diff);
+	if (changed & CONFIG_CHANGED_NEEDS_RESTART)
+		keep_restart_keys(d->cfg, n);
 	old = d->owned_cfg;
 	d->cfg = d->owned_cfg = n;
 	d->ctl.iqn_prefix = n->appliance.iscsi.iqn_prefix;
+	if (d->web && web_reload(d->web, d->cfg) < 0)
+		log_error("the HTTP server could not take the new config");
 	config_free(old);
 	if (dhcp_apply(d, d->cfg) < 0)
 		log_error("dnsmasq's files could not be updated; it keeps the previous ones");
@@ -1196,6 +1296,7 @@ static int resources_open(struct daemon *d)
 
 static void daemon_release(struct daemon *d)
 {
+	web_stop(d->web);
 	supervise_free(d->tgtd);
 	supervise_free(d->dnsmasq);
 	for (size_t i = 0; i < d->n_exports; i++)
@@ -1278,8 +1379,10 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	    (r = loop_signal(d.loop, SIGINT, on_signal, &d)) < 0)
 		goto out_files;
 	signal(SIGPIPE, SIG_IGN);
-	/* 3. store, registry */
+	/* 3. store, registry, HTTP (a port in use ends the start here) */
 	r = resources_open(&d);
+	if (r == 0)
+		r = web_setup(&d);
 	if (r < 0)
 		goto out_files;
 	/* 4. children: failures from here on are retried under supervision */
@@ -1298,9 +1401,10 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	exports_prune(&d, 1);
 	d.poll_timer = loop_timer_add(d.loop, DESIRED_POLL_MS, poll_desired, &d);
 	d.drift_timer = loop_timer_add(d.loop, RECONCILE_MS, drift_check, &d);
-	log_info("goldcached running (pid %d): state dir \"%s\", iSCSI portal %s, dhcp %s, %zu "
-		 "machines",
-		 (int)getpid(), d.state_dir, d.portal,
+	log_info("goldcached running (pid %d): state dir \"%s\", HTTP %s:%u, iSCSI portal %s, "
+		 "dhcp %s, %zu machines",
+		 (int)getpid(), d.state_dir, cfg->appliance.listen,
+		 (unsigned)cfg->appliance.http_port, d.portal,
 		 config_dhcp_mode_name(cfg->appliance.dhcp.mode), cfg->n_machines);
 	r = loop_run(d.loop);
 	if (r == 0)
