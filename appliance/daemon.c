@@ -1168,7 +1168,7 @@ static void reload(struct daemon *d)
 		 diff.images.n_added, diff.images.n_removed, diff.images.n_changed);
 	changed = diff.appliance;
 	config_diff_release(&diff);
-	if (changed & CONFIG_CHANGED_NEEDS_RESTART)
+	if (changed & (CONFIG_CHANGED_NETWORK | CONFIG_CHANGED_DIRS))
 		keep_restart_keys(d->cfg, n);
 	old = d->owned_cfg;
 	d->cfg = d->owned_cfg = n;
