@@ -1,0 +1,480 @@
+/* goldagent: the machine-side agent's command line. Parses argv, calls the
+ * cache, source and NBD modules, prints. Subcommands available now:
+ *
+ *   goldagent cache init --image NAME --version V --chunk-size S --size BYTES
+ *                        --volume-size BYTES [--dirty-block S] [--capacity BYTES]
+ *                        [--force] FILE
+ *   goldagent cache check [--repair] [--hashes F] [--source-file F] FILE
+ *   goldagent status [--json] --cache FILE
+ *   goldagent hydrate --cache FILE --source-file F [--hashes F]
+ *   goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]
+ *                   [--source-file F] [--hashes F]
+ *
+ * Exit codes: 0 success; 1 the operation failed (cache check: problems
+ * found and not repaired; hydrate: chunks missing or rejected); 2 usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "agent/cache.h"
+#include "agent/nbd.h"
+#include "agent/source.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+enum {
+	OPT_IMAGE = 256,
+	OPT_VERSION,
+	OPT_CHUNK,
+	OPT_SIZE,
+	OPT_VOLSIZE,
+	OPT_DIRTYBLK,
+	OPT_CAPACITY,
+	OPT_FORCE,
+	OPT_REPAIR,
+	OPT_HASHES,
+	OPT_SOURCE,
+	OPT_CACHE,
+	OPT_JSON,
+	OPT_GOLDSOCK,
+	OPT_VOLSOCK,
+	OPT_SLOT,
+	OPT_VERBOSE,
+};
+
+static const struct option long_opts[] = {
+	{"image", required_argument, NULL, OPT_IMAGE},
+	{"version", required_argument, NULL, OPT_VERSION},
+	{"chunk-size", required_argument, NULL, OPT_CHUNK},
+	{"size", required_argument, NULL, OPT_SIZE},
+	{"volume-size", required_argument, NULL, OPT_VOLSIZE},
+	{"dirty-block", required_argument, NULL, OPT_DIRTYBLK},
+	{"capacity", required_argument, NULL, OPT_CAPACITY},
+	{"force", no_argument, NULL, OPT_FORCE},
+	{"repair", no_argument, NULL, OPT_REPAIR},
+	{"hashes", required_argument, NULL, OPT_HASHES},
+	{"source-file", required_argument, NULL, OPT_SOURCE},
+	{"cache", required_argument, NULL, OPT_CACHE},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"gold-socket", required_argument, NULL, OPT_GOLDSOCK},
+	{"volume-socket", required_argument, NULL, OPT_VOLSOCK},
+	{"slot", required_argument, NULL, OPT_SLOT},
+	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{NULL, 0, NULL, 0},
+};
+
+struct args {
+	const char *image, *version, *hashes, *source, *cache, *gold_sock, *vol_sock, *file;
+	uint64_t chunk, size, volsize, dirtyblk, capacity;
+	int force, repair, json, slot;
+};
+
+static void usage(void)
+{
+	fputs("usage:\n"
+	      "  goldagent cache init --image NAME --version V --chunk-size S --size BYTES\n"
+	      "                       --volume-size BYTES [--dirty-block S] [--capacity BYTES]\n"
+	      "                       [--force] FILE\n"
+	      "  goldagent cache check [--repair] [--hashes F] [--source-file F] FILE\n"
+	      "  goldagent status [--json] --cache FILE\n"
+	      "  goldagent hydrate --cache FILE --source-file F [--hashes F] [--slot A|B]\n"
+	      "  goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]\n"
+	      "                  [--source-file F] [--hashes F] [--slot A|B]\n"
+	      "sizes take K, M, G, T suffixes (binary); -v / --verbose logs more\n",
+	      stderr);
+	exit(2);
+}
+
+static uint64_t size_arg(const char *opt, const char *s)
+{
+	uint64_t v;
+
+	if (parse_size(s, &v) < 0)
+		die(2, "--%s: '%s' is not a size (e.g. 4096, 1M, 2G)", opt, s);
+	return v;
+}
+
+/* Parses options from argv[first..]; at most one positional (FILE). */
+static void parse_args(int argc, char **argv, struct args *a)
+{
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->slot = -1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "v", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_IMAGE:
+			a->image = optarg;
+			break;
+		case OPT_VERSION:
+			a->version = optarg;
+			break;
+		case OPT_CHUNK:
+			a->chunk = size_arg("chunk-size", optarg);
+			break;
+		case OPT_SIZE:
+			a->size = size_arg("size", optarg);
+			break;
+		case OPT_VOLSIZE:
+			a->volsize = size_arg("volume-size", optarg);
+			break;
+		case OPT_DIRTYBLK:
+			a->dirtyblk = size_arg("dirty-block", optarg);
+			break;
+		case OPT_CAPACITY:
+			a->capacity = size_arg("capacity", optarg);
+			break;
+		case OPT_FORCE:
+			a->force = 1;
+			break;
+		case OPT_REPAIR:
+			a->repair = 1;
+			break;
+		case OPT_HASHES:
+			a->hashes = optarg;
+			break;
+		case OPT_SOURCE:
+			a->source = optarg;
+			break;
+		case OPT_CACHE:
+			a->cache = optarg;
+			break;
+		case OPT_JSON:
+			a->json = 1;
+			break;
+		case OPT_GOLDSOCK:
+			a->gold_sock = optarg;
+			break;
+		case OPT_VOLSOCK:
+			a->vol_sock = optarg;
+			break;
+		case OPT_SLOT:
+			if (strcmp(optarg, "A") && strcmp(optarg, "B"))
+				die(2, "--slot: A or B, not '%s'", optarg);
+			a->slot = optarg[0] - 'A';
+			break;
+		case 'v':
+		case OPT_VERBOSE:
+			log_set_level(LOG_DEBUG);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind < argc)
+		a->file = argv[optind++];
+	if (optind < argc)
+		die(2, "unexpected argument '%s'", argv[optind]);
+}
+
+static const char *state_name(uint32_t s)
+{
+	return s == CACHE_SLOT_FILLING	  ? "filling"
+	       : s == CACHE_SLOT_COMPLETE ? "complete"
+					  : "empty";
+}
+
+static int cmd_init(struct args *a)
+{
+	struct cache_params p = {0};
+
+	if (!a->file || !a->image || !a->version || !a->chunk || !a->size || !a->volsize)
+		die(2, "cache init needs --image, --version, --chunk-size, --size, --volume-size "
+		       "and FILE");
+	if (a->chunk > UINT32_MAX || a->dirtyblk > UINT32_MAX)
+		die(2, "--chunk-size / --dirty-block too large");
+	p.image = a->image;
+	p.version = a->version;
+	p.image_size = a->size;
+	p.gold_capacity = a->capacity;
+	p.chunk_size = (uint32_t)a->chunk;
+	p.dirty_block_size = (uint32_t)a->dirtyblk;
+	p.volume_size = a->volsize;
+	p.force = a->force;
+	if (cache_create(a->file, &p) < 0)
+		return 1;
+	printf("cache '%s': image %s@%s, %llu bytes in chunks of %llu, volume %llu bytes\n",
+	       a->file, a->image, a->version, (unsigned long long)a->size,
+	       (unsigned long long)a->chunk, (unsigned long long)a->volsize);
+	return 0;
+}
+
+struct verify_ctx {
+	struct chunk_hashes *hs;
+	struct chunk_source *src;
+	uint8_t *buf;
+	uint32_t chunk_size;
+};
+
+static int verify_chunk(void *arg, int slot, uint64_t idx, const void *data, size_t len)
+{
+	struct verify_ctx *v = arg;
+	int r;
+
+	(void)slot;
+	if (v->hs)
+		return chunk_hashes_verify(v->hs, idx, data, len) == 0 ? 0 : -EBADMSG;
+	r = chunk_source_fetch(v->src, idx, idx * v->chunk_size, v->buf, len);
+	if (r < 0)
+		return r;
+	return memcmp(v->buf, data, len) == 0 ? 0 : -EBADMSG;
+}
+
+static int load_verifiers(struct args *a, struct chunk_hashes *hs, struct chunk_source **src)
+{
+	if (a->hashes && chunk_hashes_load(a->hashes, hs) < 0)
+		return -1;
+	if (a->source && chunk_source_file_new(a->source, src) < 0)
+		return -1;
+	return 0;
+}
+
+static int cmd_check(struct args *a)
+{
+	struct cache_check_report rep;
+	struct chunk_hashes hs = {0};
+	struct chunk_source *src = NULL;
+	struct verify_ctx v = {0};
+	struct cache *c;
+	int r, rc = 1;
+
+	if (!a->file)
+		die(2, "cache check needs FILE");
+	if (cache_open(a->file, a->repair ? 0 : CACHE_OPEN_RDONLY, &c) < 0)
+		return 1;
+	if (load_verifiers(a, &hs, &src) < 0)
+		goto out;
+	v.hs = a->hashes ? &hs : NULL;
+	v.src = src;
+	v.chunk_size = cache_header(c)->geo.chunk_size;
+	v.buf = xmalloc(v.chunk_size);
+	r = cache_check(c, a->repair, (v.hs || v.src) ? verify_chunk : NULL, &v, &rep);
+	if (r == 0) {
+		fputs(rep.text, stdout);
+		printf("cache '%s': %u problem(s)%s\n", a->file, rep.problems,
+		       a->repair && rep.problems ? ", repaired" : "");
+		rc = rep.problems && !a->repair ? 1 : 0;
+	}
+	free(rep.text);
+	free(v.buf);
+out:
+	chunk_hashes_release(&hs);
+	chunk_source_free(src);
+	if (a->repair)
+		rc |= cache_close(c) < 0;
+	else
+		cache_free(c);
+	return rc;
+}
+
+static int cmd_status(struct args *a)
+{
+	const struct cache_header *h;
+	struct cache *c;
+	json_t *o, *slots;
+	int other_bad, copy;
+	uint64_t dirty;
+
+	if (!a->cache)
+		a->cache = a->file;
+	if (!a->cache)
+		die(2, "status needs --cache FILE");
+	if (cache_open(a->cache, CACHE_OPEN_RDONLY, &c) < 0)
+		return 1;
+	h = cache_header(c);
+	copy = cache_header_copy(c, &other_bad);
+	dirty = cache_dirty_count(c);
+	slots = json_array();
+	for (int s = 0; s < CACHE_NSLOTS; s++) {
+		const struct cache_slot_info *si = &h->slot[s];
+		uint64_t n = cache_slot_chunks(c, s), p = cache_slot_present_count(c, s);
+		char hex[HASH_HEX_LEN + 1];
+		struct hash zero = {{0}};
+
+		json_array_append_new(
+			slots, json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:f, s:s?}", "slot",
+					 s ? "B" : "A", "state", state_name(si->state), "image",
+					 si->state ? si->name : NULL, "version",
+					 si->state ? si->version : NULL, "size",
+					 (json_int_t)si->image_size, "chunks", (json_int_t)n,
+					 "present", (json_int_t)p, "hydrated_pct",
+					 n ? 100.0 * (double)p / (double)n : 0.0, "manifest",
+					 hash_equal(&si->manifest, &zero)
+						 ? NULL
+						 : hash_to_hex(&si->manifest, hex)));
+	}
+	{
+		int act = h->active_slot == CACHE_NO_SLOT ? -1 : (int)h->active_slot;
+		int complete = act >= 0 && h->slot[act].state == CACHE_SLOT_COMPLETE;
+
+		o = json_pack("{s:s, s:i, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:s?, s:o, s:I, s:I, "
+			      "s:b, s:b, "
+			      "s:i, s:I, s:s}",
+			      "cache", a->cache, "format", (int)CACHE_FORMAT_VERSION, "generation",
+			      (json_int_t)h->generation, "header_copy", copy ? "B" : "A",
+			      "other_header_bad", other_bad, "chunk_size",
+			      (json_int_t)h->geo.chunk_size, "dirty_block_size",
+			      (json_int_t)h->geo.dirty_block_size, "gold_capacity",
+			      (json_int_t)h->geo.gold_capacity, "volume_size",
+			      (json_int_t)h->geo.volume_size, "active_slot",
+			      act < 0 ? NULL
+			      : act   ? "B"
+				      : "A",
+			      "slots", slots, "dirty_blocks", (json_int_t)dirty, "dirty_bytes",
+			      (json_int_t)MIN(dirty * h->geo.dirty_block_size, h->geo.volume_size),
+			      "dirty_all", !!(h->flags & CACHE_F_DIRTY_ALL), "volume_open",
+			      !!(h->flags & CACHE_F_VOL_OPEN), "unclean_stops",
+			      (int)h->unclean_stops, "last_sync", (json_int_t)h->last_sync, "mode",
+			      complete ? "offline-ready" : "needs-appliance");
+	}
+	if (a->json) {
+		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		puts(s);
+		free(s);
+	} else {
+		int act = h->active_slot == CACHE_NO_SLOT ? -1 : (int)h->active_slot;
+
+		printf("cache %s (format %u, generation %llu)\n", a->cache, CACHE_FORMAT_VERSION,
+		       (unsigned long long)h->generation);
+		for (int s = 0; s < CACHE_NSLOTS; s++) {
+			const struct cache_slot_info *si = &h->slot[s];
+			uint64_t n = cache_slot_chunks(c, s);
+
+			printf("slot %c%s: %s", 'A' + s, act == s ? " (active)" : "",
+			       state_name(si->state));
+			if (si->state)
+				printf(" %s@%s, %llu/%llu chunks (%.1f%%)", si->name, si->version,
+				       (unsigned long long)cache_slot_present_count(c, s),
+				       (unsigned long long)n,
+				       100.0 * (double)cache_slot_present_count(c, s) / (double)n);
+			printf("\n");
+		}
+		printf("volume: %llu bytes, %llu dirty blocks of %u%s\n",
+		       (unsigned long long)h->geo.volume_size, (unsigned long long)dirty,
+		       h->geo.dirty_block_size,
+		       (h->flags & CACHE_F_DIRTY_ALL) ? " (all: full compare pending)" : "");
+	}
+	json_decref(o);
+	cache_free(c);
+	return 0;
+}
+
+static int gold_slot(const struct args *a, const struct cache *c)
+{
+	const struct cache_header *h = cache_header(c);
+
+	if (a->slot >= 0)
+		return a->slot;
+	return h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
+}
+
+static int cmd_hydrate(struct args *a)
+{
+	struct chunk_hashes hs = {0};
+	struct chunk_source *src = NULL;
+	struct hydrate_stats st;
+	struct cache *c;
+	int r, rc = 1, slot;
+
+	if (!a->cache || !a->source)
+		die(2, "hydrate needs --cache FILE and --source-file IMAGE");
+	if (cache_open(a->cache, 0, &c) < 0)
+		return 1;
+	if (load_verifiers(a, &hs, &src) < 0)
+		goto out;
+	slot = gold_slot(a, c);
+	r = hydrate_slot(c, slot, src, a->hashes ? &hs : NULL, 0, &st);
+	printf("slot %c: %llu chunks fetched (%llu bytes), %llu already present, %llu rejected\n",
+	       'A' + slot, (unsigned long long)st.fetched, (unsigned long long)st.bytes,
+	       (unsigned long long)st.skipped, (unsigned long long)st.rejected);
+	rc = r < 0;
+out:
+	chunk_hashes_release(&hs);
+	chunk_source_free(src);
+	rc |= cache_close(c) < 0;
+	return rc;
+}
+
+static int cmd_serve(struct args *a)
+{
+	struct nbd_server_opts o = {0};
+	struct chunk_hashes hs = {0};
+	struct chunk_source *src = NULL;
+	struct nbd_server *srv;
+	struct cache *c;
+	int rc = 1;
+
+	if (!a->cache || (!a->gold_sock && !a->vol_sock))
+		die(2, "serve needs --cache FILE and --gold-socket and/or --volume-socket");
+	log_set_timestamps(1);
+	if (cache_open(a->cache, 0, &c) < 0)
+		return 1;
+	if (load_verifiers(a, &hs, &src) < 0)
+		goto out;
+	o.cache = c;
+	o.gold_slot = gold_slot(a, c);
+	o.source = src;
+	o.hashes = a->hashes ? &hs : NULL;
+	o.gold_socket = a->gold_sock;
+	o.volume_socket = a->vol_sock;
+	if (o.hashes && o.hashes->n != cache_slot_chunks(c, o.gold_slot)) {
+		log_error("hash list '%s' has %llu chunks, the gold image %llu", a->hashes,
+			  (unsigned long long)o.hashes->n,
+			  (unsigned long long)cache_slot_chunks(c, o.gold_slot));
+		goto out;
+	}
+	if (nbd_server_new(&o, &srv) < 0)
+		goto out;
+	rc = nbd_server_run(srv) < 0;
+	nbd_server_free(srv);
+out:
+	chunk_hashes_release(&hs);
+	chunk_source_free(src);
+	if (cache_close(c) < 0)
+		rc = 1;
+	else
+		log_info("cache '%s' closed cleanly", a->cache);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+
+	log_init("goldagent", LOG_INFO);
+	if (argc < 2)
+		usage();
+	cmd = argv[1];
+	if (strcmp(cmd, "cache") == 0) {
+		struct args a;
+
+		if (argc < 3)
+			usage();
+		parse_args(argc - 2, argv + 2, &a);
+		if (strcmp(argv[2], "init") == 0)
+			return cmd_init(&a);
+		if (strcmp(argv[2], "check") == 0)
+			return cmd_check(&a);
+		usage();
+	}
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "hydrate") == 0 ||
+	    strcmp(cmd, "serve") == 0) {
+		struct args a;
+
+		parse_args(argc - 1, argv + 1, &a);
+		if (cmd[0] == 's' && cmd[1] == 't')
+			return cmd_status(&a);
+		if (cmd[0] == 'h')
+			return cmd_hydrate(&a);
+		return cmd_serve(&a);
+	}
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0)
+		usage();
+	die(2, "unknown command '%s' (try 'goldagent --help')", cmd);
+}

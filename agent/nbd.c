@@ -1,0 +1,598 @@
+/* goldagent's NBD server (see nbd.h): sockets and epoll around the protocol
+ * engine of nbdproto.c, and the two exports backed by the cache.
+ *
+ * The loop is level-triggered. A connection reads only while its session
+ * is not blocked on a fetch and has less than NBD_OUT_HIGH bytes of replies
+ * waiting; otherwise it only writes. This bounds each connection's memory to
+ * one request plus one reply past the mark. A blocked gold read waits for
+ * its chunk's fetch; the fetch completion wakes every session waiting on
+ * that chunk, and the loop runs woken sessions before sleeping again.
+ *
+ * In-flight fetches are keyed by chunk: a second reader of the same absent
+ * chunk joins the waiters instead of fetching it again. A fetched chunk is
+ * verified against its hash before cache_chunk_write(); a mismatch is never
+ * stored and every waiter gets EIO. */
+#include "agent/nbd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/cache.h"
+#include "agent/nbdproto.h"
+#include "agent/source.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define TAG_LISTEN_GOLD 1
+#define TAG_LISTEN_VOLUME 2
+#define TAG_SIGNAL 3
+#define TAG_SOURCE 4
+
+struct conn {
+	struct conn *next;
+	int fd;
+	unsigned id;
+	struct nbd_session *s;
+	uint32_t events; /* registered with epoll */
+};
+
+struct fetch {
+	struct fetch *next;
+	struct nbd_server *srv;
+	uint64_t idx;
+	uint8_t *buf;
+	size_t len;
+	int done, err;
+	struct nbd_session **waiters;
+	size_t nwaiters, cap;
+};
+
+struct nbd_server {
+	struct nbd_server_opts o;
+	int epfd, sigfd, lfd[2];
+	char *path[2];
+	struct nbd_export exp[2]; /* gold, volume */
+	struct conn *conns;
+	unsigned nconns, next_id;
+	struct fetch *fetches;
+	uint32_t src_events;
+	int src_fd;
+	sigset_t oldmask;
+};
+
+/* ---- gold export ---- */
+
+static void fetch_done(void *arg, uint64_t idx, int err)
+{
+	struct fetch *f = arg;
+	struct nbd_server *srv = f->srv;
+	struct cache *c = srv->o.cache;
+	const struct cache_slot_info *si = &cache_header(c)->slot[srv->o.gold_slot];
+
+	if (err == 0 && srv->o.hashes && chunk_hashes_verify(srv->o.hashes, idx, f->buf, f->len)) {
+		log_error("gold '%s@%s': chunk %llu from %s does not match its hash: not stored",
+			  si->name, si->version, (unsigned long long)idx, srv->o.source->desc);
+		err = -EIO;
+	}
+	if (err == 0)
+		err = cache_chunk_write(c, srv->o.gold_slot, idx, f->buf, f->len);
+	if (err == 0)
+		err = cache_commit(c);
+	if (err < 0 && err != -EIO)
+		err = -EIO;
+	f->done = 1;
+	f->err = err;
+	for (size_t i = 0; i < f->nwaiters; i++)
+		nbd_session_wake(f->waiters[i], err);
+	f->nwaiters = 0; /* woken: they retry (or fail) on their own now */
+}
+
+static void fetch_unlink(struct nbd_server *srv, struct fetch *f)
+{
+	for (struct fetch **pp = &srv->fetches; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	free(f->buf);
+	free(f->waiters);
+	free(f);
+}
+
+static int gold_read(void *priv, void *waiter, void *buf, uint64_t off, uint32_t len)
+{
+	struct nbd_server *srv = priv;
+	struct cache *c = srv->o.cache;
+	int slot = srv->o.gold_slot;
+	const struct cache_header *h = cache_header(c);
+	const struct cache_slot_info *si = &h->slot[slot];
+
+	for (;;) {
+		uint64_t missing = 0;
+		struct fetch *f;
+		int r = cache_gold_read(c, slot, buf, off, len, &missing);
+
+		if (r != -ENODATA)
+			return r;
+		if (!srv->o.source) {
+			log_error(
+				"gold '%s@%s': read at %llu+%u needs chunk %llu (bytes %llu-%llu), "
+				"which is not in the cache and there is no source to fetch it from",
+				si->name, si->version, (unsigned long long)off, len,
+				(unsigned long long)missing,
+				(unsigned long long)(missing * h->geo.chunk_size),
+				(unsigned long long)(missing * h->geo.chunk_size +
+						     cache_chunk_len(c, slot, missing) - 1));
+			return -EIO;
+		}
+		for (f = srv->fetches; f; f = f->next)
+			if (f->idx == missing)
+				break;
+		if (!f) {
+			f = xcalloc(1, sizeof(*f));
+			f->srv = srv;
+			f->idx = missing;
+			f->len = cache_chunk_len(c, slot, missing);
+			f->buf = xmalloc(f->len);
+			f->next = srv->fetches;
+			srv->fetches = f;
+			if (srv->o.hashes && missing < srv->o.hashes->n &&
+			    srv->o.hashes->zero[missing]) {
+				memset(f->buf, 0, f->len);
+				fetch_done(f, missing, 0);
+			} else {
+				log_debug("gold '%s@%s': fetching chunk %llu from %s", si->name,
+					  si->version, (unsigned long long)missing,
+					  srv->o.source->desc);
+				r = srv->o.source->ops->start(srv->o.source, missing,
+							      missing * h->geo.chunk_size, f->buf,
+							      f->len, fetch_done, f);
+				if (r < 0)
+					fetch_done(f, missing, r);
+			}
+		}
+		if (f->done) {
+			/* completed inside start(): nobody else waited on it */
+			r = f->err;
+			fetch_unlink(srv, f);
+			if (r < 0)
+				return r;
+			continue; /* present now: read again (next missing chunk?) */
+		}
+		xgrow((void **)&f->waiters, &f->cap, f->nwaiters + 1, sizeof(*f->waiters));
+		f->waiters[f->nwaiters++] = waiter;
+		return -EINPROGRESS;
+	}
+}
+
+static int gold_write(void *priv, const void *buf, uint64_t off, uint32_t len, int fua)
+{
+	(void)priv, (void)buf, (void)off, (void)len, (void)fua;
+	return -EPERM;
+}
+static int gold_zero(void *priv, uint64_t off, uint32_t len, int fua)
+{
+	(void)priv, (void)off, (void)len, (void)fua;
+	return -EPERM;
+}
+static int gold_flush(void *priv)
+{
+	(void)priv;
+	return 0;
+}
+
+static const struct nbd_export_ops gold_ops = {gold_read, gold_write, gold_zero, gold_flush};
+
+/* ---- volume export ---- */
+
+static int vol_read(void *priv, void *waiter, void *buf, uint64_t off, uint32_t len)
+{
+	struct nbd_server *srv = priv;
+
+	(void)waiter;
+	return cache_vol_read(srv->o.cache, buf, off, len);
+}
+static int vol_write(void *priv, const void *buf, uint64_t off, uint32_t len, int fua)
+{
+	struct nbd_server *srv = priv;
+
+	return cache_vol_write(srv->o.cache, buf, off, len, fua);
+}
+static int vol_zero(void *priv, uint64_t off, uint32_t len, int fua)
+{
+	struct nbd_server *srv = priv;
+
+	return cache_vol_zero(srv->o.cache, off, len, fua);
+}
+static int vol_flush(void *priv)
+{
+	struct nbd_server *srv = priv;
+
+	return cache_flush(srv->o.cache);
+}
+
+static const struct nbd_export_ops vol_ops = {vol_read, vol_write, vol_zero, vol_flush};
+
+/* ---- sockets ---- */
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd, r;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_error("socket '%s': path too long (max %zu bytes)", path,
+			  sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_error("socket '%s': exists and is not a socket; not replacing it",
+				  path);
+			return -EEXIST;
+		}
+		unlink(path); /* stale, from a previous run */
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(fd, 64) < 0) {
+		r = -errno;
+		log_error("socket '%s': cannot listen: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int ep_add(int epfd, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event ev = {.events = events, .data.u64 = tag};
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int nbd_server_new(const struct nbd_server_opts *o, struct nbd_server **out)
+{
+	struct nbd_server *srv = xcalloc(1, sizeof(*srv));
+	const struct cache_header *h = cache_header(o->cache);
+	const char *paths[2] = {o->gold_socket, o->volume_socket};
+	sigset_t mask;
+	int r;
+
+	srv->o = *o;
+	if (!srv->o.max_clients)
+		srv->o.max_clients = 64;
+	srv->lfd[0] = srv->lfd[1] = srv->sigfd = srv->src_fd = -1;
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->epfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (o->gold_socket && (o->gold_slot < 0 || o->gold_slot >= CACHE_NSLOTS ||
+			       h->slot[o->gold_slot].state == CACHE_SLOT_EMPTY)) {
+		log_error("cache '%s': no gold image to serve (slot empty)", cache_path(o->cache));
+		r = -ENOENT;
+		goto fail;
+	}
+	srv->exp[0] = (struct nbd_export){
+		.name = "gold",
+		.description = "goldcache gold image (read-only)",
+		.size = o->gold_socket ? h->slot[o->gold_slot].image_size : 0,
+		.read_only = 1,
+		.ops = &gold_ops,
+		.priv = srv,
+	};
+	srv->exp[1] = (struct nbd_export){
+		.name = "volume",
+		.description = "goldcache machine volume",
+		.size = h->geo.volume_size,
+		.read_only = 0,
+		.ops = &vol_ops,
+		.priv = srv,
+	};
+	if (o->volume_socket) {
+		r = cache_vol_open(o->cache);
+		if (r < 0)
+			goto fail;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (!paths[i])
+			continue;
+		srv->lfd[i] = listen_unix(paths[i]);
+		if (srv->lfd[i] < 0) {
+			r = srv->lfd[i];
+			goto fail;
+		}
+		srv->path[i] = xstrdup(paths[i]);
+		r = ep_add(srv->epfd, srv->lfd[i], EPOLLIN, (uint64_t)(TAG_LISTEN_GOLD + i));
+		if (r < 0)
+			goto fail;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, &srv->oldmask);
+	signal(SIGPIPE, SIG_IGN);
+	srv->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (srv->sigfd < 0 || ep_add(srv->epfd, srv->sigfd, EPOLLIN, TAG_SIGNAL) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (o->source && o->source->ops->fd && (srv->src_fd = o->source->ops->fd(o->source)) >= 0) {
+		srv->src_events = (uint32_t)o->source->ops->events(o->source);
+		r = ep_add(srv->epfd, srv->src_fd, srv->src_events, TAG_SOURCE);
+		if (r < 0)
+			goto fail;
+	}
+	*out = srv;
+	return 0;
+fail:
+	nbd_server_free(srv);
+	return r;
+}
+
+static void conn_close(struct nbd_server *srv, struct conn *c)
+{
+	for (struct conn **pp = &srv->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	/* forget this session in any fetch it waits on */
+	for (struct fetch *f = srv->fetches; f; f = f->next)
+		for (size_t i = 0; i < f->nwaiters; i++)
+			if (f->waiters[i] == c->s)
+				f->waiters[i] = f->waiters[--f->nwaiters];
+	log_debug("nbd client %u: closed", c->id);
+	close(c->fd);
+	nbd_session_free(c->s);
+	free(c);
+	srv->nconns--;
+}
+
+void nbd_server_free(struct nbd_server *srv)
+{
+	if (!srv)
+		return;
+	while (srv->conns)
+		conn_close(srv, srv->conns);
+	while (srv->fetches)
+		fetch_unlink(srv, srv->fetches);
+	for (int i = 0; i < 2; i++) {
+		if (srv->lfd[i] >= 0) {
+			close(srv->lfd[i]);
+			unlink(srv->path[i]);
+		}
+		free(srv->path[i]);
+	}
+	if (srv->sigfd >= 0) {
+		close(srv->sigfd);
+		sigprocmask(SIG_SETMASK, &srv->oldmask, NULL);
+	}
+	if (srv->epfd >= 0)
+		close(srv->epfd);
+	free(srv);
+}
+
+/* Sends what the session has queued; 0 or -errno (connection lost). */
+static int conn_write(struct conn *c)
+{
+	for (;;) {
+		size_t len;
+		const uint8_t *p = nbd_session_outbuf(c->s, &len);
+		ssize_t n;
+
+		if (len == 0)
+			return 0;
+		n = send(c->fd, p, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? 0 : -errno;
+		}
+		nbd_session_sent(c->s, (size_t)n);
+	}
+}
+
+/* Re-arms epoll for what c can do now; closes it when its session ended
+ * and everything was sent. Returns 0 or -1 when closed. */
+static int conn_update(struct nbd_server *srv, struct conn *c)
+{
+	struct epoll_event ev;
+	size_t pending;
+	int done;
+
+	for (;;) {
+		if (conn_write(c) < 0) {
+			conn_close(srv, c);
+			return -1;
+		}
+		/* requests parked while replies were waiting: go on with them */
+		nbd_session_outbuf(c->s, &pending);
+		if (pending > NBD_OUT_HIGH || !nbd_session_pending_input(c->s) ||
+		    nbd_session_blocked(c->s) || nbd_session_done(c->s))
+			break;
+		nbd_session_run(c->s);
+		nbd_session_outbuf(c->s, &pending);
+		if (pending == 0)
+			break;
+	}
+	done = nbd_session_done(c->s);
+	if (done == 1) {
+		conn_close(srv, c);
+		return -1;
+	}
+	nbd_session_outbuf(c->s, &pending);
+	ev.events = 0;
+	if (!done && !nbd_session_blocked(c->s) && pending <= NBD_OUT_HIGH)
+		ev.events |= EPOLLIN;
+	if (pending)
+		ev.events |= EPOLLOUT;
+	if (ev.events != c->events) {
+		ev.data.ptr = c;
+		epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		c->events = ev.events;
+	}
+	return 0;
+}
+
+static void conn_accept(struct nbd_server *srv, int which)
+{
+	for (;;) {
+		const struct nbd_export *e = &srv->exp[which];
+		struct epoll_event ev;
+		struct conn *c;
+		int fd = accept4(srv->lfd[which], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("socket '%s': accept: %s", srv->path[which],
+					 strerror(errno));
+			return;
+		}
+		if (srv->nconns >= srv->o.max_clients) {
+			log_warn("socket '%s': %u clients already: refusing one", srv->path[which],
+				 srv->nconns);
+			close(fd);
+			continue;
+		}
+		c = xcalloc(1, sizeof(*c));
+		c->fd = fd;
+		c->id = ++srv->next_id;
+		c->s = nbd_session_new(&e, 1);
+		c->events = EPOLLOUT;
+		ev.events = c->events;
+		ev.data.ptr = c;
+		if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			nbd_session_free(c->s);
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->next = srv->conns;
+		srv->conns = c;
+		srv->nconns++;
+		log_debug("nbd client %u: connected to '%s'", c->id, e->name);
+		conn_update(srv, c);
+	}
+}
+
+static void conn_readable(struct nbd_server *srv, struct conn *c)
+{
+	size_t avail;
+	uint8_t *p = nbd_session_inbuf(c->s, &avail);
+	ssize_t n = avail ? read(c->fd, p, avail) : 0;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		if (avail == 0)
+			log_warn("nbd client %u: input buffer full: closing", c->id);
+		conn_close(srv, c);
+		return;
+	}
+	nbd_session_received(c->s, (size_t)n);
+	nbd_session_run(c->s);
+	conn_update(srv, c);
+}
+
+static void run_woken(struct nbd_server *srv)
+{
+	int again = 1;
+
+	while (again) {
+		again = 0;
+		for (struct conn *c = srv->conns; c; c = c->next) {
+			if (!nbd_session_woken(c->s))
+				continue;
+			nbd_session_run(c->s);
+			conn_update(srv, c); /* may close c: restart the scan */
+			again = 1;
+			break;
+		}
+	}
+	/* completed fetches: their waiters were woken and have run */
+	for (struct fetch *f = srv->fetches, *next; f; f = next) {
+		next = f->next;
+		if (f->done)
+			fetch_unlink(srv, f);
+	}
+}
+
+int nbd_server_run(struct nbd_server *srv)
+{
+	struct epoll_event evs[64];
+
+	log_info("serving%s%s%s%s (cache '%s')", srv->path[0] ? " gold on " : "",
+		 srv->path[0] ? srv->path[0] : "", srv->path[1] ? " volume on " : "",
+		 srv->path[1] ? srv->path[1] : "", cache_path(srv->o.cache));
+	for (;;) {
+		int n = epoll_wait(srv->epfd, evs, (int)ARRAY_SIZE(evs),
+				   srv->src_fd >= 0 ? 1000 : -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+
+			if (tag == TAG_LISTEN_GOLD || tag == TAG_LISTEN_VOLUME) {
+				conn_accept(srv, (int)tag - TAG_LISTEN_GOLD);
+			} else if (tag == TAG_SIGNAL) {
+				struct signalfd_siginfo si;
+
+				if (read(srv->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+					log_info("signal %u: stopping", si.ssi_signo);
+					return 0;
+				}
+			} else if (tag == TAG_SOURCE) {
+				int r = srv->o.source->ops->service(srv->o.source,
+								    (int)evs[i].events);
+
+				if (r < 0)
+					log_warn("%s: %s", srv->o.source->desc, strerror(-r));
+			} else {
+				struct conn *c = evs[i].data.ptr;
+				int still = 0;
+
+				/* c may have been closed by an earlier event of this batch */
+				for (struct conn *k = srv->conns; k; k = k->next)
+					still |= k == c;
+				if (!still)
+					continue;
+				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+					conn_readable(srv, c);
+				else if (conn_update(srv, c) < 0)
+					continue;
+			}
+		}
+		if (srv->src_fd >= 0) {
+			uint32_t want = (uint32_t)srv->o.source->ops->events(srv->o.source);
+
+			if (want != srv->src_events) {
+				struct epoll_event ev = {.events = want, .data.u64 = TAG_SOURCE};
+
+				epoll_ctl(srv->epfd, EPOLL_CTL_MOD, srv->src_fd, &ev);
+				srv->src_events = want;
+			}
+		}
+		run_woken(srv);
+	}
+}

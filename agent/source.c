@@ -1,0 +1,306 @@
+/* Chunk sources and chunk verification (see source.h).
+ *
+ * The file source is deliberately synchronous: start() preads and runs the
+ * callback before returning. Asynchronous sources (iSCSI) complete from
+ * service(); chunk_source_fetch() and hydrate_slot() drive them with poll()
+ * so both kinds go through the same code path. Invariant: nothing reaches
+ * cache_chunk_write() without chunk_hashes_verify() when hashes are known. */
+#include "agent/source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/cache.h"
+#include "lib/io.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define HASHES_MAX_CHUNKS (1ull << 26)
+#define HASHES_MAX_FILE ((size_t)HASHES_MAX_CHUNKS * 66)
+
+/* ---- file source ---- */
+
+struct file_source {
+	int fd;
+	char *path;
+};
+
+static int file_start(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf, size_t len,
+		      chunk_fetch_cb cb, void *arg)
+{
+	struct file_source *f = s->priv;
+	ssize_t n;
+	int r = 0;
+
+	if (off > s->size || len > s->size - off) {
+		log_error("source '%s': chunk %llu (offset %llu) beyond its %llu bytes", f->path,
+			  (unsigned long long)idx, (unsigned long long)off,
+			  (unsigned long long)s->size);
+		r = -ERANGE;
+	} else {
+		n = io_pread_full(f->fd, buf, len, (off_t)off);
+		if (n < 0 || (size_t)n != len) {
+			r = n < 0 ? (int)n : -EIO;
+			log_error("source '%s': cannot read chunk %llu: %s", f->path,
+				  (unsigned long long)idx, strerror(-r));
+		}
+	}
+	cb(arg, idx, r);
+	return 0;
+}
+
+static void file_free(struct chunk_source *s)
+{
+	struct file_source *f = s->priv;
+
+	close(f->fd);
+	free(f->path);
+	free(f);
+}
+
+static const struct chunk_source_ops file_ops = {
+	.kind = "file",
+	.start = file_start,
+	.free = file_free,
+};
+
+int chunk_source_file_new(const char *path, struct chunk_source **out)
+{
+	struct file_source *f;
+	struct chunk_source *s;
+	struct stat st;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		log_error("source '%s': cannot open: %s", path, strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_error("source '%s': not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	f = xcalloc(1, sizeof(*f));
+	f->fd = fd;
+	f->path = xstrdup(path);
+	s = xcalloc(1, sizeof(*s));
+	s->ops = &file_ops;
+	s->priv = f;
+	s->desc = xasprintf("file '%s'", path);
+	s->size = (uint64_t)st.st_size;
+	*out = s;
+	return 0;
+}
+
+void chunk_source_free(struct chunk_source *s)
+{
+	if (!s)
+		return;
+	if (s->ops->free)
+		s->ops->free(s);
+	free(s->desc);
+	free(s);
+}
+
+struct sync_wait {
+	int done;
+	int err;
+};
+
+static void sync_done(void *arg, uint64_t idx, int err)
+{
+	struct sync_wait *w = arg;
+
+	(void)idx;
+	w->done = 1;
+	w->err = err;
+}
+
+int chunk_source_fetch(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf, size_t len)
+{
+	struct sync_wait w = {0, 0};
+	int r = s->ops->start(s, idx, off, buf, len, sync_done, &w);
+
+	if (r < 0)
+		return r;
+	while (!w.done) {
+		struct pollfd p;
+
+		if (!s->ops->fd || (p.fd = s->ops->fd(s)) < 0)
+			return -EIO; /* a synchronous source must have completed */
+		p.events = (short)s->ops->events(s);
+		p.revents = 0;
+		if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+			return -errno;
+		r = s->ops->service(s, p.revents);
+		if (r < 0)
+			return r;
+	}
+	return w.err;
+}
+
+/* ---- hashes ---- */
+
+int chunk_hashes_parse(const char *text, size_t len, struct chunk_hashes *out, unsigned *bad_line)
+{
+	size_t cap = 0, pos = 0;
+	unsigned line = 0;
+
+	memset(out, 0, sizeof(*out));
+	while (pos < len) {
+		const char *p = text + pos, *nl = memchr(p, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - p) : len - pos;
+		char hex[HASH_HEX_LEN + 1];
+
+		pos += n + (nl != NULL);
+		line++;
+		while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == 0 || p[0] == '#')
+			continue;
+		if (out->n >= HASHES_MAX_CHUNKS)
+			goto bad;
+		if (out->n == cap) {
+			size_t zcap = cap;
+
+			xgrow((void **)&out->h, &cap, out->n + 1, sizeof(*out->h));
+			out->zero = xrealloc(out->zero, cap);
+			memset(out->zero + zcap, 0, cap - zcap);
+		}
+		if (n == 4 && memcmp(p, "zero", 4) == 0) {
+			memset(&out->h[out->n], 0, sizeof(out->h[0]));
+			out->zero[out->n++] = 1;
+			continue;
+		}
+		if (n != HASH_HEX_LEN)
+			goto bad;
+		memcpy(hex, p, n);
+		hex[n] = '\0';
+		if (hash_from_hex(hex, &out->h[out->n]) < 0)
+			goto bad;
+		out->zero[out->n++] = 0;
+	}
+	return 0;
+bad:
+	if (bad_line)
+		*bad_line = line;
+	chunk_hashes_release(out);
+	return -EINVAL;
+}
+
+int chunk_hashes_load(const char *path, struct chunk_hashes *out)
+{
+	char *text;
+	size_t len;
+	unsigned line = 0;
+	int r;
+
+	r = io_read_file(path, HASHES_MAX_FILE, &text, &len);
+	if (r < 0) {
+		log_error("hash list '%s': cannot read: %s", path, strerror(-r));
+		return r;
+	}
+	r = chunk_hashes_parse(text, len, out, &line);
+	free(text);
+	if (r < 0)
+		log_error("hash list '%s':%u: expected 64 hex digits or 'zero'", path, line);
+	return r;
+}
+
+void chunk_hashes_release(struct chunk_hashes *hs)
+{
+	free(hs->h);
+	free(hs->zero);
+	memset(hs, 0, sizeof(*hs));
+}
+
+int chunk_hashes_verify(const struct chunk_hashes *hs, uint64_t idx, const void *data, size_t len)
+{
+	struct hash h;
+
+	if (idx >= hs->n)
+		return -ERANGE;
+	if (hs->zero[idx]) {
+		const uint8_t *p = data;
+
+		for (size_t i = 0; i < len; i++)
+			if (p[i])
+				return -EBADMSG;
+		return 0;
+	}
+	hash_buf(data, len, &h);
+	return hash_equal(&h, &hs->h[idx]) ? 0 : -EBADMSG;
+}
+
+/* ---- hydration ---- */
+
+int hydrate_slot(struct cache *c, int slot, struct chunk_source *src, const struct chunk_hashes *hs,
+		 uint64_t commit_bytes, struct hydrate_stats *st)
+{
+	const struct cache_header *h = cache_header(c);
+	uint64_t n = cache_slot_chunks(c, slot), since = 0;
+	uint8_t *buf;
+	int r = 0, rejected = 0;
+
+	memset(st, 0, sizeof(*st));
+	if (n == 0)
+		return -EINVAL;
+	if (hs && hs->n != n) {
+		log_error("slot %c ('%s@%s'): hash list has %llu chunks, the image has %llu",
+			  'A' + slot, h->slot[slot].name, h->slot[slot].version,
+			  (unsigned long long)hs->n, (unsigned long long)n);
+		return -EINVAL;
+	}
+	if (commit_bytes == 0)
+		commit_bytes = 64ull << 20;
+	buf = xmalloc(h->geo.chunk_size);
+	for (uint64_t i = 0; i < n; i++) {
+		size_t len = cache_chunk_len(c, slot, i);
+		uint64_t off = i * h->geo.chunk_size;
+
+		if (cache_chunk_present(c, slot, i)) {
+			st->skipped++;
+			continue;
+		}
+		if (hs && hs->zero[i])
+			memset(buf, 0, len);
+		else
+			r = chunk_source_fetch(src, i, off, buf, len);
+		if (r < 0)
+			break;
+		if (hs && chunk_hashes_verify(hs, i, buf, len) < 0) {
+			log_error("slot %c ('%s@%s'): chunk %llu from %s does not match its hash: "
+				  "not stored",
+				  'A' + slot, h->slot[slot].name, h->slot[slot].version,
+				  (unsigned long long)i, src->desc);
+			st->rejected++;
+			rejected = 1;
+			continue;
+		}
+		r = cache_chunk_write(c, slot, i, buf, len);
+		if (r < 0)
+			break;
+		st->fetched++;
+		st->bytes += len;
+		since += len;
+		if (since >= commit_bytes) {
+			r = cache_commit(c);
+			if (r < 0)
+				break;
+			since = 0;
+		}
+	}
+	if (r == 0)
+		r = cache_commit(c);
+	free(buf);
+	if (r == 0 && rejected)
+		r = -EBADMSG;
+	return r;
+}

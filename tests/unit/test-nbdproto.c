@@ -1,0 +1,354 @@
+/* Unit tests for agent/nbdproto: the handshake (GO, INFO, EXPORT_NAME, LIST,
+ * ABORT, unsupported options), request checks (bounds in subtraction form,
+ * EPERM on the read-only export, size limits), replies, pipelining, blocked
+ * reads woken later, and framing errors that end the session. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "agent/nbdproto.h"
+#include "lib/util.h"
+#include "tests/tap.h"
+
+#define SZ 65536
+
+static uint8_t gold[SZ], vol[SZ];
+static int flushes, defer_next;
+static void *waiter;
+
+static int m_read(void *priv, void *w, void *buf, uint64_t off, uint32_t len)
+{
+	if (defer_next) {
+		defer_next = 0;
+		waiter = w;
+		return -EINPROGRESS;
+	}
+	memcpy(buf, (uint8_t *)priv + off, len);
+	return 0;
+}
+static int m_write(void *priv, const void *buf, uint64_t off, uint32_t len, int fua)
+{
+	memcpy((uint8_t *)priv + off, buf, len);
+	flushes += fua;
+	return 0;
+}
+static int m_zero(void *priv, uint64_t off, uint32_t len, int fua)
+{
+	memset((uint8_t *)priv + off, 0, len);
+	flushes += fua;
+	return 0;
+}
+static int m_flush(void *priv)
+{
+	(void)priv;
+	flushes++;
+	return 0;
+}
+static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush};
+static const struct nbd_export exp_g = {"gold", "gold image", SZ, 1, &ops, gold};
+static const struct nbd_export exp_v = {"volume", "machine volume", SZ, 0, &ops, vol};
+
+/* output collected from the session */
+static uint8_t out[1 << 20];
+static size_t out_len, out_pos;
+
+static void be(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+static uint64_t rd(int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n && out_pos < out_len; i++)
+		v = v << 8 | out[out_pos++];
+	return v;
+}
+
+static int feed(struct nbd_session *s, const void *data, size_t len)
+{
+	size_t avail, n;
+	const uint8_t *p;
+	int r;
+
+	while (len > 0) {
+		uint8_t *in = nbd_session_inbuf(s, &avail);
+
+		n = len < avail ? len : avail;
+		memcpy(in, data, n);
+		nbd_session_received(s, n);
+		data = (const uint8_t *)data + n;
+		len -= n;
+	}
+	r = nbd_session_run(s);
+	p = nbd_session_outbuf(s, &n);
+	memcpy(out + out_len, p, n);
+	out_len += n;
+	nbd_session_sent(s, n);
+	return r;
+}
+
+static size_t opt(uint8_t *b, uint32_t o, const void *data, uint32_t len)
+{
+	memcpy(b, "IHAVEOPT", 8);
+	be(b + 8, o, 4);
+	be(b + 12, len, 4);
+	if (len)
+		memcpy(b + 16, data, len);
+	return 16 + len;
+}
+static size_t go(uint8_t *b, uint32_t o, const char *name, const uint16_t *infos, int n)
+{
+	uint8_t d[256];
+	size_t l = strlen(name);
+
+	be(d, l, 4);
+	memcpy(d + 4, name, l);
+	be(d + 4 + l, (uint64_t)n, 2);
+	for (int i = 0; i < n; i++)
+		be(d + 6 + l + 2 * i, infos[i], 2);
+	return opt(b, o, d, (uint32_t)(6 + l + 2 * (size_t)n));
+}
+static size_t req(uint8_t *b, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
+		  uint32_t len)
+{
+	be(b, NBD_REQUEST_MAGIC, 4);
+	be(b + 4, flags, 2);
+	be(b + 6, type, 2);
+	be(b + 8, cookie, 8);
+	be(b + 16, off, 8);
+	be(b + 24, len, 4);
+	return 28;
+}
+
+/* Reads one option reply header; returns its type, *len its data length. */
+static uint32_t opt_reply(uint32_t *optn, uint32_t *len)
+{
+	uint64_t magic = rd(8);
+
+	*optn = (uint32_t)rd(4);
+	{
+		uint32_t t = (uint32_t)rd(4);
+
+		*len = (uint32_t)rd(4);
+		return magic == NBD_REP_MAGIC ? t : 0xdead;
+	}
+}
+static uint32_t simple_reply(uint64_t *cookie)
+{
+	uint32_t magic = (uint32_t)rd(4), err = (uint32_t)rd(4);
+
+	*cookie = rd(8);
+	return magic == NBD_SIMPLE_REPLY_MAGIC ? err : 0xdead;
+}
+
+static struct nbd_session *start(const struct nbd_export *const *e, size_t n)
+{
+	struct nbd_session *s = nbd_session_new(e, n);
+	uint8_t flags[4] = {0, 0, 0, 3};
+
+	out_len = out_pos = 0;
+	feed(s, flags, 4);
+	return s;
+}
+
+static void test_handshake(void)
+{
+	const struct nbd_export *e[2] = {&exp_g, &exp_v};
+	struct nbd_session *s;
+	uint8_t b[512];
+	uint16_t infos[] = {NBD_INFO_BLOCK_SIZE, NBD_INFO_NAME, NBD_INFO_DESCRIPTION};
+	uint32_t o, len, t;
+
+	s = start(e, 2);
+	is_int(rd(8), NBD_MAGIC, "greeting: NBDMAGIC");
+	is_int(rd(8), NBD_IHAVEOPT, "greeting: IHAVEOPT");
+	is_int(rd(2), NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES, "greeting: fixed newstyle");
+	feed(s, b, opt(b, NBD_OPT_LIST, NULL, 0));
+	t = opt_reply(&o, &len);
+	is_int(t, NBD_REP_SERVER, "LIST: first server");
+	is_int(rd(4), 4, "LIST: name length");
+	out_pos += 4;
+	t = opt_reply(&o, &len);
+	is_int(t, NBD_REP_SERVER, "LIST: second server");
+	out_pos += len;
+	is_int(opt_reply(&o, &len), NBD_REP_ACK, "LIST: ack");
+	feed(s, b, opt(b, 8 /* STRUCTURED_REPLY */, NULL, 0));
+	is_int(opt_reply(&o, &len), NBD_REP_ERR_UNSUP, "STRUCTURED_REPLY unsupported");
+	out_pos += len;
+	feed(s, b, go(b, NBD_OPT_GO, "nope", NULL, 0));
+	is_int(opt_reply(&o, &len), NBD_REP_ERR_UNKNOWN, "GO unknown export");
+	out_pos += len;
+	feed(s, b, opt(b, NBD_OPT_GO, "\0\0\0\x09gold\0\0", 10));
+	is_int(opt_reply(&o, &len), NBD_REP_ERR_INVALID, "GO name length beyond option");
+	out_pos += len;
+	feed(s, b, go(b, NBD_OPT_INFO, "volume", infos, 3));
+	is_int(opt_reply(&o, &len), NBD_REP_INFO, "INFO: export info");
+	is_int(rd(2), NBD_INFO_EXPORT, "INFO: type export");
+	is_int(rd(8), SZ, "INFO: size");
+	ok(!(rd(2) & NBD_TF_READ_ONLY), "INFO: volume writable");
+	is_int(opt_reply(&o, &len), NBD_REP_INFO, "INFO: block size");
+	is_int(rd(2), NBD_INFO_BLOCK_SIZE, "INFO: type block size");
+	is_int(rd(4), 1, "min block 1");
+	is_int(rd(4), 4096, "preferred 4096");
+	is_int(rd(4), NBD_MAX_REQUEST, "max = request limit");
+	is_int(opt_reply(&o, &len), NBD_REP_INFO, "INFO: name");
+	out_pos += len;
+	is_int(opt_reply(&o, &len), NBD_REP_INFO, "INFO: description");
+	out_pos += len;
+	is_int(opt_reply(&o, &len), NBD_REP_ACK, "INFO: ack");
+	ok(nbd_session_export(s) == NULL, "INFO does not enter transmission");
+	feed(s, b, go(b, NBD_OPT_GO, "gold", NULL, 0));
+	is_int(opt_reply(&o, &len), NBD_REP_INFO, "GO: info");
+	out_pos += 2 + 8;
+	ok(rd(2) & NBD_TF_READ_ONLY, "GO: gold read-only");
+	is_int(opt_reply(&o, &len), NBD_REP_ACK, "GO: ack");
+	ok(nbd_session_export(s) == &exp_g, "transmission on gold");
+	nbd_session_free(s);
+
+	s = start(e, 2);
+	out_pos = 18;
+	ok(feed(s, b, opt(b, NBD_OPT_ABORT, NULL, 0)) < 0, "ABORT ends the session");
+	is_int(opt_reply(&o, &len), NBD_REP_ACK, "ABORT acked");
+	is_int(nbd_session_done(s), 1, "done, output drained");
+	nbd_session_free(s);
+
+	s = start(e, 2);
+	out_pos = 18;
+	feed(s, b, opt(b, NBD_OPT_EXPORT_NAME, "volume", 6));
+	is_int(rd(8), SZ, "EXPORT_NAME: size");
+	ok(nbd_session_export(s) == &exp_v && out_len - out_pos == 2, "EXPORT_NAME: no zeroes");
+	nbd_session_free(s);
+
+	s = start(e, 2);
+	be(b, NBD_IHAVEOPT, 8);
+	be(b + 8, NBD_OPT_GO, 4);
+	be(b + 12, 1u << 20, 4);
+	ok(feed(s, b, 16) < 0, "option longer than the limit ends the session");
+	nbd_session_free(s);
+
+	s = nbd_session_new(e, 2);
+	out_len = 0;
+	ok(feed(s, "\0\0\0\0", 4) < 0, "client without fixed newstyle refused");
+	nbd_session_free(s);
+}
+
+static struct nbd_session *tx(const struct nbd_export *e)
+{
+	const struct nbd_export *es[1] = {e};
+	struct nbd_session *s = start(es, 1);
+	uint8_t b[64];
+	uint32_t o, len;
+
+	feed(s, b, go(b, NBD_OPT_GO, "", NULL, 0));
+	out_pos = 18;
+	opt_reply(&o, &len);
+	out_pos += len;
+	opt_reply(&o, &len);
+	return s;
+}
+
+static void test_requests(void)
+{
+	struct nbd_session *s;
+	uint8_t b[4096 + 28 * 8];
+	uint64_t cookie;
+	size_t n;
+
+	for (int i = 0; i < SZ; i++)
+		gold[i] = (uint8_t)(i * 7);
+	s = tx(&exp_g);
+	ok(nbd_session_export(s) == &exp_g, "default export is the socket's");
+	feed(s, b, req(b, NBD_CMD_READ, 0, 11, 1000, 100));
+	is_int(simple_reply(&cookie), 0, "read ok");
+	is_int(cookie, 11, "cookie echoed");
+	ok(memcmp(out + out_pos, gold + 1000, 100) == 0, "read data");
+	out_pos += 100;
+	n = req(b, NBD_CMD_WRITE, 0, 12, 0, 4);
+	memcpy(b + n, "evil", 4);
+	feed(s, b, n + 4);
+	is_int(simple_reply(&cookie), NBD_EPERM, "write on gold: EPERM");
+	is_int(gold[0], 0, "gold untouched");
+	feed(s, b, req(b, NBD_CMD_READ, 0, 13, SZ - 10, 11));
+	is_int(simple_reply(&cookie), NBD_EINVAL, "read past end: EINVAL");
+	feed(s, b, req(b, NBD_CMD_READ, 0, 14, UINT64_MAX - 5, 10));
+	is_int(simple_reply(&cookie), NBD_EINVAL, "offset+len overflow: EINVAL");
+	feed(s, b, req(b, NBD_CMD_READ, 0, 15, 0, NBD_MAX_REQUEST + 1));
+	is_int(simple_reply(&cookie), NBD_EOVERFLOW, "read above the limit: EOVERFLOW");
+	feed(s, b, req(b, NBD_CMD_READ, 0x80, 16, 0, 1));
+	is_int(simple_reply(&cookie), NBD_EINVAL, "unknown flag: EINVAL");
+	feed(s, b, req(b, 9, 0, 17, 0, 1));
+	is_int(simple_reply(&cookie), NBD_EINVAL, "unknown command: EINVAL");
+	/* a read that waits for its chunk, then is retried */
+	defer_next = 1;
+	feed(s, b, req(b, NBD_CMD_READ, 0, 18, 4096, 16));
+	ok(nbd_session_blocked(s) && out_len == out_pos, "read blocked, no reply yet");
+	nbd_session_wake(waiter, 0);
+	feed(s, b, 0);
+	is_int(simple_reply(&cookie), 0, "woken read answered");
+	is_int(cookie, 18, "woken read's cookie");
+	ok(memcmp(out + out_pos, gold + 4096, 16) == 0, "woken read's data");
+	out_pos += 16;
+	defer_next = 1;
+	feed(s, b, req(b, NBD_CMD_READ, 0, 19, 0, 16));
+	nbd_session_wake(waiter, -EIO);
+	feed(s, b, 0);
+	is_int(simple_reply(&cookie), NBD_EIO, "failed fetch: EIO");
+	ok(feed(s, b, req(b, NBD_CMD_DISC, 0, 20, 0, 0)) < 0, "DISC ends the session");
+	nbd_session_free(s);
+
+	s = tx(&exp_v);
+	flushes = 0;
+	n = 0;
+	for (int i = 0; i < 4; i++) { /* pipelined writes, then reads */
+		n += req(b + n, NBD_CMD_WRITE, i == 3 ? NBD_CMD_FLAG_FUA : 0, (uint64_t)i,
+			 (uint64_t)i * 100, 100);
+		memset(b + n, 'a' + i, 100);
+		n += 100;
+	}
+	n += req(b + n, NBD_CMD_FLUSH, 0, 50, 0, 0);
+	n += req(b + n, NBD_CMD_READ, 0, 51, 0, 400);
+	feed(s, b, n);
+	for (int i = 0; i < 5; i++)
+		is_int(simple_reply(&cookie), 0, "pipelined write/flush ok");
+	is_int(flushes, 2, "FUA and FLUSH reached the export");
+	is_int(simple_reply(&cookie), 0, "read after writes");
+	ok(out[out_pos] == 'a' && out[out_pos + 399] == 'd', "writes visible");
+	out_pos += 400;
+	feed(s, b, req(b, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE, 52, 0, 200));
+	is_int(simple_reply(&cookie), 0, "write zeroes");
+	is_int(vol[150], 0, "zeroed");
+	feed(s, b, req(b, NBD_CMD_TRIM, 0, 53, 0, 4096));
+	is_int(simple_reply(&cookie), 0, "trim accepted");
+	n = req(b, NBD_CMD_WRITE, 0, 54, SZ - 2, 4);
+	memcpy(b + n, "abcd", 4);
+	feed(s, b, n + 4);
+	is_int(simple_reply(&cookie), NBD_ENOSPC, "write past end: ENOSPC, stream in sync");
+	feed(s, b, req(b, NBD_CMD_READ, 0, 55, 0, 1));
+	is_int(simple_reply(&cookie), 0, "next request parsed");
+	out_pos++;
+	/* a write split across many deliveries */
+	n = req(b, NBD_CMD_WRITE, 0, 56, 1000, 4096);
+	memset(b + n, 'z', 4096);
+	for (size_t i = 0; i < n + 4096; i += 7)
+		feed(s, b + i, MIN(7, n + 4096 - i));
+	is_int(simple_reply(&cookie), 0, "byte-dribbled write");
+	ok(vol[1000] == 'z' && vol[1000 + 4095] == 'z', "dribbled data");
+	feed(s, b, req(b, NBD_CMD_WRITE, 0, 57, 0, NBD_MAX_REQUEST + 1));
+	is_int(nbd_session_done(s), 1, "write above the limit ends the session");
+	nbd_session_free(s);
+	/* bad request magic */
+	s = tx(&exp_v);
+	memset(b, 0xab, 28);
+	ok(feed(s, b, 28) < 0, "bad request magic ends the session");
+	nbd_session_free(s);
+	is_int(nbd_errno_to_nbd(-EROFS), NBD_EPERM, "EROFS -> EPERM");
+	is_int(nbd_errno_to_nbd(-ENODATA), NBD_EIO, "other errors -> EIO");
+}
+
+int main(void)
+{
+	test_handshake();
+	test_requests();
+	return done_testing();
+}
