@@ -40,8 +40,9 @@
  * the running config (the error is logged). Otherwise only the difference is
  * applied: dnsmasq's files are rewritten where they changed (a new host file is
  * picked up by dnsmasq itself, a removed or changed one needs SIGHUP, a changed
- * main file a restart); tgtd is reconciled; tgtd restarts only when the portal
- * changed. Changing store_dir or state_dir needs a restart.
+ * main file a restart); tgtd is reconciled (restarted only when the iSCSI portal
+ * or IQN prefix changed); HTTP rebinds when its address or port changed. A new
+ * store_dir or state_dir is refused (restart goldcached to move them).
  *
  * Shutdown (SIGTERM, SIGINT): kill export jobs, delete the targets and stop tgtd
  * (targets/tgtd.h's sequence: tgtd ignores SIGTERM while targets exist), stop
@@ -1050,6 +1051,13 @@ static int reload_check(struct daemon *d, struct config *n)
 	config_diag_release(&diag);
 	if (r < 0)
 		return r;
+	if (strcmp(n->appliance.state_dir, d->cfg->appliance.state_dir) != 0 ||
+	    strcmp(n->appliance.store_dir, d->cfg->appliance.store_dir) != 0) {
+		log_error("%s: appliance.store_dir and appliance.state_dir cannot change while "
+			  "goldcached runs; restart goldcached to move them",
+			  n->path);
+		return -EINVAL;
+	}
 	r = dhcp_check(d, n);
 	if (r == 0)
 		r = targets_check(d, n);
@@ -1091,49 +1099,6 @@ static void tgtd_renew(struct daemon *d)
 		supervise_start(d->tgtd);
 }
 
-/* Replaces *dst by a copy of src. */
-static void str_keep(char **dst, const char *src)
-{
-	free(*dst);
-	*dst = xstrdup(src);
-}
-
-/* The keys a reload cannot apply (docs/config.md, "Reloading"): n gets old's
- * values back, with a warning naming each key that waits for a restart. */
-static void keep_restart_keys(const struct config *old, struct config *n)
-{
-	const struct config_appliance *a = &old->appliance;
-	struct config_appliance *b = &n->appliance;
-
-	if (strcmp(a->interface, b->interface) != 0) {
-		log_warn("appliance.interface changed to \"%s\": takes effect at the next restart",
-			 b->interface);
-		str_keep(&b->interface, a->interface);
-	}
-	if (a->listen_addr.s_addr != b->listen_addr.s_addr) {
-		log_warn("appliance.listen changed to \"%s\": takes effect at the next restart",
-			 b->listen);
-		str_keep(&b->listen, a->listen);
-		b->listen_addr = a->listen_addr;
-		b->listen_prefix = a->listen_prefix;
-	}
-	if (a->http_port != b->http_port) {
-		log_warn("appliance.http_port changed to %u: takes effect at the next restart",
-			 (unsigned)b->http_port);
-		b->http_port = a->http_port;
-	}
-	if (strcmp(a->store_dir, b->store_dir) != 0) {
-		log_warn("appliance.store_dir changed to \"%s\": takes effect at the next restart",
-			 b->store_dir);
-		str_keep(&b->store_dir, a->store_dir);
-	}
-	if (strcmp(a->state_dir, b->state_dir) != 0) {
-		log_warn("appliance.state_dir changed to \"%s\": takes effect at the next restart",
-			 b->state_dir);
-		str_keep(&b->state_dir, a->state_dir);
-	}
-}
-
 static void reload(struct daemon *d)
 {
 	struct config_diag diag;
@@ -1168,8 +1133,6 @@ static void reload(struct daemon *d)
 		 diff.images.n_added, diff.images.n_removed, diff.images.n_changed);
 	changed = diff.appliance;
 	config_diff_release(&diff);
-	if (changed & (CONFIG_CHANGED_NETWORK | CONFIG_CHANGED_DIRS))
-		keep_restart_keys(d->cfg, n);
 	old = d->owned_cfg;
 	d->cfg = d->owned_cfg = n;
 	d->ctl.iqn_prefix = n->appliance.iscsi.iqn_prefix;

@@ -104,6 +104,13 @@ t_run "still serving leases" lab_udhcpc "$c1" "$T_DIR/c1.env"
 is "$(lab_env_get "$T_DIR/c1.env" hostname)" m1 "with the kept config"
 is "$(gcd_tid m1) $(gcd_tid m2b)" "$tid1 $tid2" "targets untouched"
 
+# 4b. A new state dir cannot be taken over live: refused, old config kept.
+sed "s|state_dir: .*|state_dir: $T_DIR/elsewhere|" "$T_DIR/good.yaml" >"$CFG"
+hup
+like "$(cat "$GCD_LOG")" 'state_dir cannot change while goldcached runs' "a state_dir change is refused"
+ok "$([ ! -e "$T_DIR/elsewhere" ]; echo $?)" "nothing written to the new state dir"
+is "$(gcd_tid m1) $(gcd_tid m2b)" "$tid1 $tid2" "targets untouched"
+
 # 5. dnsmasq's main config changes (lease time): it is restarted.
 sed 's/lease_time: 10m/lease_time: 20m/' "$T_DIR/good.yaml" >"$CFG"
 hup
