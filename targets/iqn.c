@@ -105,7 +105,7 @@ int chap_secret_is_valid(const char *s)
 	if (n < CHAP_SECRET_MIN || n > CHAP_SECRET_MAX)
 		return 0;
 	for (const char *p = s; *p; p++)
-		if (*p <= ' ' || *p > '~' || *p == ',')
+		if (*p <= ' ' || *p > '~')
 			return 0;
 	return 1;
 }

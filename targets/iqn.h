@@ -16,7 +16,7 @@
 
 #define IQN_MAX 223 /* RFC 3720: an iSCSI name is at most 223 bytes */
 #define CHAP_SECRET_MIN 12 /* RFC 3720 8.2.1 and Windows/iPXE interoperability */
-#define CHAP_SECRET_MAX 64
+#define CHAP_SECRET_MAX 255 /* as config_secret_read; tgt and libiscsi take 255 */
 #define CHAP_USER_MAX 64
 
 /* Is s a valid iqn-type iSCSI name ("iqn.2026-11.org.example:any.thing")?
@@ -30,9 +30,10 @@ int iqn_prefix_is_valid(const char *s);
 int iqn_machine_target(const char *prefix, const char *name, char *buf, size_t size);
 int iqn_machine_initiator(const char *prefix, const char *name, char *buf, size_t size);
 
-/* CHAP user: 1-64 chars of [A-Za-z0-9._@:-]. CHAP secret: 12-64 printable
- * ASCII characters without spaces or commas (tgtadm passes it in a
- * comma-separated request). Return 1 when valid. */
+/* CHAP user: 1-64 chars of [A-Za-z0-9._@:-] (tgtd splits its request at the
+ * first ',' after "user="). CHAP secret: 12-255 printable ASCII characters
+ * without spaces (tgtd takes the rest of the request as the password, commas
+ * included). Return 1 when valid. */
 int chap_user_is_valid(const char *s);
 int chap_secret_is_valid(const char *s);
 

@@ -80,7 +80,8 @@ static void memo_fp(const struct tgt_memo *m, const char *user, const char *secr
 	struct hash h;
 
 	memcpy(buf, m->salt, sizeof(m->salt));
-	memcpy(buf + sizeof(m->salt), user, ul + 1);
+	memcpy(buf + sizeof(m->salt), user, ul);
+	buf[sizeof(m->salt) + ul] = 0; /* separator: ("ab","c") != ("a","bc") */
 	memcpy(buf + sizeof(m->salt) + ul + 1, secret, sl);
 	hash_buf(buf, n, &h);
 	explicit_bzero(buf, n);
@@ -120,6 +121,17 @@ static void memo_del(struct tgt_memo *m, const char *user)
 	m->dirty = 1;
 }
 
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 static int memo_load(const char *path, struct tgt_memo *m)
 {
 	json_t *root = NULL, *accts, *v;
@@ -146,11 +158,11 @@ static int memo_load(const char *path, struct tgt_memo *m)
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(m->salt); i++) {
-		unsigned x;
+		int hi = hexval(salt[2 * i]), lo = hexval(salt[2 * i + 1]);
 
-		if (sscanf(salt + 2 * i, "%2x", &x) != 1)
+		if (hi < 0 || lo < 0)
 			goto out;
-		m->salt[i] = (uint8_t)x;
+		m->salt[i] = (uint8_t)(hi << 4 | lo);
 	}
 	json_object_foreach(accts, user, v)
 	{
@@ -258,6 +270,13 @@ int tgt_desired_check(const struct tgt_desired *d, const char *prefix, char *err
 		const struct tgt_target_spec *t = &d->targets[i];
 		const char *iqn = t->iqn ? t->iqn : "(null)";
 
+		if (!t->iqn || !t->initiator || !t->chap_user || !t->chap_secret) {
+			snprintf(err, size,
+				 "target %zu ('%.240s'): iqn, initiator, CHAP user and secret are "
+				 "required",
+				 i, iqn);
+			return -EINVAL;
+		}
 		if (!iqn_is_valid(t->iqn)) {
 			snprintf(err, size, "target %zu: '%.240s' is not a valid iqn name", i, iqn);
 			return -EINVAL;
@@ -281,8 +300,7 @@ int tgt_desired_check(const struct tgt_desired *d, const char *prefix, char *err
 		if (!chap_secret_is_valid(t->chap_secret)) {
 			snprintf(err, size,
 				 "target '%s': CHAP secret of '%s' must be %d-%d printable "
-				 "characters "
-				 "without spaces or commas",
+				 "characters without spaces",
 				 iqn, t->chap_user, CHAP_SECRET_MIN, CHAP_SECRET_MAX);
 			return -EINVAL;
 		}
@@ -805,7 +823,7 @@ fail:
 
 int tgt_reconcile(struct tgt_ctl *ctl, const struct tgt_desired *d, struct tgt_reconcile_stats *stp)
 {
-	struct tgt_reconcile_stats local, *st = stp ? stp : &local;
+	struct tgt_reconcile_stats local = {0}, *st = stp ? stp : &local;
 	struct tgt_state actual = {0};
 	struct tgt_plan plan = {0};
 	struct tgt_memo *memo;

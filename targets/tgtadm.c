@@ -89,13 +89,9 @@ static int run(struct tgt_ctl *ctl, const char *const *args, char **out, size_t 
 	}
 	if (code != 0) {
 		strip_nl(serr);
-		if (code == 22) {
-			r = -EIO;
-		} else if (code == ENOENT || code == ECONNREFUSED || code == ENOTCONN) {
-			r = -ECONNREFUSED;
-		} else {
-			r = -EIO;
-		}
+		/* 22: tgtd said no; a connect errno: nobody listens */
+		r = code == ENOENT || code == ECONNREFUSED || code == ENOTCONN ? -ECONNREFUSED
+									       : -EIO;
 		if (quiet)
 			log_debug("'%s' failed (exit %d): %s", line, code, serr);
 		else if (r == -ECONNREFUSED)

@@ -303,7 +303,9 @@ static void test_iqn(void)
 	ok(!chap_user_is_valid("a b"), "chap user with space");
 	ok(chap_secret_is_valid("abcdefghijkl"), "12-char secret");
 	ok(!chap_secret_is_valid("abcdefghijk"), "11-char secret refused");
-	ok(!chap_secret_is_valid("abcdefghijkl,"), "comma refused");
+	ok(chap_secret_is_valid("abcdefghijk,"),
+	   "comma accepted (tgtd keeps the rest of the line)");
+	ok(!chap_secret_is_valid("abcdefghijk\t"), "control character refused");
 }
 
 int main(void)
