@@ -134,7 +134,8 @@ static int scan_versions(struct store *s, const char *name, uint32_t **out, size
 	return 0;
 }
 
-int image_current(struct store *s, const char *name, uint32_t *version)
+/* The pointer file's value: 0 or -ENOENT (no pointer) or -EBADMSG. */
+static int read_pointer(struct store *s, const char *name, uint32_t *version)
 {
 	char p[4096], *buf = NULL;
 	size_t len;
@@ -153,10 +154,35 @@ int image_current(struct store *s, const char *name, uint32_t *version)
 		r = parse_u64(buf, &v) < 0 || v == 0 || v > MANIFEST_MAX_VERSION ? -EBADMSG : 0;
 	}
 	if (r < 0)
-		log_error("current pointer '%s' is damaged", p);
+		log_warn("current pointer '%s' is damaged; using the latest version", p);
 	else
 		*version = (uint32_t)v;
 	free(buf);
+	return r;
+}
+
+/* The pointer names a live version, or (no pointer yet: a crash between an
+ * image's first version and its pointer; or the pointed version is gone: a
+ * crash inside a forced rm) the latest live version is current. */
+int image_current(struct store *s, const char *name, uint32_t *version)
+{
+	char p[4096];
+	uint32_t *vers = NULL, max_used, v = 0;
+	size_t n = 0;
+	int r;
+
+	if (read_pointer(s, name, &v) == 0 &&
+	    store_path(s, p, sizeof(p), "images/%s/versions/%u.manifest", name, v) == 0 &&
+	    access(p, F_OK) == 0) {
+		*version = v;
+		return 0;
+	}
+	r = scan_versions(s, name, &vers, &n, &max_used);
+	if (r == 0 && n == 0)
+		r = -ENOENT;
+	if (r == 0)
+		*version = vers[n - 1];
+	free(vers);
 	return r;
 }
 
@@ -295,7 +321,7 @@ static int is_zero(const uint8_t *p, size_t n)
 /* Publishes m under the next free version id of its image (see top). */
 static int publish_version(struct store *s, struct manifest *m)
 {
-	char dir[4096], final[4096], tmp[4096];
+	char dir[4096], final[4096], tmp[4096], base[4096];
 	uint32_t max_used = 0;
 	int r, fd, tries = 0;
 
@@ -325,11 +351,11 @@ static int publish_version(struct store *s, struct manifest *m)
 		if ((r = manifest_encode(m, &text, &len)) < 0)
 			return r;
 		if ((r = fmt_buf(final, sizeof(final), "%s/%u.manifest", dir, m->version)) < 0 ||
-		    (r = fmt_buf(tmp, sizeof(tmp), "%s/new", dir)) < 0) {
+		    (r = fmt_buf(base, sizeof(base), "%s/new", dir)) < 0) {
 			free(text);
 			return r;
 		}
-		fd = io_open_tmp_for(tmp, tmp, sizeof(tmp), 0444);
+		fd = io_open_tmp_for(base, tmp, sizeof(tmp), 0444);
 		if (fd < 0) {
 			free(text);
 			return fd;
@@ -480,8 +506,8 @@ int image_import(struct store *s, const char *name, const char *path, const stru
 	r = store_sync(s);
 	if (r < 0)
 		goto out;
-	had_current = image_current(s, name, &cur) == 0;
-	m->parent = had_current ? cur : 0;
+	had_current = read_pointer(s, name, &cur) == 0;
+	m->parent = image_current(s, name, &cur) == 0 ? cur : 0;
 	r = publish_version(s, m);
 	if (r < 0) {
 		log_error("cannot publish new version of '%s': %s", name, strerror(-r));
@@ -711,18 +737,24 @@ int image_promote(struct store *s, const char *name, uint32_t version)
 	struct manifest *m;
 	int r;
 
-	r = image_manifest_load(s, name, version, &m);
+	/* shared lock: gc sweeps temp files, ours included, only when alone */
+	r = store_lock(s, LOCK_SH);
 	if (r < 0)
 		return r;
-	manifest_free(m);
-	return set_current(s, name, version);
+	r = image_manifest_load(s, name, version, &m);
+	if (r == 0) {
+		manifest_free(m);
+		r = set_current(s, name, version);
+	}
+	store_unlock(s);
+	return r;
 }
 
-int image_rm(struct store *s, const char *name, uint32_t version, int force)
+static int rm_locked(struct store *s, const char *name, uint32_t version, int force)
 {
 	char from[4096], to[4096], dir[4096];
 	uint32_t cur = 0;
-	int r;
+	int r, is_current;
 
 	if (!name_is_valid(name) || version == 0)
 		return -EINVAL;
@@ -732,18 +764,11 @@ int image_rm(struct store *s, const char *name, uint32_t version, int force)
 		return r;
 	if (access(from, F_OK) < 0)
 		return -errno;
-	if (image_current(s, name, &cur) == 0 && cur == version) {
-		if (!force) {
-			log_error("%s@%u is the current version: promote another first (or force)",
-				  name, version);
-			return -EBUSY;
-		}
-		if ((r = store_path(s, to, sizeof(to), "images/%s/current", name)) < 0)
-			return r;
-		if (unlink(to) < 0 && errno != ENOENT)
-			return -errno;
-		if ((r = fmt_buf(to, sizeof(to), "%s/%u.removed", dir, version)) < 0)
-			return r;
+	is_current = image_current(s, name, &cur) == 0 && cur == version;
+	if (is_current && !force) {
+		log_error("%s@%u is the current version: promote another first (or force)", name,
+			  version);
+		return -EBUSY;
 	}
 	/* one rename turns the manifest into the tombstone: the version is
 	 * either fully there or fully gone, and its id stays taken */
@@ -754,9 +779,33 @@ int image_rm(struct store *s, const char *name, uint32_t version, int force)
 		log_error("cannot remove %s@%u: %s", name, version, strerror(-r));
 		return r;
 	}
+	if (is_current) {
+		/* the latest remaining version becomes current (image_current's
+		 * fallback says the same if we crash before this) */
+		if (image_current(s, name, &cur) == 0) {
+			r = set_current(s, name, cur);
+		} else if ((r = store_path(s, from, sizeof(from), "images/%s/current", name)) ==
+				   0 &&
+			   unlink(from) < 0 && errno != ENOENT) {
+			r = -errno;
+		}
+		if (r < 0)
+			return r;
+	}
 	if (truncate(to, 0) < 0)
 		log_warn("cannot truncate tombstone '%s': %s", to, strerror(errno));
 	return 0;
+}
+
+int image_rm(struct store *s, const char *name, uint32_t version, int force)
+{
+	int r = store_lock(s, LOCK_SH);
+
+	if (r < 0)
+		return r;
+	r = rm_locked(s, name, version, force);
+	store_unlock(s);
+	return r;
 }
 
 /* ---- walking manifests, verify ---- */

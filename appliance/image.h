@@ -56,7 +56,9 @@ int image_export_to_file(struct store *s, const char *name, uint32_t version, co
 
 /* Loads name@version (0: current). *out freed with manifest_free. */
 int image_manifest_load(struct store *s, const char *name, uint32_t version, struct manifest **out);
-/* The current version of name; -ENOENT when the image or its pointer is missing. */
+/* The current version of name: the one its pointer names, or when there is
+ * no usable pointer (never written, or naming a removed version after a
+ * crash) the latest version. -ENOENT when the image has no version. */
 int image_current(struct store *s, const char *name, uint32_t *version);
 
 /* "NAME" (version 0) or "NAME@VERSION". name gets at most 64 chars + NUL.
@@ -86,8 +88,8 @@ int image_versions(struct store *s, const char *name, struct version_info **out,
 /* Makes name@version current (atomic pointer replace). */
 int image_promote(struct store *s, const char *name, uint32_t version);
 /* Removes name@version. Its id is never reused. The current version is
- * refused (-EBUSY) unless force, which leaves the image without a current
- * version. Chunks are freed by gc. */
+ * refused (-EBUSY) unless force; then the latest remaining version becomes
+ * current. Chunks are freed by gc. */
 int image_rm(struct store *s, const char *name, uint32_t version, int force);
 
 /* Every manifest that is a gc root: images/NAME/versions/N.manifest and
