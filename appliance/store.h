@@ -10,7 +10,7 @@
 
 #include "lib/hash.h"
 
-#define STORE_DEFAULT_DIR "/var/lib/goldcache"
+#define STORE_DEFAULT_DIR "/var/lib/goldcache/store" /* as goldcached's store_dir default */
 /* Chunk size for new imports; chosen by bench/store.sh (see docs/store.md). */
 #define STORE_DEFAULT_CHUNK (1u << 20)
 
