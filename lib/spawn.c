@@ -113,6 +113,7 @@ int spawn_start(const char *const argv[], const struct spawn_opts *o, pid_t *pid
 int spawn_wait(pid_t pid, int timeout_ms, int *code)
 {
 	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	useconds_t nap = 100;
 	int st = 0;
 
 	for (;;) {
@@ -127,7 +128,10 @@ int spawn_wait(pid_t pid, int timeout_ms, int *code)
 			return -errno;
 		if (now_ms() >= deadline)
 			return -ETIMEDOUT;
-		usleep(5000);
+		/* short commands (tgtadm: ~2 ms) exit right after closing their
+		 * output: poll fast first, then back off to 5 ms */
+		usleep(nap);
+		nap = nap < 5000 ? nap * 2 : 5000;
 	}
 }
 

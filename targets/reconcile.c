@@ -354,6 +354,24 @@ int tgt_desired_check(const struct tgt_desired *d, const char *prefix, char *err
 	return 0;
 }
 
+int tgt_machine_target_init(struct tgt_machine_target *m, const char *prefix, const char *name,
+			    const char *secret, const char *gold_path, const char *upload_path)
+{
+	_Static_assert(sizeof(m->iqn) == IQN_MAX + 1, "IQN buffer size");
+	memset(m, 0, sizeof(*m));
+	if (iqn_machine_target(prefix, name, m->iqn, sizeof(m->iqn)) < 0 ||
+	    iqn_machine_initiator(prefix, name, m->initiator, sizeof(m->initiator)) < 0)
+		return -EINVAL;
+	m->spec.iqn = m->iqn;
+	m->spec.initiator = m->initiator;
+	m->spec.chap_user = name;
+	m->spec.chap_secret = secret;
+	m->spec.luns[m->spec.n_luns++] = (struct tgt_lun_spec){1, gold_path, 1};
+	if (upload_path)
+		m->spec.luns[m->spec.n_luns++] = (struct tgt_lun_spec){2, upload_path, 0};
+	return 0;
+}
+
 /* ---- planning ---- */
 
 static struct tgt_op *emit(struct tgt_plan *p, enum tgt_op_kind kind, int tid, size_t target)

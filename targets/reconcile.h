@@ -35,6 +35,21 @@ struct tgt_target_spec {
 	size_t n_luns;
 };
 
+/* A machine's target by the goldcache scheme (iqn.h): the IQN buffers live
+ * here, so an array of these can back a tgt_desired (spec points into it). */
+struct tgt_machine_target {
+	char iqn[224]; /* IQN_MAX + 1 */
+	char initiator[224];
+	struct tgt_target_spec spec;
+};
+
+/* Fills m for machine name under prefix: target PREFIX:m.NAME, initiator
+ * PREFIX:i.NAME, CHAP user NAME with secret (borrowed), LUN 1 = gold_path
+ * read-only, LUN 2 = upload_path read-write when not NULL. Returns 0 or
+ * -EINVAL (bad prefix or name). */
+int tgt_machine_target_init(struct tgt_machine_target *m, const char *prefix, const char *name,
+			    const char *secret, const char *gold_path, const char *upload_path);
+
 struct tgt_desired {
 	const struct tgt_target_spec *targets;
 	size_t n;

@@ -44,6 +44,13 @@ int tgtd_argv(const struct tgt_ctl *ctl, const char *portal, const char **argv, 
 	return 0;
 }
 
+int tgtd_env(const struct tgt_ctl *ctl, char *buf, size_t size)
+{
+	if (!ctl->ipc_socket)
+		return fmt_buf(buf, size, "%s", "");
+	return fmt_buf(buf, size, "TGT_IPC_SOCKET=%s", ctl->ipc_socket);
+}
+
 int tgtd_wait_ready(struct tgt_ctl *ctl, int timeout_ms)
 {
 	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;

@@ -19,6 +19,10 @@
 int tgtd_argv(const struct tgt_ctl *ctl, const char *portal, const char **argv, char *bufs,
 	      size_t bufs_size);
 
+/* The environment entry a tgtd (and tgtadm) needs for ctl: "TGT_IPC_SOCKET=..."
+ * into buf, or "" when ctl->ipc_socket is NULL. Returns 0 or -ENAMETOOLONG. */
+int tgtd_env(const struct tgt_ctl *ctl, char *buf, size_t size);
+
 /* Starts tgtd as a child (its stdout/stderr to log_fd, or inherited when -1)
  * and waits up to timeout_ms until it answers on the control socket. Returns 0
  * and *pid; -EADDRINUSE when another tgtd already answers there; -ETIMEDOUT

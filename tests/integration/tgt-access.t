@@ -20,8 +20,11 @@ gct_desired "$d/want.json" "alpha:$d/alpha.secret:$d/gold-v1.img:$d/up-alpha.img
 	"beta:$d/beta.secret:$d/gold-v1.img"
 gold_sum=$(sha256sum <"$d/gold-v1.img")
 
-out=$(gct reconcile --desired "$d/want.json" --state "$d/secrets.json" --json)
+out=$(gct -v -v reconcile --desired "$d/want.json" --state "$d/secrets.json" --json 2>"$d/rec.log")
 ok $? "reconcile creates the targets"
+like "$(cat "$d/rec.log")" "new-account alpha" "its debug log names the operations"
+if grep -q 'secret-000' "$d/rec.log"; then ok 1 "a CHAP secret reached the log"; else
+	ok 0 "no CHAP secret in the debug log (argv masked)"; fi
 is "$(gct_stat "$out" targets_created)" 2 "two targets created"
 is "$(gct_stat "$out" luns_added)" 3 "three LUNs (two gold, one upload)"
 show=$(gct show --json)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/spawn.h"
 #include "lib/util.h"
 #include "targets/iqn.h"
 #include "targets/reconcile.h"
@@ -308,6 +309,38 @@ static void test_iqn(void)
 	ok(!chap_secret_is_valid("abcdefghijk\t"), "control character refused");
 }
 
+static void test_no_secret_in_logs(void)
+{
+	const char *argv[] = {"tgtadm", "--op", "new",	      "--mode",		"account",
+			      "--user", "u",	"--password", "top-secret-123", NULL};
+	char line[256];
+
+	spawn_argv_str(argv, line, sizeof(line));
+	is_str(line, "tgtadm --op new --mode account --user u --password ***",
+	       "command lines in logs mask the CHAP secret");
+}
+
+static void test_machine_target(void)
+{
+	struct tgt_machine_target m[2];
+	struct tgt_desired d = {&m[0].spec, 1};
+	char err[256];
+
+	is_int(tgt_machine_target_init(&m[0], PFX, "pc1", "secret-000000001", "/g.img", "/u.img"),
+	       0, "machine target spec");
+	is_str(m[0].spec.iqn, PFX ":m.pc1", "  ... target IQN");
+	is_str(m[0].spec.initiator, PFX ":i.pc1", "  ... initiator IQN");
+	is_str(m[0].spec.chap_user, "pc1", "  ... CHAP user is the machine name");
+	is_int(m[0].spec.n_luns, 2, "  ... gold + upload LUN");
+	ok(m[0].spec.luns[0].readonly && !m[0].spec.luns[1].readonly, "  ... gold ro, upload rw");
+	is_int(tgt_desired_check(&d, PFX, err, sizeof(err)), 0, "  ... passes the check");
+	is_int(tgt_machine_target_init(&m[1], PFX, "pc2", "secret-000000001", "/g.img", NULL), 0,
+	       "machine without upload LUN");
+	is_int(m[1].spec.n_luns, 1, "  ... gold only");
+	is_int(tgt_machine_target_init(&m[1], "bad prefix", "pc2", "x", "/g.img", NULL), -EINVAL,
+	       "bad prefix refused");
+}
+
 int main(void)
 {
 	test_create();
@@ -317,5 +350,7 @@ int main(void)
 	test_foreign_and_tids();
 	test_check();
 	test_iqn();
+	test_machine_target();
+	test_no_secret_in_logs();
 	return done_testing();
 }
