@@ -428,8 +428,9 @@ int http_new(const struct http_opts *o, http_handler h, void *arg, struct http_s
 		MHD_OPTION_NOTIFY_COMPLETED, done_cb, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)32 * 1024, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned)(o->max_conns ? o->max_conns : 1000), MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)(o->timeout_s ? o->timeout_s : 30), MHD_OPTION_LISTEN_BACKLOG_SIZE,
-		(unsigned)1024, MHD_OPTION_END);
+		(unsigned)(o->timeout_s ? o->timeout_s : 30), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)HTTP_MAX_CONNS_PER_IP, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+		MHD_OPTION_END);
 	if (!s->mhd) {
 		rc = errno ? -errno : -EADDRINUSE;
 		log_error("cannot listen for HTTP on %s port %u: %s", addr, o->port, strerror(-rc));

@@ -15,6 +15,9 @@
 
 #define HTTP_MAX_PATH 1024
 #define HTTP_MAX_QUERY 2048
+/* One host cannot hold more connections than this (a boot storm is many hosts
+ * with a few each); more are refused at accept. */
+#define HTTP_MAX_CONNS_PER_IP 128
 
 struct http_request {
 	const char *method; /* "GET", "PUT", ... */

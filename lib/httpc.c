@@ -212,8 +212,12 @@ int httpc_parse_response(const char *buf, size_t len, size_t max_body, struct ht
 				return -EPROTO;
 			memcpy(tmp, v, vn);
 			tmp[vn] = '\0';
-			if (parse_u64(tmp, &u) < 0 || u > (uint64_t)max_body)
-				return u > (uint64_t)max_body ? -EFBIG : -EPROTO;
+			if (parse_u64(tmp, &u) < 0)
+				return -EPROTO;
+			if (u > (uint64_t)max_body)
+				return -EFBIG;
+			if (clen >= 0 && (uint64_t)clen != u)
+				return -EPROTO; /* two different lengths: refuse to guess */
 			clen = (long long)u;
 		} else if ((size_t)(colon - line) == 12 &&
 			   strncasecmp(line, "Content-Type", 12) == 0) {
