@@ -8,12 +8,16 @@
  * dnsmasq (unless dhcp mode is off) on the files appliance/dhcp.c writes.
  *
  * Desired state and reconciling
- * - Each machine of the config gets a target (targets/iqn.h names) bound to its
- *   initiator name and CHAP account; LUN 1 is the export file of its image
+ * - Each machine gets a target (targets/iqn.h names) bound to its initiator name
+ *   and CHAP account: the config's machines, and machines the registry has seen
+ *   (their boot script was served) that a group, the unknown-machines policy or
+ *   an assignment gives a profile. LUN 1 is the export file of its image
  *   version, STATE/exports/IMAGE@VERSION.img, read-only, shared by every machine
  *   on that version. A machine's profile is the one `goldctl machine assign` put
  *   in the registry, else the config's; the version is the image's pinned one,
- *   else the store's current one.
+ *   else the store's current one. Serving a sanboot script (the API asks for the
+ *   machine's CHAP secret) reconciles at once, so the target is there when iPXE
+ *   logs in right after.
  * - Export files are materialised from the store by forked workers
  *   (appliance/worker.h), EXPORT_JOBS at a time, never on the loop; a machine
  *   whose export is not ready yet gets its target without a LUN until then. A
@@ -393,123 +397,177 @@ static void exports_prune(struct daemon *d, int all)
 
 /* ---- desired state ---- */
 
+static void want_release(struct want *w)
+{
+	free(w->user);
+	secret_free(w->secret);
+	free(w->lun_path);
+	memset(w, 0, sizeof(*w));
+}
+
 static void wants_free(struct want *w, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(w[i].user);
-		secret_free(w[i].secret);
-		free(w[i].lun_path);
-	}
+	for (size_t i = 0; i < n; i++)
+		want_release(&w[i]);
 	free(w);
 }
 
-static int assignment_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct assignment *)a)->mac, ((const struct assignment *)b)->mac);
-}
+/* The registry's rows, as far as targets care: sorted by MAC. */
+struct reg_row {
+	char mac[18];
+	char name[65];
+	char profile[65]; /* assigned profile, "" when none */
+};
 
-struct assignments {
-	struct assignment *a;
+struct reg_rows {
+	struct reg_row *a;
 	size_t n, cap;
 };
 
-static int assignment_add(const struct registry_machine *m, void *arg)
+static int reg_row_cmp(const void *a, const void *b)
 {
-	struct assignments *as = arg;
+	return strcmp(((const struct reg_row *)a)->mac, ((const struct reg_row *)b)->mac);
+}
 
-	if (!m->assigned_profile[0])
-		return 0;
-	xgrow((void **)&as->a, &as->cap, as->n + 1, sizeof(*as->a));
-	memcpy(as->a[as->n].mac, m->mac, sizeof(as->a[as->n].mac));
-	memcpy(as->a[as->n].profile, m->assigned_profile, sizeof(as->a[as->n].profile));
-	as->n++;
+static int reg_row_add(const struct registry_machine *m, void *arg)
+{
+	struct reg_rows *rows = arg;
+	struct reg_row *r;
+
+	xgrow((void **)&rows->a, &rows->cap, rows->n + 1, sizeof(*rows->a));
+	r = &rows->a[rows->n++];
+	snprintf(r->mac, sizeof(r->mac), "%s", m->mac);
+	snprintf(r->name, sizeof(r->name), "%s", m->name);
+	snprintf(r->profile, sizeof(r->profile), "%s", m->assigned_profile);
 	return 0;
 }
 
-/* The profile machine m boots: its registry assignment when that names a profile
- * of cfg, else the config's. */
-static const struct config_profile *machine_profile(const struct config *cfg,
-						    const struct assignments *as,
-						    const struct config_machine *m)
+static const struct reg_row *reg_row_find(const struct reg_rows *rows, const char *mac)
 {
-	struct assignment key, *hit;
-	const struct config_profile *p;
+	struct reg_row key;
 
-	memcpy(key.mac, m->mac_str, sizeof(key.mac));
-	hit = as->n ? bsearch(&key, as->a, as->n, sizeof(*as->a), assignment_cmp) : NULL;
-	if (!hit)
-		return m->profile_ref;
-	p = config_profile_by_name(cfg, hit->profile);
-	if (!p) {
-		log_debug("machine \"%s\": assigned profile \"%s\" is not in the config; "
-			  "using \"%s\"",
-			  m->name, hit->profile, m->profile_ref->name);
-		return m->profile_ref;
-	}
-	return p;
+	snprintf(key.mac, sizeof(key.mac), "%s", mac);
+	return rows->n ? bsearch(&key, rows->a, rows->n, sizeof(*rows->a), reg_row_cmp) : NULL;
 }
 
-/* Computes every machine's target from cfg, the registry and the store. With
- * live set, missing secrets are generated and LUNs resolved to exports (created
- * on demand); without, nothing is written (the checks before start and reload).
- * 0 and the wants, or -EINVAL when some machine cannot get a target (logged). */
+/* The profile a machine boots (as the API renders it): its registry assignment
+ * when that names a profile of cfg, else fallback (NULL: refused by policy). */
+static const struct config_profile *machine_profile(const struct config *cfg,
+						    const struct reg_row *row,
+						    const struct config_profile *fallback,
+						    const char *name)
+{
+	const struct config_profile *p;
+
+	if (!row || !row->profile[0])
+		return fallback;
+	p = config_profile_by_name(cfg, row->profile);
+	if (!p)
+		log_debug("machine \"%s\": assigned profile \"%s\" is not in the config", name,
+			  row->profile);
+	return p ? p : fallback;
+}
+
+/* Fills x for the machine called name booting profile p. Returns 0, or -EINVAL
+ * (no valid iSCSI name, unreadable secret: logged). */
+static int want_fill(struct daemon *d, const struct config *cfg, int live, struct want *x,
+		     const char *name, const char *secret_file, const struct config_profile *p)
+{
+	const char *prefix = cfg->appliance.iscsi.iqn_prefix;
+	uint32_t version;
+	int r;
+
+	if (iqn_machine_target(prefix, name, x->iqn, sizeof(x->iqn)) < 0 ||
+	    iqn_machine_initiator(prefix, name, x->initiator, sizeof(x->initiator)) < 0) {
+		log_error("machine \"%s\": no valid iSCSI name under \"%s\" (at most %d "
+			  "characters in all)",
+			  name, prefix, IQN_MAX);
+		return -EINVAL;
+	}
+	r = machine_secret(d, name, secret_file, live, &x->secret);
+	if (r == -ENOENT && !live)
+		x->secret = xstrdup("to-be-generated"); /* generated at start */
+	else if (r < 0)
+		return -EINVAL;
+	x->user = xstrdup(name);
+	if (!live)
+		return 0;
+	if (strcmp(p->image_ref->version, "current") != 0) {
+		if (parse_u32(p->image_ref->version, &version) < 0) {
+			log_error("image \"%s\": version \"%s\" is not a version number",
+				  p->image_ref->name, p->image_ref->version);
+			return 0;
+		}
+	} else if (!d->store || image_current(d->store, p->image_ref->name, &version) < 0) {
+		log_debug("machine \"%s\": image \"%s\" has no current version yet", name,
+			  p->image_ref->name);
+		return 0;
+	}
+	x->exp = export_get(d, p->image_ref->name, version);
+	if (x->exp->state == EXPORT_READY)
+		x->lun_path = xstrdup(x->exp->path);
+	return 0;
+}
+
+/* Computes every machine's target: the config's machines, and (live) machines
+ * the registry knows that a group, the unknown-machines policy or an assignment
+ * gives a profile (named as the API names them: their registry name, else the
+ * MAC in hyphen form). With live set, missing secrets are generated and LUNs
+ * resolved to exports (created on demand); without, nothing is written (the
+ * checks before start and reload). 0 and the wants, or -EINVAL when a config
+ * machine cannot get a target (logged). */
 static int wants_build(struct daemon *d, const struct config *cfg, int live, struct want **out,
 		       size_t *n_out)
 {
-	struct want *w = xcalloc(cfg->n_machines ? cfg->n_machines : 1, sizeof(*w));
-	const char *prefix = cfg->appliance.iscsi.iqn_prefix;
-	struct assignments as = {0};
+	struct reg_rows rows = {0};
+	struct want *w;
 	size_t n = 0;
 	int r = 0;
 
 	if (live && d->reg) {
-		registry_each(d->reg, assignment_add, &as);
-		if (as.n)
-			qsort(as.a, as.n, sizeof(*as.a), assignment_cmp);
+		registry_each(d->reg, reg_row_add, &rows);
+		if (rows.n)
+			qsort(rows.a, rows.n, sizeof(*rows.a), reg_row_cmp);
 	}
+	w = xcalloc(cfg->n_machines + rows.n + 1, sizeof(*w));
 	for (size_t i = 0; i < cfg->n_machines; i++) {
 		const struct config_machine *m = &cfg->machines[i];
-		const struct config_profile *p = machine_profile(cfg, &as, m);
-		struct want *x = &w[n];
-		uint32_t version;
-		int sr;
+		const struct config_profile *p = machine_profile(
+			cfg, reg_row_find(&rows, m->mac_str), m->profile_ref, m->name);
 
-		if (iqn_machine_target(prefix, m->name, x->iqn, sizeof(x->iqn)) < 0 ||
-		    iqn_machine_initiator(prefix, m->name, x->initiator, sizeof(x->initiator)) <
-			    0) {
-			log_error("machine \"%s\": no valid iSCSI name under \"%s\" (names are "
-				  "at most %d characters in all)",
-				  m->name, prefix, IQN_MAX);
+		if (want_fill(d, cfg, live, &w[n], m->name, m->chap_secret_file, p) < 0) {
+			want_release(&w[n]);
 			r = -EINVAL;
 			continue;
 		}
-		sr = machine_secret(d, m->name, m->chap_secret_file, live, &x->secret);
-		if (sr == -ENOENT && !live) {
-			x->secret = xstrdup("to-be-generated"); /* generated at start */
-		} else if (sr < 0) {
-			r = -EINVAL;
-			continue;
-		}
-		x->user = xstrdup(m->name);
 		n++;
-		if (!live)
-			continue;
-		if (strcmp(p->image_ref->version, "current") != 0) {
-			if (parse_u32(p->image_ref->version, &version) < 0) {
-				log_error("image \"%s\": version \"%s\" is not a version number",
-					  p->image_ref->name, p->image_ref->version);
-				continue;
-			}
-		} else if (!d->store || image_current(d->store, p->image_ref->name, &version) < 0) {
-			log_debug("machine \"%s\": image \"%s\" has no current version yet",
-				  m->name, p->image_ref->name);
-			continue;
-		}
-		x->exp = export_get(d, p->image_ref->name, version);
-		if (x->exp->state == EXPORT_READY)
-			x->lun_path = xstrdup(x->exp->path);
 	}
-	free(as.a);
+	for (size_t i = 0; i < rows.n && r == 0; i++) {
+		const struct reg_row *row = &rows.a[i];
+		const struct config_profile *p;
+		struct config_match match;
+		uint8_t mac[6];
+		char name[65];
+
+		if (config_mac_parse(row->mac, mac) < 0)
+			continue;
+		config_machine_by_mac(cfg, mac, &match);
+		if (match.kind == CONFIG_MATCH_MACHINE)
+			continue; /* done above */
+		if (row->name[0])
+			snprintf(name, sizeof(name), "%s", row->name);
+		else
+			snprintf(name, sizeof(name), "%02x-%02x-%02x-%02x-%02x-%02x", mac[0],
+				 mac[1], mac[2], mac[3], mac[4], mac[5]);
+		p = machine_profile(cfg, row, match.profile, name);
+		if (!p || !name_is_valid(name) || config_machine_by_name(cfg, name))
+			continue;
+		if (want_fill(d, cfg, live, &w[n], name, NULL, p) == 0)
+			n++;
+		else
+			want_release(&w[n]);
+	}
+	free(rows.a);
 	if (r < 0) {
 		wants_free(w, n);
 		return r;
@@ -594,6 +652,12 @@ static void desired_refresh(struct daemon *d)
 }
 
 /* ---- reconciling tgtd ---- */
+
+static void timer_drop(struct daemon *d, struct loop_timer **t)
+{
+	loop_timer_cancel(d->loop, *t);
+	*t = NULL;
+}
 
 static void reconcile_now(struct loop *l, void *arg)
 {
@@ -878,16 +942,25 @@ out:
 
 /* ---- HTTP (appliance/web.h) ---- */
 
-/* The API's view of CHAP secrets (sanboot scripts): config machines only; machines
- * matched by a group or the unknown policy have no target here. */
+/* CHAP secrets for the API's sanboot scripts: the machine's (config machines and
+ * machines matched by a group or the unknown policy alike). */
 static int web_chap_secret(void *arg, const struct config_machine *m, const char *name, char **out)
 {
 	struct daemon *d = arg;
+	int r;
 
-	(void)name;
-	if (!m)
-		return -ENOENT;
-	return machine_secret(d, m->name, m->chap_secret_file, 1, out);
+	r = machine_secret(d, m ? m->name : name, m ? m->chap_secret_file : NULL, 1, out);
+	if (r < 0 || d->shutting_down)
+		return r;
+	/* iPXE logs in right after this script: make sure the machine's target is
+	 * there (a machine seen for the first time, a fresh assignment) */
+	desired_refresh(d);
+	if (d->desired_dirty) {
+		if (d->reconcile_timer)
+			timer_drop(d, &d->reconcile_timer);
+		reconcile_now(d->loop, d);
+	}
+	return 0;
 }
 
 /* GET /api/v1/health: the state of what the loop supervises. */
@@ -979,12 +1052,6 @@ static void child_stopped(struct supervisor *sv, void *arg)
 {
 	(void)sv;
 	child_gone(arg);
-}
-
-static void timer_drop(struct daemon *d, struct loop_timer **t)
-{
-	loop_timer_cancel(d->loop, *t);
-	*t = NULL;
 }
 
 static void shutdown_begin(struct daemon *d, const char *why)

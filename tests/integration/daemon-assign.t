@@ -3,7 +3,9 @@
 # with no restart: the next /boot.ipxe for its MAC renders the new profile's
 # image, and its target's LUN follows to that image's export (same tid, nothing
 # restarted); libiscsi reads the new image's bytes as the machine. Unassign
-# brings the config's profile back. /api/v1/health reports the children.
+# brings the config's profile back. A machine matched by a group gets its own
+# target (and CHAP secret) by the time its first sanboot script is served.
+# /api/v1/health reports the children.
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-lab.sh"
@@ -21,6 +23,7 @@ SILVER="$GCD_STATE/exports/silver@1.img"
 gcd_config "$T_DIR/gc.yaml" "  - mac: 52:54:00:77:00:01
     name: m1
     profile: p-gold"
+printf 'groups:\n  - match: "52:54:00:88:*"\n    profile: p-gold\n' >>"$T_DIR/gc.yaml"
 gcd_start "$T_DIR/gc.yaml"
 URL="http://$LAB_ADDR:$GCD_HTTP_PORT"
 in_lab() { ip netns exec "$LAB_NS" "$@"; }
@@ -51,6 +54,18 @@ like "$(script)" 'image gold@1' "the config's profile applies again"
 gcd_wait_lun m1 "$GOLD" 30
 ok $? "m1's LUN is gold's export again"
 is "$(gcd_tid m1)" "$tid" "still the same target"
+
+# A group machine, never seen before: the script names its target and secret,
+# and the target is there when iPXE logs in.
+g=$(in_lab curl -sS --max-time 10 "$URL/boot.ipxe?mac=52-54-00-88-00-05")
+like "$g" 'sanboot iscsi:10\.77\.0\.1::[0-9]+:1:iqn\.2026-11\.test\.goldcache:m\.52-54-00-88-00-05' \
+	"the group machine's script names its own target"
+gsecret=$(printf '%s\n' "$g" | awk '$1 == "set" && $2 == "password" {print $3}')
+is "$gsecret" "$(cat "$GCD_STATE/secrets/52-54-00-88-00-05.chap")" "with its generated CHAP secret"
+t_run "its target admits it at once (libiscsi login, its initiator, CHAP)" \
+	gcd_login 52-54-00-88-00-05 "$gsecret"
+t_run "another machine's initiator name is refused there" \
+	bash -c "! gcd_login 52-54-00-88-00-05 '$gsecret' m1 2>/dev/null"
 
 gcd_stop
 is "$GCD_RC" 0 "clean shutdown"
