@@ -192,8 +192,10 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
 
 	r->srv = s;
 	r->start_ns = now_ns();
-	r->target = xstrndup(uri ? uri : "", HTTP_MAX_PATH + HTTP_MAX_QUERY + 2);
-	r->bad_uri = http_split_uri(r->target, r->path, sizeof(r->path), &r->query) < 0;
+	uri = uri ? uri : "";
+	r->target = xstrndup(uri, HTTP_MAX_PATH + HTTP_MAX_QUERY + 2);
+	r->bad_uri = strlen(r->target) < strlen(uri) ||
+		     http_split_uri(r->target, r->path, sizeof(r->path), &r->query) < 0;
 	ci = MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr) {
 		const struct sockaddr *sa = ci->client_addr;

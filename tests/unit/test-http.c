@@ -160,6 +160,19 @@ int main(void)
 	is_int(r.status, 400, "400 for %%00");
 	httpc_response_release(&r);
 
+	{
+		char *longp = xmalloc(4001);
+
+		memset(longp, 'a', 4000);
+		longp[0] = '/';
+		longp[4000] = '\0';
+		q = (struct httpc_request){.path = longp};
+		is_int(httpc_request(url, &q, &r), 0, "GET with a 4000-byte target");
+		is_int(r.status, 400, "overlong target: 400");
+		httpc_response_release(&r);
+		free(longp);
+	}
+
 	q = (struct httpc_request){.path = "/err"};
 	is_int(httpc_request(url, &q, &r), 0, "GET error route");
 	is_int(r.status, 404, "status from http_error");
@@ -183,7 +196,7 @@ int main(void)
 	is_int(io_read_file(logp, 1 << 20, &log, &loglen), 0, "access log written");
 	for (size_t i = 0; i < loglen; i++)
 		lines += log[i] == '\n';
-	is_int(lines, 6, "one line per request");
+	is_int(lines, 7, "one line per request");
 	ok(log && strstr(log, " 127.0.0.1:") &&
 		   strstr(log, " GET /boot.ipxe?mac=52-54-00-12-34-56 200 "),
 	   "line has peer, method, target, status");
