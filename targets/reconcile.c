@@ -872,7 +872,15 @@ int tgt_reconcile(struct tgt_ctl *ctl, const struct tgt_desired *d, struct tgt_r
 		if (op->target != SIZE_MAX && op->target == failed_target)
 			continue;
 		tgt_op_describe(op, desc, sizeof(desc));
-		if (apply_op(ctl, op, st) < 0) {
+		r = apply_op(ctl, op, st);
+		if (r == -ECONNREFUSED || r == -ENOENT) {
+			/* tgtd went away (or no tgtadm): the rest would fail the same way */
+			st->errors++;
+			log_error("stopped reconciling at '%s': %s", desc, strerror(-r));
+			memo_save(ctl);
+			goto out;
+		}
+		if (r < 0) {
 			st->errors++;
 			if (op->target != SIZE_MAX) {
 				log_error("target '%s': '%s' failed; skipping its other changes "
@@ -887,6 +895,8 @@ int tgt_reconcile(struct tgt_ctl *ctl, const struct tgt_desired *d, struct tgt_r
 	r = memo_save(ctl);
 	if (st->errors)
 		r = -EIO;
+	else if (r < 0)
+		st->errors++;
 	if (st->changes)
 		log_info("reconciled %zu targets: %u changes, %u errors", d->n, st->changes,
 			 st->errors);

@@ -125,8 +125,10 @@ int tgt_show(struct tgt_ctl *ctl, struct tgt_state *st, char ***accounts, size_t
 
 /* Makes tgtd match d. Returns 0 when tgtd now matches; -EINVAL for a bad
  * desired set (nothing applied); the tgtadm error when the show failed; -EIO
- * when some operations failed (the others were applied; every failure leaves
- * the target closed: no ACL yet, or offline; the next reconcile retries).
+ * when some operations failed (that target's remaining operations are skipped,
+ * the other targets are applied; a failure while a target is being created or
+ * changed leaves it closed: no ACL yet, or offline; the next reconcile retries);
+ * -ECONNREFUSED when tgtd stopped answering midway (the rest was not tried).
  * st (may be NULL) receives the counts. */
 int tgt_reconcile(struct tgt_ctl *ctl, const struct tgt_desired *d, struct tgt_reconcile_stats *st);
 

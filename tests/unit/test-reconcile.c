@@ -3,10 +3,14 @@
  * actual states are written in tgtd's show format and go through the real
  * parser, so plan and parser are tested together. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "lib/io.h"
 #include "lib/spawn.h"
 #include "lib/util.h"
 #include "targets/iqn.h"
@@ -341,6 +345,135 @@ static void test_machine_target(void)
 	       "bad prefix refused");
 }
 
+/* ---- apply, against a fake tgtadm (a shell script that logs its arguments,
+ * prints canned show output and fails the calls matching $FAKE_FAIL) ---- */
+
+static const char fake_tgtadm[] =
+	"#!/bin/sh\n"
+	"echo \"$*\" >>\"$FAKE_DIR/log\"\n"
+	"case \"$*\" in\n"
+	"*'--op show --mode target'*) cat \"$FAKE_DIR/show\"; exit 0 ;;\n"
+	"*'--op show --mode account'*) cat \"$FAKE_DIR/accounts\"; exit 0 ;;\n"
+	"esac\n"
+	"if [ -n \"$FAKE_FAIL\" ]; then case \"$*\" in *\"$FAKE_FAIL\"*)\n"
+	"  echo 'tgtadm: fake failure' >&2; exit \"${FAKE_CODE:-22}\" ;; esac; fi\n"
+	"exit 0\n";
+
+static char fake_dir[4096];
+
+static void fake_files(const char *show, const char *accounts)
+{
+	char p[4200];
+
+	snprintf(p, sizeof(p), "%s/show", fake_dir);
+	io_write_file_atomic(p, show, strlen(show), 0644);
+	snprintf(p, sizeof(p), "%s/accounts", fake_dir);
+	io_write_file_atomic(p, accounts, strlen(accounts), 0644);
+	snprintf(p, sizeof(p), "%s/log", fake_dir);
+	unlink(p);
+}
+
+static char *fake_log(void)
+{
+	static char *buf;
+	char p[4200];
+	size_t len;
+
+	free(buf);
+	buf = NULL;
+	snprintf(p, sizeof(p), "%s/log", fake_dir);
+	if (io_read_file(p, 1 << 20, &buf, &len) < 0)
+		buf = xstrdup("");
+	return buf;
+}
+
+static size_t lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static void test_apply(void)
+{
+	struct tgt_ctl ctl;
+	struct tgt_reconcile_stats st;
+	char path[4200], state[4200], show[8192] = "", *log, *memo = NULL;
+	size_t len;
+	struct stat sb;
+	int r;
+
+	snprintf(fake_dir, sizeof(fake_dir), "%s", tap_tmpdir());
+	snprintf(path, sizeof(path), "%s/tgtadm", fake_dir);
+	io_write_file_atomic(path, fake_tgtadm, strlen(fake_tgtadm), 0755);
+	snprintf(state, sizeof(state), "%s/memo.json", fake_dir);
+	setenv("FAKE_DIR", fake_dir, 1);
+	tgt_ctl_init(&ctl);
+	ctl.tgtadm = path;
+	ctl.iqn_prefix = PFX;
+
+	/* a failed operation skips the rest of that target only */
+	setup(2);
+	fake_files("", "");
+	setenv("FAKE_FAIL", "--tid 1 --lun 1 -b", 1);
+	r = tgt_reconcile(&ctl, &desired, &st);
+	log = fake_log();
+	is_int(r, -EIO, "a failed operation: -EIO");
+	is_int(st.errors, 1, "  ... one error");
+	ok(strstr(log, "--op bind --mode target --tid 2 -Q " BETA_I) != NULL,
+	   "  ... the other target was completed");
+	ok(strstr(log, "--mode target --tid 1 -Q") == NULL,
+	   "  ... the failed target got no ACL (closed)");
+	ok(strstr(log, "--user alpha --password") == NULL, "  ... nor its account");
+	ok(strstr(log, "secret-000000001") != NULL, "(the fake tgtadm saw the secret in argv)");
+
+	/* tgtd gone midway: stop at once */
+	setenv("FAKE_FAIL", "--op new --mode target --tid 1", 1);
+	setenv("FAKE_CODE", "111", 1);
+	fake_files("", "");
+	r = tgt_reconcile(&ctl, &desired, &st);
+	log = fake_log();
+	is_int(r, -ECONNREFUSED, "tgtd stops answering: -ECONNREFUSED");
+	is_int(lines(log), 3, "  ... two shows and the one failed call, nothing more");
+	unsetenv("FAKE_FAIL");
+	unsetenv("FAKE_CODE");
+
+	/* secret memo across processes: a new ctl with the same state file */
+	tgt_ctl_release(&ctl);
+	tgt_ctl_init(&ctl);
+	ctl.tgtadm = path;
+	ctl.iqn_prefix = PFX;
+	ctl.state_path = state;
+	fake_files("", "");
+	is_int(tgt_reconcile(&ctl, &desired, &st), 0, "create with a state file");
+	is_int(st.accounts_created, 2, "  ... two accounts");
+	ok(stat(state, &sb) == 0 && (sb.st_mode & 0777) == 0600, "  ... memo written, 0600");
+	io_read_file(state, 1 << 20, &memo, &len);
+	ok(memo && !strstr(memo, "secret-000000001") && strstr(memo, "\"alpha\""),
+	   "  ... holds fingerprints, not secrets");
+	free(memo);
+	tgt_ctl_release(&ctl);
+	tgt_ctl_init(&ctl);
+	ctl.tgtadm = path;
+	ctl.iqn_prefix = PFX;
+	ctl.state_path = state;
+	show_target(show, sizeof(show), 1, ALPHA, "ready", "1=/srv/gold-v1.img:ro", "alpha",
+		    ALPHA_I);
+	show_target(show, sizeof(show), 2, BETA, "ready", "1=/srv/gold-v1.img:ro", "beta", BETA_I);
+	fake_files(show, "Account list:\n    alpha\n    beta\n");
+	is_int(tgt_reconcile(&ctl, &desired, &st), 0, "a new process, same state");
+	is_int(st.changes, 0, "  ... zero changes: the memo says the secrets are current");
+	is_int(lines(fake_log()), 2, "  ... only the two shows ran");
+	specs[0].chap_secret = "secret-000000002";
+	is_int(tgt_reconcile(&ctl, &desired, &st), 0, "alpha's secret changed");
+	is_int(st.changes, 5, "  ... offline, delete, new, bind, ready");
+	is_int(st.accounts_created, 1, "  ... one account");
+	tgt_ctl_release(&ctl);
+	unsetenv("FAKE_DIR");
+}
+
 int main(void)
 {
 	test_create();
@@ -352,5 +485,6 @@ int main(void)
 	test_iqn();
 	test_machine_target();
 	test_no_secret_in_logs();
+	test_apply();
 	return done_testing();
 }
