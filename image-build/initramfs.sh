@@ -5,9 +5,10 @@
 # (copied by ldd resolution), the /init in image-build/initramfs/, and goldagent when
 # given. Output: a gzip'd newc cpio the kernel takes as its initrd.
 #
-# Usage: image-build/initramfs.sh [--agent PATH] [--add PATH]... [--out FILE]
+# Usage: image-build/initramfs.sh [--agent PATH] [--add SRC[:DEST]]... [--out FILE]
 #   --agent PATH   goldagent binary, installed as /sbin/goldagent (with its libraries)
-#   --add PATH     any other binary to install at the same path (with its libraries)
+#   --add SRC[:DEST]  any other program, installed at DEST (default: SRC's path), with
+#                  its libraries
 #   --out FILE     default build/images/initramfs.img
 # GC_INITRAMFS_MODULES adds modules to the default set. Rebuilds only when an input
 # (kernel, packages, /init, these scripts, the agent's bytes) changed. Prints the path.
@@ -23,10 +24,15 @@ while [ $# -gt 0 ]; do
 	--agent) agent=$2; shift 2 ;;
 	--add) adds+=("$2"); shift 2 ;;
 	--out) out=$2; shift 2 ;;
-	*) ib_die "usage: $0 [--agent PATH] [--add PATH]... [--out FILE]" ;;
+	*) ib_die "usage: $0 [--agent PATH] [--add SRC[:DEST]]... [--out FILE]" ;;
 	esac
 done
 [ -z "$agent" ] || [ -x "$agent" ] || ib_die "--agent '$agent' is not an executable"
+add_srcs=()
+for a in ${adds[@]+"${adds[@]}"}; do
+	[ -x "${a%%:*}" ] || ib_die "--add '${a%%:*}' is not an executable"
+	add_srcs+=("${a%%:*}")
+done
 
 # What goldagent's boot needs: the virtio NIC and disk, nbd for its exports, ext4 and
 # overlayfs for the root. af_packet (udhcpc) and unix sockets are built in.
@@ -49,7 +55,7 @@ libdirs=("$sysroot/lib/x86_64-linux-gnu" "$sysroot/usr/lib/x86_64-linux-gnu")
 
 hash=$(ib_inputs_hash "$release" "$0" "$IB_DIR/common.sh" "$IB_DIR/initramfs" \
 	"${modules[*]}" "$bbroot/.deb-busybox-static" "$sysroot"/.deb-* \
-	${agent:+"$agent"} ${adds[@]+"${adds[@]}"})
+	${agent:+"$agent"} ${adds[@]+"${adds[@]}"} ${add_srcs[@]+"${add_srcs[@]}"})
 if ib_up_to_date "$out" "$hash"; then
 	echo "$out"
 	exit 0
@@ -94,7 +100,12 @@ copy_bin() { # SRC DEST
 copy_bin "$sysroot/sbin/nbd-client" /sbin/nbd-client
 copy_bin "$sysroot/sbin/mke2fs" /sbin/mke2fs
 [ -z "$agent" ] || copy_bin "$agent" /sbin/goldagent
-for a in ${adds[@]+"${adds[@]}"}; do copy_bin "$a" "$a"; done
+for a in ${adds[@]+"${adds[@]}"}; do
+	case "$a" in
+	*:*) copy_bin "${a%%:*}" "${a#*:}" ;;
+	*) copy_bin "$a" "$a" ;;
+	esac
+done
 
 install -m 0755 "$IB_DIR/initramfs/init" "$tree/init"
 install -m 0755 "$IB_DIR/initramfs/udhcpc.script" "$tree/lib/goldcache/udhcpc.script"
