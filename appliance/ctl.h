@@ -32,6 +32,7 @@ struct ctl_command {
 
 extern const struct ctl_command ctl_image_commands[];
 extern const struct ctl_command ctl_machine_commands[]; /* ctl-machine.c */
+extern const struct ctl_command ctl_snapshot_commands[]; /* ctl-snapshot.c */
 
 /* Opens the store (create: make it when missing). On failure prints why and
  * returns the exit code (> 0); 0 on success. */

@@ -18,7 +18,8 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-static const struct ctl_command *const tables[] = {ctl_image_commands, ctl_machine_commands};
+static const struct ctl_command *const tables[] = {ctl_image_commands, ctl_machine_commands,
+						   ctl_snapshot_commands};
 
 static void help(FILE *f)
 {

@@ -539,21 +539,31 @@ out:
 int image_export_to_file(struct store *s, const char *name, uint32_t version, const char *path,
 			 const struct export_opts *o)
 {
-	static const struct export_opts defaults;
-	char tmp[4096] = "", hex[HASH_HEX_LEN + 1];
 	struct manifest *m = NULL;
-	struct stat st;
-	uint8_t *buf = NULL;
-	int fd = -1, r, inplace = 0;
+	int r;
 
-	if (!o)
-		o = &defaults;
 	r = store_lock(s, LOCK_SH);
 	if (r < 0)
 		return r;
 	r = image_manifest_load(s, name, version, &m);
-	if (r < 0)
-		goto out;
+	if (r == 0)
+		r = image_export_manifest(s, m, path, o);
+	store_unlock(s);
+	manifest_free(m);
+	return r;
+}
+
+int image_export_manifest(struct store *s, const struct manifest *m, const char *path,
+			  const struct export_opts *o)
+{
+	static const struct export_opts defaults;
+	char tmp[4096] = "", hex[HASH_HEX_LEN + 1];
+	struct stat st;
+	uint8_t *buf = NULL;
+	int fd = -1, r = 0, inplace = 0;
+
+	if (!o)
+		o = &defaults;
 	if (stat(path, &st) == 0 && S_ISBLK(st.st_mode)) {
 		inplace = 1;
 		fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -627,9 +637,7 @@ out:
 		close(fd);
 	if (tmp[0])
 		unlink(tmp);
-	store_unlock(s);
 	free(buf);
-	manifest_free(m);
 	return r;
 }
 

@@ -54,6 +54,11 @@ struct export_opts {
 int image_export_to_file(struct store *s, const char *name, uint32_t version, const char *path,
 			 const struct export_opts *o);
 
+/* The same for a manifest already loaded (a version or a machine snapshot);
+ * the caller holds the store lock shared. */
+int image_export_manifest(struct store *s, const struct manifest *m, const char *path,
+			  const struct export_opts *o);
+
 /* Loads name@version (0: current). *out freed with manifest_free. */
 int image_manifest_load(struct store *s, const char *name, uint32_t version, struct manifest **out);
 /* The current version of name: the one its pointer names, or when there is

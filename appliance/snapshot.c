@@ -1,0 +1,529 @@
+/* Machine snapshots (see snapshot.h).
+ *
+ * Layout (under the store root, reserved by store.c, walked by gc as roots):
+ *     machines/NAME/snapshots/N.manifest   snapshot N of machine NAME
+ *     machines/NAME/snapshots/N.removed    tombstone of a pruned snapshot (empty):
+ *                                          keeps N from being allocated again
+ * A snapshot manifest is an ordinary lib/manifest.h manifest: name = the
+ * machine, version = the snapshot id, kind fs, parent = the base snapshot of
+ * the same machine (0 for the first one, or a base on another machine).
+ *
+ * Commit order (the durability rule: data, flush, then metadata):
+ *   1. every claimed chunk is read from the upload file, hashed and compared
+ *      with the claim; the bytes that were hashed are the bytes stored, so an
+ *      agent rewriting the file meanwhile cannot slip in unverified data;
+ *   2. store_sync() makes the new chunk files and their directories durable;
+ *   3. the manifest is written to a temp file, fsynced, link(2)ed to
+ *      N.manifest (EEXIST: a concurrent commit took N, try N + 1) and the
+ *      directory fsynced. Only now is the snapshot visible;
+ *   4. retention renames the oldest N.manifest files to N.removed.
+ * A crash before 3 leaves only unreferenced chunks (gc frees them) and no
+ * snapshot; the store lock (shared) keeps gc from sweeping chunks of a commit
+ * in flight. */
+#include "appliance/snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/io.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+/* "N.manifest" -> 0, "N.removed" -> 1, anything else -1. */
+static int parse_name(const char *d, uint32_t *v)
+{
+	const char *dot = strchr(d, '.');
+	uint64_t x = 0;
+
+	if (!dot || dot == d || d[0] == '0' || dot - d > 9)
+		return -1;
+	for (const char *p = d; p < dot; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		x = x * 10 + (uint64_t)(*p - '0');
+	}
+	if (x == 0 || x > MANIFEST_MAX_VERSION)
+		return -1;
+	*v = (uint32_t)x;
+	if (strcmp(dot, ".manifest") == 0)
+		return 0;
+	if (strcmp(dot, ".removed") == 0)
+		return 1;
+	return -1;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int snap_dir(struct store *s, const char *machine, char *buf, size_t size)
+{
+	if (!name_is_valid(machine))
+		return -EINVAL;
+	return store_path(s, buf, size, "machines/%s/snapshots", machine);
+}
+
+/* Live ids ascending (optional) and the highest id ever used. -ENOENT: no dir. */
+static int scan_ids(struct store *s, const char *machine, uint32_t **out, size_t *n,
+		    uint32_t *max_used)
+{
+	char p[4096];
+	DIR *d;
+	struct dirent *e;
+	uint32_t *v = NULL, x;
+	size_t cap = 0, cnt = 0;
+	int r, kind;
+
+	if ((r = snap_dir(s, machine, p, sizeof(p))) < 0)
+		return r;
+	d = opendir(p);
+	if (!d)
+		return -errno;
+	*max_used = 0;
+	while ((e = readdir(d))) {
+		kind = parse_name(e->d_name, &x);
+		if (kind < 0)
+			continue;
+		*max_used = MAX(*max_used, x);
+		if (kind == 0 && out) {
+			xgrow((void **)&v, &cap, cnt + 1, sizeof(*v));
+			v[cnt++] = x;
+		}
+	}
+	closedir(d);
+	if (out) {
+		if (cnt)
+			qsort(v, cnt, sizeof(*v), cmp_u32);
+		*out = v;
+		*n = cnt;
+	}
+	return 0;
+}
+
+int snapshot_latest(struct store *s, const char *machine, uint32_t *id)
+{
+	uint32_t *v = NULL, max_used;
+	size_t n = 0;
+	int r = scan_ids(s, machine, &v, &n, &max_used);
+
+	if (r == 0 && n == 0)
+		r = -ENOENT;
+	if (r == 0)
+		*id = v[n - 1];
+	free(v);
+	return r;
+}
+
+int snapshot_manifest_path(struct store *s, const char *machine, uint32_t id, char *buf,
+			   size_t size)
+{
+	char dir[4096];
+	int r = snap_dir(s, machine, dir, sizeof(dir));
+
+	return r < 0 ? r : fmt_buf(buf, size, "%s/%u.manifest", dir, id);
+}
+
+int snapshot_manifest_load(struct store *s, const char *machine, uint32_t id, struct manifest **out)
+{
+	char p[4096], err[256];
+	char *buf = NULL;
+	size_t len;
+	int r;
+
+	if (id == 0 && (r = snapshot_latest(s, machine, &id)) < 0)
+		return r;
+	if ((r = snapshot_manifest_path(s, machine, id, p, sizeof(p))) < 0)
+		return r;
+	r = io_read_file(p, MANIFEST_MAX_BYTES, &buf, &len);
+	if (r == -ENOENT)
+		return r;
+	if (r < 0) {
+		log_error("cannot read snapshot %s@%u ('%s'): %s", machine, id, p, strerror(-r));
+		return r == -EFBIG ? -EBADMSG : r;
+	}
+	r = manifest_decode(buf, len, out, err, sizeof(err));
+	free(buf);
+	if (r == 0 && (strcmp((*out)->name, machine) != 0 || (*out)->version != id)) {
+		snprintf(err, sizeof(err), "manifest says %s@%u", (*out)->name, (*out)->version);
+		manifest_free(*out);
+		*out = NULL;
+		r = -EINVAL;
+	}
+	if (r < 0) {
+		log_error("snapshot %s@%u ('%s') is damaged: %s", machine, id, p, err);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Publishes m under the next free id of its machine (see top). */
+static int publish(struct store *s, struct manifest *m)
+{
+	char dir[4096], final[4096], tmp[4096], base[4096], p[4096];
+	uint32_t max_used = 0;
+	int r, fd, tries = 0;
+
+	if ((r = snap_dir(s, m->name, dir, sizeof(dir))) < 0)
+		return r;
+	if (access(dir, F_OK) < 0) {
+		if ((r = io_mkdir_p(dir, 0755)) < 0)
+			return r;
+		/* make the new directories themselves durable */
+		if ((r = store_path(s, p, sizeof(p), "machines/%s", m->name)) < 0 ||
+		    (r = io_fsync_dir(p)) < 0 ||
+		    (r = store_path(s, p, sizeof(p), "machines")) < 0 ||
+		    (r = io_fsync_dir(p)) < 0 || (r = store_path(s, p, sizeof(p), ".")) < 0 ||
+		    (r = io_fsync_dir(p)) < 0)
+			return r;
+	}
+	if ((r = scan_ids(s, m->name, NULL, NULL, &max_used)) < 0)
+		return r;
+	for (;;) {
+		char *text = NULL;
+		size_t len;
+
+		if (++tries > 1000 || max_used >= MANIFEST_MAX_VERSION)
+			return -EOVERFLOW;
+		m->version = max_used + 1;
+		if ((r = manifest_encode(m, &text, &len)) < 0)
+			return r;
+		if ((r = fmt_buf(final, sizeof(final), "%s/%u.manifest", dir, m->version)) < 0 ||
+		    (r = fmt_buf(base, sizeof(base), "%s/new", dir)) < 0) {
+			free(text);
+			return r;
+		}
+		fd = io_open_tmp_for(base, tmp, sizeof(tmp), 0444);
+		if (fd < 0) {
+			free(text);
+			return fd;
+		}
+		r = io_write_all(fd, text, len);
+		free(text);
+		if (r == 0)
+			r = io_fsync(fd);
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+		if (r == 0)
+			r = io_fault(IO_OP_RENAME);
+		if (r == 0 && link(tmp, final) < 0)
+			r = -errno;
+		unlink(tmp);
+		if (r == -EEXIST) {
+			max_used = m->version;
+			continue;
+		}
+		if (r < 0)
+			return r;
+		return io_fsync_dir(dir);
+	}
+}
+
+static int prune_locked(struct store *s, const char *machine, unsigned keep, uint64_t *removed)
+{
+	char dir[4096], from[4096], to[4096];
+	uint32_t *v = NULL, max_used;
+	size_t n = 0;
+	int r;
+
+	if (removed)
+		*removed = 0;
+	if (keep == 0)
+		return 0;
+	r = scan_ids(s, machine, &v, &n, &max_used);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0 || (r = snap_dir(s, machine, dir, sizeof(dir))) < 0)
+		goto out;
+	for (size_t i = 0; i + keep < n; i++) {
+		if ((r = fmt_buf(from, sizeof(from), "%s/%u.manifest", dir, v[i])) < 0 ||
+		    (r = fmt_buf(to, sizeof(to), "%s/%u.removed", dir, v[i])) < 0)
+			goto out;
+		/* one rename: the snapshot is either whole or gone, its id stays taken */
+		if ((r = io_rename(from, to)) < 0) {
+			log_error("cannot prune snapshot %s@%u: %s", machine, v[i], strerror(-r));
+			goto out;
+		}
+		if (truncate(to, 0) < 0)
+			log_warn("cannot truncate tombstone '%s': %s", to, strerror(errno));
+		if (removed)
+			(*removed)++;
+	}
+	r = n > keep ? io_fsync_dir(dir) : 0;
+out:
+	free(v);
+	return r;
+}
+
+int snapshot_prune(struct store *s, const char *machine, unsigned keep, uint64_t *removed)
+{
+	int r = store_lock(s, LOCK_SH);
+
+	if (r < 0)
+		return r;
+	r = prune_locked(s, machine, keep, removed);
+	store_unlock(s);
+	return r;
+}
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t z[64];
+
+	if (n < 64)
+		return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+	return memcmp(p, z, 64) == 0 && memcmp(p, p + 64, n - 64) == 0;
+}
+
+static int cmp_claim(const void *a, const void *b)
+{
+	uint64_t x = ((const struct snapshot_claim *)a)->index;
+	uint64_t y = ((const struct snapshot_claim *)b)->index;
+
+	return x < y ? -1 : x > y;
+}
+
+#define REFUSE(code, ...)                                              \
+	do {                                                           \
+		snprintf(res->error, sizeof(res->error), __VA_ARGS__); \
+		r = (code);                                            \
+		goto out;                                              \
+	} while (0)
+
+int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
+		    struct snapshot_commit_result *res)
+{
+	const char *base_machine = rq->base_machine ? rq->base_machine : rq->machine;
+	char hex[HASH_HEX_LEN + 1], hex2[HASH_HEX_LEN + 1];
+	struct manifest *m = NULL, *bm = NULL;
+	struct snapshot_claim *sorted = NULL;
+	uint8_t *buf = NULL;
+	struct stat st;
+	int fd = -1, r, locked = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (!name_is_valid(rq->machine) || !name_is_valid(base_machine)) {
+		snprintf(res->error, sizeof(res->error), "invalid machine name");
+		return -EINVAL;
+	}
+	if (manifest_geometry_ok(rq->volume_size, rq->chunk_size) < 0 || rq->volume_size == 0 ||
+	    rq->volume_size > SNAPSHOT_MAX_VOLUME) {
+		snprintf(res->error, sizeof(res->error),
+			 "bad geometry: volume_size %llu, chunk_size %u (a non-zero multiple of "
+			 "512 up to 16 TiB; a power of two from 4K to 64M)",
+			 (unsigned long long)rq->volume_size, rq->chunk_size);
+		return -EINVAL;
+	}
+	if ((r = manifest_new(rq->machine, rq->volume_size, rq->chunk_size, &m)) < 0) {
+		snprintf(res->error, sizeof(res->error), "volume of %llu bytes has too many chunks",
+			 (unsigned long long)rq->volume_size);
+		return -EINVAL;
+	}
+	m->kind = MANIFEST_FS;
+	/* claims sorted by index: duplicates are adjacent, reads go in volume order */
+	sorted = xcalloc(rq->nclaims ? rq->nclaims : 1, sizeof(*sorted));
+	if (rq->nclaims)
+		memcpy(sorted, rq->claims, rq->nclaims * sizeof(*sorted));
+	qsort(sorted, rq->nclaims, sizeof(*sorted), cmp_claim);
+	for (size_t i = 0; i < rq->nclaims; i++) {
+		uint64_t k = sorted[i].index;
+
+		if (k >= m->nchunks)
+			REFUSE(-EINVAL, "chunk index %llu is past the volume's %llu chunks",
+			       (unsigned long long)k, (unsigned long long)m->nchunks);
+		if (i && sorted[i - 1].index == k)
+			REFUSE(-EINVAL, "chunk index %llu is claimed twice", (unsigned long long)k);
+	}
+	fd = open(rq->upload_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		log_error("cannot open upload file '%s' of '%s': %s", rq->upload_path, rq->machine,
+			  strerror(-r));
+		REFUSE(r, "cannot read the upload file: %s", strerror(-r));
+	}
+	if (rq->nclaims && (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < rq->volume_size))
+		REFUSE(-EINVAL, "the upload file holds %llu bytes, less than volume_size %llu",
+		       (unsigned long long)st.st_size, (unsigned long long)rq->volume_size);
+	if ((r = store_lock(s, LOCK_SH)) < 0)
+		REFUSE(r, "cannot lock the store: %s", strerror(-r));
+	locked = 1;
+	if (rq->base) {
+		r = snapshot_manifest_load(s, base_machine, rq->base, &bm);
+		if (r == -ENOENT)
+			REFUSE(-ENOENT,
+			       "base snapshot %s@%u does not exist (pruned?): send a full "
+			       "commit without a base",
+			       base_machine, rq->base);
+		if (r < 0)
+			REFUSE(r, "base snapshot %s@%u cannot be read", base_machine, rq->base);
+		if (bm->size != rq->volume_size || bm->chunk_size != rq->chunk_size)
+			REFUSE(-ESTALE,
+			       "base snapshot %s@%u has size %llu and chunk size %u, the commit "
+			       "%llu and %u: send a full commit without a base",
+			       base_machine, rq->base, (unsigned long long)bm->size, bm->chunk_size,
+			       (unsigned long long)rq->volume_size, rq->chunk_size);
+		if (!rq->base_machine || strcmp(rq->base_machine, rq->machine) == 0)
+			m->parent = rq->base;
+	}
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	buf = xmalloc(rq->chunk_size);
+	for (uint64_t i = 0, ci = 0; i < m->nchunks; i++) {
+		const struct snapshot_claim *c;
+		uint32_t len = manifest_chunk_len(m, i);
+		struct hash h;
+		ssize_t got;
+		int was_new;
+
+		if (ci >= rq->nclaims || sorted[ci].index != i) {
+			if (bm) {
+				m->chunks[i] = bm->chunks[i];
+				res->inherited++;
+			}
+			continue;
+		}
+		c = &sorted[ci++];
+		res->changed++;
+		got = io_pread_full(fd, buf, len, (off_t)(i * rq->chunk_size));
+		if (got < 0 || (size_t)got != len) {
+			r = got < 0 ? (int)got : -EIO;
+			log_error("cannot read upload file '%s' at chunk %llu: %s", rq->upload_path,
+				  (unsigned long long)i, got < 0 ? strerror(-r) : "short read");
+			REFUSE(r, "cannot read chunk %llu of the upload file",
+			       (unsigned long long)i);
+		}
+		hash_buf(buf, len, &h);
+		if (!hash_equal(&h, &c->id))
+			REFUSE(-EBADMSG,
+			       "chunk %llu (offset %llu): uploaded data hashes to %s, the commit "
+			       "claims %s",
+			       (unsigned long long)i, (unsigned long long)(i * rq->chunk_size),
+			       hash_to_hex(&h, hex), hash_to_hex(&c->id, hex2));
+		if (is_zero(buf, len)) {
+			m->chunks[i].zero = 1;
+			memset(&m->chunks[i].id, 0, sizeof(m->chunks[i].id));
+			res->zero_chunks++;
+			continue;
+		}
+		m->chunks[i].zero = 0;
+		m->chunks[i].id = h;
+		if ((r = store_chunk_put(s, &h, buf, len, &was_new)) < 0)
+			REFUSE(r, "cannot store chunk %llu: %s", (unsigned long long)i,
+			       strerror(-r));
+		if (was_new) {
+			res->new_chunks++;
+			res->new_bytes += len;
+		}
+	}
+	/* data, flush, then metadata */
+	if ((r = store_sync(s)) < 0)
+		REFUSE(r, "cannot make the chunks durable: %s", strerror(-r));
+	m->created = now_unix();
+	if ((r = publish(s, m)) < 0) {
+		log_error("cannot publish a snapshot of '%s': %s", rq->machine, strerror(-r));
+		REFUSE(r, "cannot publish the snapshot: %s", strerror(-r));
+	}
+	res->snapshot = m->version;
+	if ((r = prune_locked(s, rq->machine, rq->retention, &res->pruned)) < 0) {
+		/* the snapshot is committed; pruning is retried by the next commit */
+		log_warn("snapshot %s@%u committed, retention pruning failed: %s", rq->machine,
+			 m->version, strerror(-r));
+	}
+	log_info("committed snapshot %s@%u: %llu changed chunks, %llu new, %llu inherited",
+		 rq->machine, m->version, (unsigned long long)res->changed,
+		 (unsigned long long)res->new_chunks, (unsigned long long)res->inherited);
+	r = 0;
+out:
+	if (r < 0 && res->error[0])
+		log_warn("commit of '%s' refused: %s", rq->machine, res->error);
+	if (locked)
+		store_unlock(s);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(sorted);
+	manifest_free(m);
+	manifest_free(bm);
+	return r;
+}
+
+int snapshot_list(struct store *s, const char *machine, struct snapshot_info **out, size_t *n)
+{
+	uint32_t *ids = NULL, max_used;
+	struct snapshot_info *v;
+	struct manifest *prev = NULL;
+	size_t cnt = 0;
+	int r;
+
+	r = scan_ids(s, machine, &ids, &cnt, &max_used);
+	if (r < 0)
+		return r;
+	v = xcalloc(cnt ? cnt : 1, sizeof(*v));
+	for (size_t i = 0; i < cnt; i++) {
+		struct manifest *m = NULL, *par = NULL;
+
+		r = snapshot_manifest_load(s, machine, ids[i], &m);
+		if (r < 0) {
+			r = r == -ENOENT ? -EBADMSG : r;
+			goto fail;
+		}
+		v[i].id = ids[i];
+		v[i].parent = m->parent;
+		v[i].created = m->created;
+		v[i].size = m->size;
+		v[i].nchunks = m->nchunks;
+		v[i].chunk_size = m->chunk_size;
+		if (m->parent && prev && prev->version == m->parent)
+			par = prev;
+		else if (m->parent && snapshot_manifest_load(s, machine, m->parent, &par) < 0)
+			par = NULL;
+		for (uint64_t k = 0; k < m->nchunks; k++) {
+			const struct manifest_chunk *c = &m->chunks[k];
+
+			v[i].zero_chunks += c->zero;
+			if (par && par->chunk_size == m->chunk_size && k < par->nchunks)
+				v[i].changed += par->chunks[k].zero != c->zero ||
+						!hash_equal(&par->chunks[k].id, &c->id);
+			else
+				v[i].changed += !c->zero;
+		}
+		if (par && par != prev)
+			manifest_free(par);
+		manifest_free(prev);
+		prev = m;
+	}
+	manifest_free(prev);
+	free(ids);
+	*out = v;
+	*n = cnt;
+	return 0;
+fail:
+	manifest_free(prev);
+	free(ids);
+	free(v);
+	return r;
+}
+
+int snapshot_export_to_file(struct store *s, const char *machine, uint32_t id, const char *path,
+			    const struct export_opts *o)
+{
+	struct manifest *m = NULL;
+	int r = store_lock(s, LOCK_SH);
+
+	if (r < 0)
+		return r;
+	r = snapshot_manifest_load(s, machine, id, &m);
+	if (r == 0)
+		r = image_export_manifest(s, m, path, o);
+	store_unlock(s);
+	manifest_free(m);
+	return r;
+}
