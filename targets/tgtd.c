@@ -51,6 +51,37 @@ int tgtd_env(const struct tgt_ctl *ctl, char *buf, size_t size)
 	return fmt_buf(buf, size, "TGT_IPC_SOCKET=%s", ctl->ipc_socket);
 }
 
+int tgtd_ready_check(struct tgt_ctl *ctl, const char *portal)
+{
+	const char *args[] = {"--op", "show", "--mode", "portal", NULL};
+	char *out = NULL, **portals = NULL;
+	size_t len = 0, n = 0;
+	int r;
+
+	r = tgtadm_try(ctl, args, &out, &len);
+	if (r < 0)
+		return r == -ECONNREFUSED ? r : -ECONNREFUSED;
+	r = tgtshow_parse_portals(out, len, &portals, &n);
+	free(out);
+	if (r < 0) {
+		log_error("cannot read the portal list of tgtd on control port %d",
+			  ctl->control_port);
+		return -EADDRINUSE;
+	}
+	if (n == 1 && strcmp(portals[0], portal) == 0) {
+		r = 0;
+	} else {
+		log_error(
+			"tgtd on control port %d serves %zu portal(s)%s%s%s, not '%s' (address in "
+			"use?)",
+			ctl->control_port, n, n ? " '" : "", n ? portals[0] : "", n ? "'..." : "",
+			portal);
+		r = -EADDRINUSE;
+	}
+	tgtshow_free_list(portals, n);
+	return r;
+}
+
 int tgtd_wait_ready(struct tgt_ctl *ctl, int timeout_ms)
 {
 	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
@@ -102,8 +133,14 @@ int tgtd_start(struct tgt_ctl *ctl, const char *portal, int log_fd, int timeout_
 			log_error("'%s' exited at start (status %d); see its log", line, code);
 			return -ECHILD;
 		}
-		if (tgtadm_ping(ctl) == 0)
+		r = tgtd_ready_check(ctl, portal);
+		if (r == 0)
 			break;
+		if (r == -EADDRINUSE) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return r;
+		}
 		if (now_ms() >= deadline) {
 			log_error("'%s' did not answer within %d ms", line, timeout_ms);
 			kill(pid, SIGKILL);

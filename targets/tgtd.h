@@ -24,11 +24,21 @@ int tgtd_argv(const struct tgt_ctl *ctl, const char *portal, const char **argv, 
 int tgtd_env(const struct tgt_ctl *ctl, char *buf, size_t size);
 
 /* Starts tgtd as a child (its stdout/stderr to log_fd, or inherited when -1)
- * and waits up to timeout_ms until it answers on the control socket. Returns 0
- * and *pid; -EADDRINUSE when another tgtd already answers there; -ETIMEDOUT
+ * and waits up to timeout_ms until it answers on the control socket and serves
+ * exactly portal (tgtd_ready_check). Returns 0 and *pid; -EADDRINUSE when
+ * another tgtd already answers there, or when tgtd could not bind the portal
+ * (it is killed: it would have fallen back to every interface); -ETIMEDOUT
  * (the child is killed and reaped); -ECHILD when it exited at start (portal in
  * use, bad arguments: its log says why). */
 int tgtd_start(struct tgt_ctl *ctl, const char *portal, int log_fd, int timeout_ms, pid_t *pid);
+
+/* Readiness of a tgtd started for portal: 0 when it answers on the control
+ * socket and listens on exactly that portal; -ECONNREFUSED while it does not
+ * answer yet; -EADDRINUSE when it answers but serves other portals. tgtd that
+ * cannot bind its portal (address in use) does not exit: it falls back to
+ * 0.0.0.0:3260 and [::]:3260, i.e. every interface; a supervisor must treat
+ * -EADDRINUSE as a failed start and kill it. */
+int tgtd_ready_check(struct tgt_ctl *ctl, const char *portal);
 
 /* Polls until tgtd answers on the control socket: 0 or -ETIMEDOUT. */
 int tgtd_wait_ready(struct tgt_ctl *ctl, int timeout_ms);

@@ -404,3 +404,47 @@ int tgtshow_parse_accounts(const char *buf, size_t len, char ***users, size_t *n
 	*n = a.n;
 	return 0;
 }
+
+struct portal_parser {
+	char **portals;
+	size_t n, cap;
+};
+
+static int portal_line(void *ctx, size_t depth, char *line)
+{
+	struct portal_parser *pp = ctx;
+	char *comma;
+
+	if (depth != 0 || strncmp(line, "Portal: ", 8) != 0)
+		return -EINVAL;
+	line += 8;
+	comma = strrchr(line, ',');
+	if (!comma || comma == line || !comma[1] || strchr(line, ' '))
+		return -EINVAL;
+	for (const char *t = comma + 1; *t; t++)
+		if (*t < '0' || *t > '9')
+			return -EINVAL;
+	*comma = '\0';
+	if (pp->n >= TGTSHOW_MAX_LIST)
+		return -E2BIG;
+	xgrow((void **)&pp->portals, &pp->cap, pp->n + 1, sizeof(*pp->portals));
+	pp->portals[pp->n++] = xstrdup(line);
+	return 0;
+}
+
+int tgtshow_parse_portals(const char *buf, size_t len, char ***portals, size_t *n)
+{
+	struct portal_parser pp = {0};
+	int r;
+
+	*portals = NULL;
+	*n = 0;
+	r = for_each_line(buf, len, NULL, portal_line, &pp);
+	if (r < 0) {
+		tgtshow_free_list(pp.portals, pp.n);
+		return r;
+	}
+	*portals = pp.portals;
+	*n = pp.n;
+	return 0;
+}

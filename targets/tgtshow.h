@@ -58,6 +58,11 @@ int tgtshow_parse(const char *buf, size_t len, struct tgt_state *st, size_t *err
  * tgtshow_free_list), -EINVAL or -E2BIG. */
 int tgtshow_parse_accounts(const char *buf, size_t len, char ***users, size_t *n);
 
+/* Parses `tgtadm --lld iscsi --op show --mode portal` output ("Portal:
+ * ADDR:PORT,TPGT" per line) into a heap array of "ADDR:PORT" strings (free
+ * with tgtshow_free_list). Returns 0, -EINVAL or -E2BIG. */
+int tgtshow_parse_portals(const char *buf, size_t len, char ***portals, size_t *n);
+
 void tgt_state_release(struct tgt_state *st);
 void tgtshow_free_list(char **list, size_t n);
 

@@ -1,6 +1,6 @@
 /* Fuzz harness for targets/tgtshow: tgtadm's show output is untrusted input.
- * The first byte picks the parser (target list or account list); a successful
- * parse is walked through the lookups so every parsed string is read. */
+ * The first byte picks the parser (mod 3: target list, portal list, account
+ * list); a successful parse is walked so every parsed string is read. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -15,14 +15,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = size ? size - 1 : 0;
 	volatile size_t sink = 0;
 
-	if (size && (data[0] & 1)) {
-		char **users;
+	if (size && data[0] % 3 != 0) {
+		char **list;
 		size_t n;
+		int r = data[0] % 3 == 1 ? tgtshow_parse_portals(buf, len, &list, &n)
+					 : tgtshow_parse_accounts(buf, len, &list, &n);
 
-		if (tgtshow_parse_accounts(buf, len, &users, &n) == 0) {
+		if (r == 0) {
 			for (size_t i = 0; i < n; i++)
-				sink += strlen(users[i]);
-			tgtshow_free_list(users, n);
+				sink += strlen(list[i]);
+			tgtshow_free_list(list, n);
 		}
 	} else {
 		struct tgt_state st;

@@ -4,7 +4,7 @@
 # secret, a removed machine and a new LUN file apply only that difference; a
 # tgtd killed -9 and restarted empty converges again (login works); a state
 # left by another process (no secret memo) converges; clean shutdown removes
-# every target and tgtd exits.
+# every target and tgtd exits. A tgtd that cannot bind its portal is refused.
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-targets.sh"
 need jq cmp
@@ -69,7 +69,7 @@ is "$(gct show --json | jq -r '[.targets[].iqn] | sort | join(" ")')" "$A_T $B_T
 t_fails "  ... gamma cannot log in any more" gct_login "$G_T" 1 "$G_I" gamma "$d/gamma.secret"
 
 # a session open while its target is reconciled does not block the change
-gct_ns timeout 20 qemu-io --object "secret,id=chap0,file=$d/alpha.secret" -r \
+ip netns exec "$GCT_NS" timeout 20 qemu-io --object "secret,id=chap0,file=$d/alpha.secret" -r \
 	-c 'sleep 4000' --image-opts "$(gct_opts "$A_T" 1 "$A_I" alpha x)" >/dev/null 2>&1 &
 sess=$!
 track $sess
@@ -111,6 +111,14 @@ out=$(rec)
 is "$(jq -c '[.targets_deleted,.accounts_deleted]' <<<"$out")" '[1,1]' \
 	"stray managed target and account deleted"
 like "$(gct show)" 'iqn.2001-04.com.example:foreign' "  ... foreign target kept"
+
+# a second tgtd on a portal already in use does not stay up on every interface
+# (tgtd would fall back to 0.0.0.0:3260 and [::]:3260): gc-targets start kills it
+t_fails "a tgtd whose portal is in use is refused" gct_ns gc-targets --socket "$T_DIR/ipc2" \
+	start --portal "$GCT_PORTAL" --log "$T_DIR/tgtd2.log"
+like "$T_OUT" 'serves .* not' "  ... it served other portals"
+is "$(ip netns pids "$GCT_NS" | xargs -r ps -o comm= -p | grep -c '^tgtd$')" 1 \
+	"  ... and was killed: only our tgtd runs in the namespace"
 
 # clean shutdown
 t_run "clean shutdown" gct shutdown

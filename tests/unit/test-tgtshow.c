@@ -139,6 +139,27 @@ static void test_accounts(void)
 	       "bad indent refused");
 }
 
+static void test_portals(void)
+{
+	char **p;
+	size_t n;
+	const char *two = "Portal: [::]:3260,1\nPortal: 0.0.0.0:3260,1\n";
+
+	is_int(tgtshow_parse_portals("Portal: 127.0.0.1:13286,1\n", 26, &p, &n), 0,
+	       "portal list parses");
+	is_int(n, 1, "one portal");
+	is_str(n ? p[0] : NULL, "127.0.0.1:13286", "TPGT stripped");
+	tgtshow_free_list(p, n);
+	is_int(tgtshow_parse_portals(two, strlen(two), &p, &n), 0, "fallback portals parse");
+	is_int(n, 2, "two portals");
+	is_str(n ? p[0] : NULL, "[::]:3260", "IPv6 portal");
+	tgtshow_free_list(p, n);
+	is_int(tgtshow_parse_portals("", 0, &p, &n), 0, "no portal");
+	is_int(tgtshow_parse_portals("Portal: x\n", 10, &p, &n), -EINVAL, "no TPGT refused");
+	is_int(tgtshow_parse_portals("Portal: a,b\n", 12, &p, &n), -EINVAL, "bad TPGT refused");
+	is_int(tgtshow_parse_portals("  Portal: a,1\n", 14, &p, &n), -EINVAL, "indented refused");
+}
+
 static void test_malformed(void)
 {
 	struct tgt_state st;
@@ -258,6 +279,7 @@ int main(void)
 	test_three_targets();
 	test_nexus_offline();
 	test_accounts();
+	test_portals();
 	test_malformed();
 	test_limits();
 	test_truncated();
