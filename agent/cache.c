@@ -548,6 +548,8 @@ int cache_create(const char *path, const struct cache_params *p)
 	h.slot[0].image_size = p->image_size;
 	memcpy(h.slot[0].name, p->image, strlen(p->image) + 1);
 	memcpy(h.slot[0].version, p->version, strlen(p->version) + 1);
+	if (p->manifest)
+		h.slot[0].manifest = *p->manifest;
 	cache_header_encode(&h, blk);
 	cache_header_encode(&h, blk + CACHE_HDR_COPY_SIZE);
 	r = io_pwrite_all(fd, blk, sizeof(blk), 0);

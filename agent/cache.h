@@ -105,6 +105,7 @@ struct cache_params {
 	uint32_t chunk_size;
 	uint32_t dirty_block_size; /* 0: CACHE_DEFAULT_DIRTY_BLOCK (or chunk if smaller) */
 	uint64_t volume_size;
+	const struct hash *manifest; /* slot A's manifest file hash, or NULL */
 	int force; /* overwrite a valid cache */
 };
 

@@ -1,14 +1,19 @@
 /* goldagent: the machine-side agent's command line. Parses argv, calls the
  * cache, source and NBD modules, prints. Subcommands available now:
  *
- *   goldagent cache init --image NAME --version V --chunk-size S --size BYTES
- *                        --volume-size BYTES [--dirty-block S] [--capacity BYTES]
- *                        [--force] FILE
- *   goldagent cache check [--repair] [--hashes F] [--source-file F] FILE
+ *   goldagent cache init (--manifest F | --image NAME --version V --chunk-size S
+ *                        --size BYTES) --volume-size BYTES [--dirty-block S]
+ *                        [--capacity BYTES] [--force] FILE
+ *   goldagent cache check [--repair] [--manifest F | --hashes F] [--source-file F] FILE
+ *   goldagent cache dirty FILE        (dirty volume ranges: "OFFSET LENGTH")
  *   goldagent status [--json] --cache FILE
- *   goldagent hydrate --cache FILE --source-file F [--hashes F]
+ *   goldagent hydrate --cache FILE --source-file F [--manifest F | --hashes F]
  *   goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]
- *                   [--source-file F] [--hashes F]
+ *                   [--source-file F] [--manifest F | --hashes F]
+ *
+ * --manifest (lib/manifest.h, e.g. from `goldctl image manifest`) or --hashes
+ * (one SHA-256 or "zero" per line) name each chunk's expected content: a
+ * chunk is stored and marked present only if it matches.
  *
  * Exit codes: 0 success; 1 the operation failed (cache check: problems
  * found and not repaired; hydrate: chunks missing or rejected); 2 usage. */
@@ -24,6 +29,7 @@
 #include "agent/nbd.h"
 #include "agent/source.h"
 #include "lib/log.h"
+#include "lib/manifest.h"
 #include "lib/util.h"
 
 enum {
@@ -44,6 +50,8 @@ enum {
 	OPT_VOLSOCK,
 	OPT_SLOT,
 	OPT_VERBOSE,
+	OPT_MANIFEST,
+	OPT_COMMIT,
 };
 
 static const struct option long_opts[] = {
@@ -64,26 +72,32 @@ static const struct option long_opts[] = {
 	{"volume-socket", required_argument, NULL, OPT_VOLSOCK},
 	{"slot", required_argument, NULL, OPT_SLOT},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"manifest", required_argument, NULL, OPT_MANIFEST},
+	{"commit-every", required_argument, NULL, OPT_COMMIT},
 	{NULL, 0, NULL, 0},
 };
 
 struct args {
-	const char *image, *version, *hashes, *source, *cache, *gold_sock, *vol_sock, *file;
-	uint64_t chunk, size, volsize, dirtyblk, capacity;
+	const char *image, *version, *hashes, *manifest, *source, *cache, *gold_sock, *vol_sock,
+		*file;
+	uint64_t chunk, size, volsize, dirtyblk, capacity, commit;
 	int force, repair, json, slot;
 };
 
 static void usage(void)
 {
 	fputs("usage:\n"
-	      "  goldagent cache init --image NAME --version V --chunk-size S --size BYTES\n"
-	      "                       --volume-size BYTES [--dirty-block S] [--capacity BYTES]\n"
-	      "                       [--force] FILE\n"
-	      "  goldagent cache check [--repair] [--hashes F] [--source-file F] FILE\n"
+	      "  goldagent cache init (--manifest F | --image NAME --version V --chunk-size S\n"
+	      "                       --size BYTES) --volume-size BYTES [--dirty-block S]\n"
+	      "                       [--capacity BYTES] [--force] FILE\n"
+	      "  goldagent cache check [--repair] [--manifest F | --hashes F] [--source-file F]\n"
+	      "                        [--slot A|B] FILE\n"
+	      "  goldagent cache dirty FILE\n"
 	      "  goldagent status [--json] --cache FILE\n"
-	      "  goldagent hydrate --cache FILE --source-file F [--hashes F] [--slot A|B]\n"
+	      "  goldagent hydrate --cache FILE --source-file F [--manifest F | --hashes F]\n"
+	      "                    [--slot A|B] [--commit-every BYTES]\n"
 	      "  goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]\n"
-	      "                  [--source-file F] [--hashes F] [--slot A|B]\n"
+	      "                  [--source-file F] [--manifest F | --hashes F] [--slot A|B]\n"
 	      "sizes take K, M, G, T suffixes (binary); -v / --verbose logs more\n",
 	      stderr);
 	exit(2);
@@ -138,6 +152,12 @@ static void parse_args(int argc, char **argv, struct args *a)
 		case OPT_HASHES:
 			a->hashes = optarg;
 			break;
+		case OPT_MANIFEST:
+			a->manifest = optarg;
+			break;
+		case OPT_COMMIT:
+			a->commit = size_arg("commit-every", optarg);
+			break;
 		case OPT_SOURCE:
 			a->source = optarg;
 			break;
@@ -182,10 +202,32 @@ static const char *state_name(uint32_t s)
 static int cmd_init(struct args *a)
 {
 	struct cache_params p = {0};
+	struct manifest *m = NULL;
+	struct hash mh;
+	char ver[16];
+	int rc = 1;
 
+	if (a->manifest) {
+		if (manifest_load_file(a->manifest, &m, &mh) < 0)
+			return 1;
+		snprintf(ver, sizeof(ver), "%u", m->version);
+		if ((a->image && strcmp(a->image, m->name)) ||
+		    (a->version && strcmp(a->version, ver)) || (a->size && a->size != m->size) ||
+		    (a->chunk && a->chunk != m->chunk_size))
+			die(2,
+			    "--image/--version/--size/--chunk-size disagree with manifest '%s' "
+			    "(%s@%s, %llu bytes, chunks of %u); leave them out",
+			    a->manifest, m->name, ver, (unsigned long long)m->size, m->chunk_size);
+		a->image = m->name;
+		a->version = ver;
+		a->size = m->size;
+		a->chunk = m->chunk_size;
+		p.manifest = &mh;
+	}
 	if (!a->file || !a->image || !a->version || !a->chunk || !a->size || !a->volsize)
-		die(2, "cache init needs --image, --version, --chunk-size, --size, --volume-size "
-		       "and FILE");
+		die(2,
+		    "cache init needs --manifest F (or --image, --version, --chunk-size, --size), "
+		    "--volume-size and FILE");
 	if (a->chunk > UINT32_MAX || a->dirtyblk > UINT32_MAX)
 		die(2, "--chunk-size / --dirty-block too large");
 	p.image = a->image;
@@ -196,12 +238,14 @@ static int cmd_init(struct args *a)
 	p.dirty_block_size = (uint32_t)a->dirtyblk;
 	p.volume_size = a->volsize;
 	p.force = a->force;
-	if (cache_create(a->file, &p) < 0)
-		return 1;
-	printf("cache '%s': image %s@%s, %llu bytes in chunks of %llu, volume %llu bytes\n",
-	       a->file, a->image, a->version, (unsigned long long)a->size,
-	       (unsigned long long)a->chunk, (unsigned long long)a->volsize);
-	return 0;
+	if (cache_create(a->file, &p) == 0) {
+		printf("cache '%s': image %s@%s, %llu bytes in chunks of %llu, volume %llu bytes\n",
+		       a->file, a->image, a->version, (unsigned long long)a->size,
+		       (unsigned long long)a->chunk, (unsigned long long)a->volsize);
+		rc = 0;
+	}
+	manifest_free(m);
+	return rc;
 }
 
 struct verify_ctx {
@@ -225,8 +269,51 @@ static int verify_chunk(void *arg, int slot, uint64_t idx, const void *data, siz
 	return memcmp(v->buf, data, len) == 0 ? 0 : -EBADMSG;
 }
 
-static int load_verifiers(struct args *a, struct chunk_hashes *hs, struct chunk_source **src)
+static int gold_slot(const struct args *a, const struct cache *c)
 {
+	const struct cache_header *h = cache_header(c);
+
+	if (a->slot >= 0)
+		return a->slot;
+	return h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
+}
+
+/* Loads what chunks are checked against (--manifest or --hashes) and the
+ * source file (--source-file). A manifest must describe slot's image: same
+ * name, version, size and chunk size, and the very file recorded at init. */
+static int load_verifiers(struct args *a, const struct cache *c, int slot, struct chunk_hashes *hs,
+			  struct chunk_source **src)
+{
+	const struct cache_header *h = cache_header(c);
+	const struct cache_slot_info *si = &h->slot[slot];
+
+	if (a->manifest && a->hashes)
+		die(2, "--manifest and --hashes: give one");
+	if (a->manifest) {
+		struct manifest *m;
+		struct hash mh, zero = {{0}};
+		char ver[16];
+		int bad;
+
+		if (manifest_load_file(a->manifest, &m, &mh) < 0)
+			return -1;
+		snprintf(ver, sizeof(ver), "%u", m->version);
+		bad = strcmp(m->name, si->name) || strcmp(ver, si->version) ||
+		      m->size != si->image_size || m->chunk_size != h->geo.chunk_size ||
+		      (!hash_equal(&si->manifest, &zero) && !hash_equal(&si->manifest, &mh));
+		if (bad) {
+			log_error(
+				"manifest '%s' (%s@%s, %llu bytes, chunks of %u) is not the one of "
+				"slot %c (%s@%s, %llu bytes, chunks of %u)",
+				a->manifest, m->name, ver, (unsigned long long)m->size,
+				m->chunk_size, 'A' + slot, si->name, si->version,
+				(unsigned long long)si->image_size, h->geo.chunk_size);
+			manifest_free(m);
+			return -1;
+		}
+		chunk_hashes_from_manifest(m, hs);
+		manifest_free(m);
+	}
 	if (a->hashes && chunk_hashes_load(a->hashes, hs) < 0)
 		return -1;
 	if (a->source && chunk_source_file_new(a->source, src) < 0)
@@ -247,9 +334,9 @@ static int cmd_check(struct args *a)
 		die(2, "cache check needs FILE");
 	if (cache_open(a->file, a->repair ? 0 : CACHE_OPEN_RDONLY, &c) < 0)
 		return 1;
-	if (load_verifiers(a, &hs, &src) < 0)
+	if (load_verifiers(a, c, gold_slot(a, c), &hs, &src) < 0)
 		goto out;
-	v.hs = a->hashes ? &hs : NULL;
+	v.hs = a->hashes || a->manifest ? &hs : NULL;
 	v.src = src;
 	v.chunk_size = cache_header(c)->geo.chunk_size;
 	v.buf = xmalloc(v.chunk_size);
@@ -270,6 +357,42 @@ out:
 	else
 		cache_free(c);
 	return rc;
+}
+
+/* Dirty ranges of the volume, one "OFFSET LENGTH" line (bytes) per run of
+ * dirty blocks: what a sync would upload. */
+static int cmd_dirty(struct args *a)
+{
+	const struct cache_header *h;
+	struct cache *c;
+	uint64_t nb, run = 0, start = 0;
+
+	if (!a->file)
+		die(2, "cache dirty needs FILE");
+	if (cache_open(a->file, CACHE_OPEN_RDONLY, &c) < 0)
+		return 1;
+	h = cache_header(c);
+	nb = h->geo.nblocks;
+	printf("# dirty block size %u, %llu of %llu blocks dirty%s\n", h->geo.dirty_block_size,
+	       (unsigned long long)cache_dirty_count(c), (unsigned long long)nb,
+	       (h->flags & CACHE_F_DIRTY_ALL) ? " (all: full compare pending)" : "");
+	for (uint64_t b = 0; b <= nb; b++) {
+		if (b < nb && cache_block_dirty(c, b)) {
+			if (run++ == 0)
+				start = b;
+			continue;
+		}
+		if (run) {
+			uint64_t off = start * h->geo.dirty_block_size;
+
+			printf("%llu %llu\n", (unsigned long long)off,
+			       (unsigned long long)MIN(run * h->geo.dirty_block_size,
+						       h->geo.volume_size - off));
+		}
+		run = 0;
+	}
+	cache_free(c);
+	return 0;
 }
 
 static int cmd_status(struct args *a)
@@ -365,15 +488,6 @@ static int cmd_status(struct args *a)
 	return 0;
 }
 
-static int gold_slot(const struct args *a, const struct cache *c)
-{
-	const struct cache_header *h = cache_header(c);
-
-	if (a->slot >= 0)
-		return a->slot;
-	return h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
-}
-
 static int cmd_hydrate(struct args *a)
 {
 	struct chunk_hashes hs = {0};
@@ -386,10 +500,10 @@ static int cmd_hydrate(struct args *a)
 		die(2, "hydrate needs --cache FILE and --source-file IMAGE");
 	if (cache_open(a->cache, 0, &c) < 0)
 		return 1;
-	if (load_verifiers(a, &hs, &src) < 0)
-		goto out;
 	slot = gold_slot(a, c);
-	r = hydrate_slot(c, slot, src, a->hashes ? &hs : NULL, 0, &st);
+	if (load_verifiers(a, c, slot, &hs, &src) < 0)
+		goto out;
+	r = hydrate_slot(c, slot, src, a->hashes || a->manifest ? &hs : NULL, a->commit, &st);
 	printf("slot %c: %llu chunks fetched (%llu bytes), %llu already present, %llu rejected\n",
 	       'A' + slot, (unsigned long long)st.fetched, (unsigned long long)st.bytes,
 	       (unsigned long long)st.skipped, (unsigned long long)st.rejected);
@@ -415,12 +529,12 @@ static int cmd_serve(struct args *a)
 	log_set_timestamps(1);
 	if (cache_open(a->cache, 0, &c) < 0)
 		return 1;
-	if (load_verifiers(a, &hs, &src) < 0)
+	if (load_verifiers(a, c, gold_slot(a, c), &hs, &src) < 0)
 		goto out;
 	o.cache = c;
 	o.gold_slot = gold_slot(a, c);
 	o.source = src;
-	o.hashes = a->hashes ? &hs : NULL;
+	o.hashes = a->hashes || a->manifest ? &hs : NULL;
 	o.gold_socket = a->gold_sock;
 	o.volume_socket = a->vol_sock;
 	if (o.hashes && o.hashes->n != cache_slot_chunks(c, o.gold_slot)) {
@@ -461,6 +575,8 @@ int main(int argc, char **argv)
 			return cmd_init(&a);
 		if (strcmp(argv[2], "check") == 0)
 			return cmd_check(&a);
+		if (strcmp(argv[2], "dirty") == 0)
+			return cmd_dirty(&a);
 		usage();
 	}
 	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "hydrate") == 0 ||

@@ -18,6 +18,7 @@
 #include "agent/cache.h"
 #include "lib/io.h"
 #include "lib/log.h"
+#include "lib/manifest.h"
 #include "lib/util.h"
 
 #define HASHES_MAX_CHUNKS (1ull << 26)
@@ -211,6 +212,37 @@ int chunk_hashes_load(const char *path, struct chunk_hashes *out)
 	free(text);
 	if (r < 0)
 		log_error("hash list '%s':%u: expected 64 hex digits or 'zero'", path, line);
+	return r;
+}
+
+void chunk_hashes_from_manifest(const struct manifest *m, struct chunk_hashes *out)
+{
+	out->n = m->nchunks;
+	out->h = xcalloc((size_t)MAX(m->nchunks, 1), sizeof(*out->h));
+	out->zero = xcalloc((size_t)MAX(m->nchunks, 1), 1);
+	for (uint64_t i = 0; i < m->nchunks; i++) {
+		out->h[i] = m->chunks[i].id;
+		out->zero[i] = m->chunks[i].zero;
+	}
+}
+
+int manifest_load_file(const char *path, struct manifest **m, struct hash *file_hash)
+{
+	char err[256] = "", *text;
+	size_t len;
+	int r;
+
+	r = io_read_file(path, MANIFEST_MAX_BYTES, &text, &len);
+	if (r < 0) {
+		log_error("manifest '%s': cannot read: %s", path, strerror(-r));
+		return r;
+	}
+	r = manifest_decode(text, len, m, err, sizeof(err));
+	if (r < 0)
+		log_error("manifest '%s': %s", path, err[0] ? err : strerror(-r));
+	else if (file_hash)
+		hash_buf(text, len, file_hash);
+	free(text);
 	return r;
 }
 

@@ -58,6 +58,14 @@ struct chunk_hashes {
  * and lines starting with '#' are skipped. Bounded: at most 2^26 chunks.
  * Errors name the file and line. */
 int chunk_hashes_load(const char *path, struct chunk_hashes *out);
+struct manifest;
+/* From a decoded manifest (lib/manifest.h): one hash per chunk, zero chunks
+ * marked. */
+void chunk_hashes_from_manifest(const struct manifest *m, struct chunk_hashes *out);
+/* Reads and decodes a manifest file (strict, self-checksummed; errors name
+ * the line). *m (caller frees with manifest_free) and *file_hash (SHA-256
+ * of the file's bytes, recorded in the cache slot) when not NULL. */
+int manifest_load_file(const char *path, struct manifest **m, struct hash *file_hash);
 /* From memory (fuzzing, tests). */
 int chunk_hashes_parse(const char *text, size_t len, struct chunk_hashes *out, unsigned *bad_line);
 void chunk_hashes_release(struct chunk_hashes *hs);
