@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The machine volume as a real block device: ext4 made and written through
+# nbdfuse + loop + mount (inside a private mount namespace), goldagent stopped
+# and started again, the files are still there; every volume block holding
+# data is in the dirty map (what a sync would upload), and cache check passes.
+. "$GC_SRC/tests/lib.sh"
+. "$GC_SRC/tests/lib-agent.sh"
+need goldagent nbdfuse losetup mkfs.ext4 mount umount unshare fusermount3 nbdcopy perl sha256sum
+
+d=$T_DIR
+mkdir -p "$d/fuse" "$d/mnt"
+head -c $((3 << 20)) /dev/urandom >"$d/payload"
+goldagent cache init --image deb --version 1 --chunk-size 1M --size 4M --volume-size 64M "$d/c" >/dev/null ||
+	bail "cache init"
+
+# in_mountns SCRIPT: runs SCRIPT (bash) in a private mount namespace with the
+# volume attached as a loop device at $loop over nbdfuse; detaches at the end.
+in_mountns() {
+	cat >"$d/ns.sh" <<NS
+set -eu
+nbdfuse -P "$d/fuse.pid" "$d/fuse" "nbd+unix:///volume?socket=$d/v.sock" &
+fpid=\$!
+for i in \$(seq 100); do [ -s "$d/fuse.pid" ] && break; sleep 0.1; done
+loop=\$(losetup -f --show "$d/fuse/nbd")
+cleanup() { umount "$d/mnt" 2>/dev/null || true; losetup -d "\$loop" 2>/dev/null || true
+	fusermount3 -u "$d/fuse" 2>/dev/null || true; wait \$fpid 2>/dev/null || true; }
+trap cleanup EXIT
+$1
+NS
+	rm -f "$d/fuse.pid"
+	unshare -m --propagation private bash "$d/ns.sh"
+}
+
+agent_serve "$d/serve.log" --cache "$d/c" --volume-socket "$d/v.sock" || bail "serve"
+t_run "mkfs.ext4, mount, write files, sync, umount (nbdfuse + loop)" in_mountns "
+mkfs.ext4 -q -F \"\$loop\"
+mount \"\$loop\" \"$d/mnt\"
+echo 'hello from the machine volume' >\"$d/mnt/hello.txt\"
+mkdir \"$d/mnt/dir\"
+cp \"$d/payload\" \"$d/mnt/dir/payload\"
+sync
+umount \"$d/mnt\""
+agent_stop
+is "$?" 0 "goldagent stopped cleanly"
+dirty=$(agent_json_field "$d/c" '.dirty_blocks')
+ok "$([ "$dirty" -gt 0 ] && echo 0 || echo 1)" "dirty map records the writes ($dirty blocks)"
+is "$(agent_json_field "$d/c" '.volume_open')" false "volume closed cleanly"
+
+agent_serve "$d/serve.log" --cache "$d/c" --volume-socket "$d/v.sock" || bail "serve again"
+t_run "after restart: mount, the files are there" in_mountns "
+mount -o ro \"\$loop\" \"$d/mnt\"
+grep -qx 'hello from the machine volume' \"$d/mnt/hello.txt\"
+cmp \"$d/payload\" \"$d/mnt/dir/payload\"
+umount \"$d/mnt\""
+t_run "export the volume" nbdcopy "nbd+unix:///volume?socket=$d/v.sock" "$d/vol.img"
+agent_kill
+
+# every 64 KiB block holding a non-zero byte must be dirty (the volume began all zero)
+goldagent cache dirty "$d/c" | grep -v '^#' >"$d/dirty.txt"
+missing=$(perl -e '
+	open(my $f, "<", $ARGV[0]) or die; binmode $f;
+	open(my $r, "<", $ARGV[1]) or die; my @r = map { [split] } <$r>;
+	my ($b, $buf, $bad) = (0, "", 0);
+	while (read($f, $buf, 65536)) {
+		if ($buf =~ /[^\0]/) {
+			my $off = $b * 65536;
+			$bad++ unless grep { $off >= $_->[0] && $off < $_->[0] + $_->[1] } @r;
+		}
+		$b++;
+	}
+	print $bad;' "$d/vol.img" "$d/dirty.txt")
+is "$missing" 0 "every volume block with data is in the dirty map"
+t_run "cache check passes" goldagent cache check "$d/c"
+done_testing

@@ -1,0 +1,45 @@
+# Shell helpers for goldagent tests: start `goldagent serve` in the background
+# (tracked, killed at exit), wait for its sockets, stop it cleanly or kill -9.
+# shellcheck shell=bash
+
+AGENT_PID=
+# agent_serve LOG ARGS...: starts goldagent serve ARGS, output to LOG; waits
+# until every --*-socket it was given accepts connections.
+agent_serve() {
+	local log=$1 a socks=() prev=
+	shift
+	for a in "$@"; do
+		case "$prev" in --gold-socket | --volume-socket) socks+=("$a") ;; esac
+		prev=$a
+	done
+	for a in "${socks[@]}"; do rm -f "$a"; done
+	goldagent serve "$@" >>"$log" 2>&1 &
+	AGENT_PID=$!
+	track "$AGENT_PID"
+	for a in "${socks[@]}"; do
+		wait_for 20 test -S "$a" || {
+			echo "# goldagent serve did not come up:" && sed 's/^/#   /' "$log" | tail -20
+			return 1
+		}
+	done
+}
+# agent_stop: SIGTERM (clean stop: maps flushed, volume closed), wait.
+agent_stop() {
+	[ -n "$AGENT_PID" ] || return 0
+	kill -TERM "$AGENT_PID" 2>/dev/null
+	wait "$AGENT_PID"
+	local rc=$?
+	AGENT_PID=
+	return $rc
+}
+# agent_kill: kill -9, as a power cut would stop it.
+agent_kill() {
+	[ -n "$AGENT_PID" ] || return 0
+	kill -KILL "$AGENT_PID" 2>/dev/null
+	wait "$AGENT_PID" 2>/dev/null
+	AGENT_PID=
+}
+# agent_json_field CACHE FIELD: one field of `goldagent status --json`.
+agent_json_field() {
+	goldagent status --json --cache "$1" | jq -r "$2"
+}
