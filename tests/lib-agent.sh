@@ -43,3 +43,22 @@ agent_kill() {
 agent_json_field() {
 	goldagent status --json --cache "$1" | jq -r "$2"
 }
+# agent_undirty_data CACHE IMAGE: prints how many blocks of IMAGE (the volume
+# read back, which began all zero) hold data but are not in CACHE's dirty map.
+agent_undirty_data() {
+	local ranges
+	ranges=$(goldagent cache dirty "$1") || return 1
+	perl -e '
+		my ($bs) = $ARGV[1] =~ /dirty block size (\d+)/ or die "no block size";
+		my @r = map { [split] } grep { !/^#/ } split /\n/, $ARGV[1];
+		open(my $f, "<", $ARGV[0]) or die; binmode $f;
+		my ($b, $buf, $bad) = (0, "", 0);
+		while (read($f, $buf, $bs)) {
+			if ($buf =~ /[^\0]/) {
+				my $off = $b * $bs;
+				$bad++ unless grep { $off >= $_->[0] && $off < $_->[0] + $_->[1] } @r;
+			}
+			$b++;
+		}
+		print $bad;' "$2" "$ranges"
+}
