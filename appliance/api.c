@@ -20,7 +20,10 @@
  * Agent tokens are issued, never stored in clear: by enrollment (the first
  * claim within API_ENROLL_WINDOW_S of the machine's boot script, trust on first
  * use) or by an admin (POST .../token, printed once). A boot script never holds
- * a token: it is served without authentication to anyone who names the MAC. */
+ * a token: it is served without authentication to anyone who names the MAC.
+ * A sanboot script must carry the CHAP secret (iPXE's limit), so it is refused
+ * to a boot-network neighbour whose MAC (kernel neighbour table) is not the
+ * machine's. */
 #include "appliance/api.h"
 
 #include <arpa/inet.h>
@@ -59,6 +62,7 @@ struct api {
 	void *cb_arg;
 	int64_t (*clock)(void);
 	int64_t started;
+	char *neigh_path;
 };
 
 enum who { WHO_NONE, WHO_ADMIN, WHO_ANY, WHO_SELF };
@@ -770,6 +774,47 @@ static int image_version(struct api *a, const struct config_image *img, uint32_t
 	return image_current(a->store, img->name, v);
 }
 
+/* The MAC the kernel's neighbour table (/proc/net/arp format) holds for the
+ * IPv4 address of peer ("ADDR:PORT"). 0 and mac (lower-case colon form),
+ * -ENOENT when the peer is not a resolved neighbour (loopback, routed, IPv6). */
+static int peer_mac(const char *table, const char *peer, char mac[CONFIG_MAC_STRLEN])
+{
+	char ip[INET_ADDRSTRLEN], line[256];
+	const char *colon = strrchr(peer, ':');
+	struct in_addr tmp;
+	int rc = -ENOENT, lines = 0;
+	FILE *f;
+
+	if (!colon || (size_t)(colon - peer) >= sizeof(ip))
+		return -ENOENT;
+	memcpy(ip, peer, (size_t)(colon - peer));
+	ip[colon - peer] = '\0';
+	/* procfs files have no size: read line by line (io_read_file trusts st_size) */
+	if (inet_pton(AF_INET, ip, &tmp) != 1 || !(f = fopen(table, "re")))
+		return -ENOENT;
+	while (rc != 0 && lines++ < 100000 && fgets(line, sizeof(line), f)) {
+		char *field[4], *save = NULL, *end = NULL;
+		unsigned long flags;
+		uint8_t b[6];
+		int nf = 0;
+
+		/* IP address, HW type, Flags (hex), HW address, Mask, Device */
+		for (char *t = strtok_r(line, " \t\n", &save); t && nf < 4;
+		     t = strtok_r(NULL, " \t\n", &save))
+			field[nf++] = t;
+		if (nf < 4 || strcmp(field[0], ip) != 0)
+			continue;
+		errno = 0;
+		flags = strtoul(field[2], &end, 16);
+		if (errno || *end || !(flags & 0x2) || config_mac_parse(field[3], b) < 0)
+			continue; /* 0x2 (ATF_COM): a resolved entry */
+		config_mac_format(b, mac);
+		rc = 0;
+	}
+	fclose(f);
+	return rc;
+}
+
 /* The machine's CHAP secret: the daemon's callback, else the config's
  * chap_secret_file. Only machines listed in the config have one. */
 static int chap_secret(struct api *a, const struct mref *m, char **out)
@@ -853,7 +898,18 @@ static void h_boot(struct ctx *c)
 		p.initrd_url = iurl;
 		p.cmdline = img->cmdline;
 		break;
-	case CONFIG_MODE_SANBOOT:
+	case CONFIG_MODE_SANBOOT: {
+		char seen[CONFIG_MAC_STRLEN];
+
+		/* the script carries the CHAP secret: not for a neighbour with another MAC */
+		if (peer_mac(a->neigh_path, c->req->peer, seen) == 0 &&
+		    strcmp(seen, m.mac_str) != 0) {
+			log_warn("sanboot script of '%s' (%s) refused to %s, whose MAC is %s",
+				 m.name, m.mac_str, c->req->peer, seen);
+			http_error(c->resp, 403,
+				   "a sanboot script is served only to the machine it belongs to");
+			return;
+		}
 		p.mode = BOOT_SANBOOT;
 		rc = iqn_machine_target(ap->iscsi.iqn_prefix, m.name, tiqn, sizeof(tiqn));
 		if (rc == 0)
@@ -877,6 +933,7 @@ static void h_boot(struct ctx *c)
 		p.chap_user = m.name;
 		p.chap_secret = secret;
 		break;
+	}
 	}
 	rc = bootscript_render(&p, &out, &len);
 	if (secret) {
@@ -1014,6 +1071,7 @@ int api_new(const struct api_opts *o, struct api **out)
 	a->health = o->health;
 	a->cb_arg = o->cb_arg;
 	a->clock = o->clock;
+	a->neigh_path = xstrdup(o->neigh_path ? o->neigh_path : "/proc/net/arp");
 	hash_buf(o->admin_token, strlen(o->admin_token), &a->admin_hash);
 	a->started = api_now(a);
 	*out = a;
@@ -1025,6 +1083,7 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	explicit_bzero(&a->admin_hash, sizeof(a->admin_hash));
+	free(a->neigh_path);
 	free(a);
 }
 

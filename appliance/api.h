@@ -43,6 +43,8 @@ struct api_opts {
 	/* Adds fields to GET /api/v1/health's object (component states). Optional. */
 	void (*health)(void *arg, json_t *obj);
 	void *cb_arg;
+	/* The kernel's IPv4 neighbour table; NULL: /proc/net/arp (tests give a file). */
+	const char *neigh_path;
 	/* Wall clock in unix seconds; NULL: the real one (tests pin it). */
 	int64_t (*clock)(void);
 };

@@ -32,6 +32,7 @@ static struct api *api;
 static struct registry *reg;
 static struct http_response R;
 static char *body; /* R's body, or the file it sends */
+static const char *peer = "127.0.0.1:1";
 
 static int chap(void *arg, const struct config_machine *m, const char *name, char **out)
 {
@@ -49,7 +50,7 @@ static int req(const char *method, const char *target, const char *token, const 
 	const char *query = "";
 	struct http_request q = {.method = method,
 				 .path = path,
-				 .peer = "127.0.0.1:1",
+				 .peer = peer,
 				 .body = json ? json : "",
 				 .body_len = json ? strlen(json) : 0};
 
@@ -183,6 +184,20 @@ static void test_boot(void)
 	ok(has("\nset username pc2\nset password chap-secret-of-pc2\n"), "CHAP credentials");
 	ok(has("\nsanboot iscsi:10.77.0.1::3260:1:iqn.2026-11.org.example:m.pc2 || goto failed"),
 	   "sanboot URI");
+
+	peer = "10.77.0.150:1000";
+	is_int(req("GET", "/boot.ipxe?mac=52-54-00-00-00-02", NULL, NULL), 200,
+	       "sanboot to the neighbour with pc2's MAC");
+	peer = "10.77.0.151:1000";
+	is_int(req("GET", "/boot.ipxe?mac=52-54-00-00-00-02", NULL, NULL), 403,
+	       "sanboot script refused to a neighbour with another MAC");
+	ok(!strstr(body, "chap-secret"), "no secret in the refusal");
+	is_int(req("GET", "/boot.ipxe?mac=52-54-00-00-00-01", NULL, NULL), 200,
+	       "cache script (no secret) served to any neighbour");
+	peer = "10.77.0.152:1000";
+	is_int(req("GET", "/boot.ipxe?mac=52-54-00-00-00-02", NULL, NULL), 200,
+	       "unresolved neighbour entry: not a mismatch");
+	peer = "127.0.0.1:1";
 
 	is_int(req("GET", "/boot.ipxe?mac=52-54-00-99-99-99", NULL, NULL), 200, "unknown: refuse");
 	ok(!strncmp(body, "#!ipxe\n", 7) && has("52:54:00:99:99:99 is not known") &&
@@ -348,7 +363,7 @@ static void test_route_match(void)
 
 int main(void)
 {
-	char *dir = tap_tmpdir(), *p;
+	char *dir = tap_tmpdir(), *p, *arp;
 	struct config *cfg;
 	struct store *st = NULL;
 	struct import_result res;
@@ -377,13 +392,28 @@ int main(void)
 	p = xasprintf("%s/registry.db", dir);
 	is_int(registry_open(p, &reg), 0, "registry");
 	free(p);
+	arp = xasprintf("%s/arp", dir);
+	{
+		static const char t[] =
+			"IP address       HW type     Flags       HW address            Mask     "
+			"Device\n"
+			"10.77.0.150      0x1         0x2         52:54:00:00:00:02     *        "
+			"gcbr0\n"
+			"10.77.0.151      0x1         0x2         52:54:00:00:00:99     *        "
+			"gcbr0\n"
+			"10.77.0.152      0x1         0x0         00:00:00:00:00:00     *        "
+			"gcbr0\n";
+
+		write_file(arp, t, sizeof(t) - 1);
+	}
 	{
 		struct api_opts o = {.cfg = cfg,
 				     .reg = reg,
 				     .store = st,
 				     .admin_token = ADMIN,
 				     .chap_secret = chap,
-				     .clock = clock_fn};
+				     .clock = clock_fn,
+				     .neigh_path = arp};
 
 		is_int(api_new(&o, &api), 0, "api");
 	}
@@ -399,6 +429,7 @@ int main(void)
 	registry_free(reg);
 	store_free(st);
 	config_free(cfg);
+	free(arp);
 	{
 		const char *const argv[] = {"rm", "-rf", dir, NULL};
 		int code;
