@@ -32,7 +32,8 @@
  * Files (STATE is appliance.state_dir, or --state-dir)
  *   STATE/goldcached.pid   our pid, flock()ed for our lifetime: a second goldcached
  *                          on the same STATE refuses to start
- *   STATE/run/             tgtd's control socket and lock (runtime: removed)
+ *   STATE/run/             tgtd's control socket and lock, dnsmasq's pid file
+ *                          (runtime: removed)
  *   STATE/dhcp/            dnsmasq.conf and hosts.d/ (runtime: removed),
  *                          dnsmasq.leases (kept)
  *   STATE/exports/         gold LUN files (a cache: kept; unused ones removed)
@@ -59,11 +60,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/pidfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -257,8 +260,13 @@ static int export_run(void *arg)
 {
 	struct export *e = arg;
 	struct store *s = NULL;
-	int r;
+	int lfd = e->d->log_fd, r;
 
+	/* drop what the loop holds (the pid-file lock, listening sockets): a killed
+	 * goldcached must not look alive while an export finishes */
+	if (lfd > 3)
+		close_range(3, (unsigned)lfd - 1, 0);
+	close_range(lfd >= 3 ? (unsigned)lfd + 1 : 3, ~0U, 0);
 	r = store_open(e->d->cfg->appliance.store_dir, 0, &s);
 	if (r < 0)
 		return r;
@@ -753,6 +761,7 @@ static int tgtd_setup(struct daemon *d)
 		.on_ready = tgtd_ready,
 		.ready_interval_ms = 50,
 		.ready_timeout_ms = TGTD_READY_TIMEOUT_MS,
+		.death_signal = SIGKILL, /* tgtd ignores SIGTERM while targets exist */
 		.arg = d,
 	};
 	int r;
@@ -882,6 +891,77 @@ static int dhcp_check(const struct daemon *d, const struct config *cfg)
 	return r;
 }
 
+/* dhcp_argv's, plus a pid file in STATE/run: dnsmasq drops root after start,
+ * which clears its parent-death signal, so a goldcached killed with SIGKILL
+ * leaves it running; the next goldcached finds it by this file (dnsmasq_orphan). */
+static char **dnsmasq_argv(struct daemon *d, const struct dhcp_config *c)
+{
+	char **argv = dhcp_argv(c, getenv("GOLDCACHE_DNSMASQ"));
+	size_t n = 0, at = 0;
+
+	while (argv[n])
+		n++;
+	while (at < n && strcmp(argv[at], "--pid-file") != 0) /* "--pid-file": none */
+		at++;
+	if (at == n) {
+		argv = xrealloc(argv, (n + 2) * sizeof(*argv));
+		argv[n + 1] = NULL;
+	} else {
+		free(argv[at]);
+	}
+	argv[at] = xasprintf("--pid-file=%s/dnsmasq.pid", d->run_dir);
+	return argv;
+}
+
+/* Stops a dnsmasq that a killed goldcached on this state dir left running: the
+ * pid in STATE/run/dnsmasq.pid, if that process is a dnsmasq on our config file
+ * (we hold the state dir's lock, so no live goldcached owns it). The only process
+ * goldcached ever signals without having started it itself. */
+static void dnsmasq_orphan(struct daemon *d)
+{
+	char *pidfile = path_join(d->run_dir, "dnsmasq.pid"), *conf = NULL, *buf = NULL;
+	char cmd[4096], proc[64];
+	size_t len = 0;
+	ssize_t n = -1;
+	int pid, pfd = -1, fd;
+
+	if (io_read_file(pidfile, 64, &buf, &len) < 0)
+		goto out;
+	buf[strcspn(buf, "\n")] = '\0';
+	if (parse_int(buf, 2, 1 << 30, &pid) < 0)
+		goto out;
+	pfd = pidfd_open(pid, 0); /* pins the process: no pid reuse from here on */
+	snprintf(proc, sizeof(proc), "/proc/%d/cmdline", pid);
+	fd = pfd < 0 ? -1 : open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = io_read_full(fd, cmd, sizeof(cmd) - 1); /* /proc files have no size */
+		close(fd);
+	}
+	if (n <= 0)
+		goto out;
+	cmd[n] = '\0';
+	conf = xasprintf("--conf-file=%s/%s", d->dhcp_dir, DHCP_CONF_NAME);
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(cmd + i) + 1) {
+		if (strcmp(cmd + i, conf) != 0)
+			continue;
+		log_warn("a dnsmasq (pid %d) left behind by an earlier run serves \"%s\": stopping "
+			 "it",
+			 pid, d->dhcp_dir);
+		pidfd_send_signal(pfd, SIGTERM, NULL, 0);
+		/* a pidfd turns readable when the process exits */
+		if (poll(&(struct pollfd){.fd = pfd, .events = POLLIN}, 1, 2000) != 1)
+			pidfd_send_signal(pfd, SIGKILL, NULL, 0);
+		break;
+	}
+out:
+	if (pfd >= 0)
+		close(pfd);
+	unlink(pidfile);
+	free(pidfile);
+	free(conf);
+	free(buf);
+}
+
 /* Writes dnsmasq's files for cfg and tells a running dnsmasq what it needs to
  * know; starts or stops it when dhcp was turned on or off. 0 or -errno. */
 static int dhcp_apply(struct daemon *d, const struct config *cfg)
@@ -905,9 +985,11 @@ static int dhcp_apply(struct daemon *d, const struct config *cfg)
 		r = dhcp_write(&c, &changes);
 	if (r < 0)
 		goto out;
-	argv = dhcp_argv(&c, getenv("GOLDCACHE_DNSMASQ"));
+	argv = dnsmasq_argv(d, &c);
 	if (!d->dnsmasq) {
-		struct supervise_opts o = {.name = "dnsmasq", .argv = (const char *const *)argv};
+		struct supervise_opts o = {.name = "dnsmasq",
+					   .argv = (const char *const *)argv,
+					   .death_signal = SIGTERM};
 
 		d->dnsmasq = supervise_new(d->loop, &o);
 	} else {
@@ -1321,6 +1403,7 @@ static int resources_open(struct daemon *d)
 			 d->tgt_sock);
 		tgtd_shutdown(&d->ctl, TGTD_SHUTDOWN_MS);
 	}
+	dnsmasq_orphan(d);
 	return 0;
 }
 

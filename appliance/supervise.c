@@ -13,7 +13,9 @@
  *   split). What is still in the pipe when the child exits is drained first.
  * - Signals go through the child's pidfd, which stays valid until we reap it, so
  *   a recycled pid can never be hit. Children get their own session, so a ^C meant
- *   for goldcached reaches them only through our shutdown order.
+ *   for goldcached reaches them only through our shutdown order; and a parent-death
+ *   signal, so that none outlives a goldcached killed with SIGKILL (an orphaned
+ *   dnsmasq would go on answering DHCP beside the next goldcached's).
  */
 #include "appliance/supervise.h"
 
@@ -261,6 +263,7 @@ int supervise_start(struct supervisor *sv)
 	so.stderr_fd = p[1];
 	so.env = (const char *const *)sv->env;
 	so.new_session = 1;
+	so.death_signal = sv->o.death_signal ? sv->o.death_signal : SIGKILL;
 	r = spawn_start((const char *const *)sv->argv, &so, &pid);
 	close(p[1]);
 	if (r < 0) {

@@ -31,6 +31,7 @@ struct supervise_opts {
 	uint64_t grace_ms; /* stop: SIGTERM, then SIGKILL after this (0: 5000) */
 	uint64_t ready_interval_ms; /* probe period (0: 100) */
 	uint64_t ready_timeout_ms; /* not ready by then: killed and restarted (0: never) */
+	int death_signal; /* the child gets it when we die, even by SIGKILL (0: SIGKILL) */
 	/* Readiness probe, called every ready_interval_ms while SV_STARTING: returns 0
 	 * when ready, anything else for "not yet". NULL: ready as soon as started. */
 	int (*ready)(struct supervisor *sv, void *arg);

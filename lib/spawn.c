@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,7 +31,7 @@ static int decode_status(int st)
 }
 
 static void child_exec(const char *const argv[], const struct spawn_opts *o, int in, int out,
-		       int err, int status_fd)
+		       int err, int status_fd, pid_t parent)
 {
 	sigset_t none;
 	int e;
@@ -39,6 +40,11 @@ static void child_exec(const char *const argv[], const struct spawn_opts *o, int
 	 * program must not inherit that mask (tgtd would never see SIGTERM) */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (o->death_signal) {
+		prctl(PR_SET_PDEATHSIG, o->death_signal);
+		if (getppid() != parent) /* the parent died before prctl took hold */
+			_exit(127);
+	}
 	if (o->new_session)
 		setsid();
 	else
@@ -65,7 +71,7 @@ static int start(const char *const argv[], const struct spawn_opts *o, int out_p
 		 int err_pipe[2], pid_t *pidp)
 {
 	int sp[2], devnull = -1, in, out, err, e = 0, r;
-	pid_t pid;
+	pid_t pid, parent;
 	ssize_t n;
 
 	if (pipe2(sp, O_CLOEXEC) < 0)
@@ -77,6 +83,7 @@ static int start(const char *const argv[], const struct spawn_opts *o, int out_p
 	}
 	out = out_pipe ? out_pipe[1] : o->stdout_fd;
 	err = err_pipe ? err_pipe[1] : o->stderr_fd;
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		r = -errno;
@@ -88,7 +95,7 @@ static int start(const char *const argv[], const struct spawn_opts *o, int out_p
 	}
 	if (pid == 0) {
 		close(sp[0]);
-		child_exec(argv, o, in, out, err, sp[1]);
+		child_exec(argv, o, in, out, err, sp[1], parent);
 	}
 	close(sp[1]);
 	if (devnull >= 0)

@@ -17,6 +17,8 @@ struct spawn_opts {
 	size_t out_max; /* capture limit per stream; the rest is drained and dropped */
 	const char *const *env; /* extra NAME=VALUE entries, NULL-terminated, or NULL */
 	int new_session; /* setsid() in the child (supervised daemons) */
+	int death_signal; /* sent to the child when our thread dies (PR_SET_PDEATHSIG):
+			   * supervised daemons never outlive a killed goldcached; 0: none */
 };
 
 #define SPAWN_OPTS_INIT                                                              \

@@ -10,6 +10,7 @@
 #   gcd_wait_child NAME OLDPID SECS  waits until child NAME runs with a pid != OLDPID
 #   gcd_stop                         SIGTERM, waits for the exit; sets GCD_RC
 #   gcd_log_count REGEX              lines of $GCD_LOG matching REGEX
+#   gcd_gone PID                     PID has exited (gone or a zombie)
 #   (tgt helpers further down)
 # shellcheck shell=bash
 
@@ -105,6 +106,12 @@ gcd_stop() {
 	kill -TERM "$GCD_PID" 2>/dev/null
 	wait "$GCD_PID"
 	GCD_RC=$?
+}
+
+# gcd_gone PID: 0 when PID has exited (gone, or a zombie its new parent has not
+# reaped yet: orphans of a killed goldcached are reparented).
+gcd_gone() {
+	[ ! -e "/proc/$1/stat" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
 }
 
 gcd_log_count() {

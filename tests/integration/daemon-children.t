@@ -61,6 +61,28 @@ ok $? "restarted again (pid $dns3)"
 like "$(grep "dnsmasq\\[$dns2\\] exited" "$GCD_LOG")" 'restarting in 1000 ms' \
 	"second crash within a minute: the delay doubled"
 
+# goldcached itself killed with SIGKILL: tgtd dies with it (parent-death
+# signal); dnsmasq (it dropped root, which clears that) is found by its pid file
+# and stopped by the next goldcached, which then serves alone.
+kill -9 "$GCD_PID"
+wait "$GCD_PID" 2>/dev/null
+wait_for 10 gcd_gone "$tgtd2"
+ok $? "kill -9 of goldcached: its tgtd exits too"
+gcd_start "$T_DIR/gc.yaml"
+like "$(cat "$GCD_LOG")" "a dnsmasq \\(pid $dns3\\) left behind by an earlier run" \
+	"the next goldcached stops the orphaned dnsmasq"
+gcd_gone "$dns3"
+ok $? "it is gone"
+is "$(ip netns pids "$LAB_NS" | xargs -r ps -o stat=,comm= -p | awk '$1 !~ /^Z/ {print $2}' |
+	sort | tr '\n' ' ')" \
+	"dnsmasq goldcached tgtd " "one goldcached, one tgtd, one dnsmasq"
+gcd_wait_lun m1 "$EXPORT" 20
+ok $? "m1's target is served again"
+: >"$T_DIR/c.env"
+t_run "a DHCP client gets a lease from the new dnsmasq" lab_udhcpc "$c1" "$T_DIR/c.env"
+dns3=$(gcd_child dnsmasq)
+tgtd2=$(gcd_child tgtd)
+
 gcd_stop
 is "$GCD_RC" 0 "clean shutdown after the restarts"
 ok "$(kill -0 "$dns3" 2>/dev/null && echo 1 || echo 0)" "the last dnsmasq is gone"

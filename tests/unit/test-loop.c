@@ -1,5 +1,5 @@
 /* Unit tests for appliance/loop (fd watchers, timers, signals, child exits) and
- * appliance/worker (jobs reported back on the loop). */
+ * appliance/worker (forked jobs reported back on the loop). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -312,20 +312,11 @@ static void test_children(void)
 	loop_free(l);
 }
 
-/* ---- workers ---- */
+/* ---- forked workers ---- */
 
 struct job_ctx {
-	int in, out, done, result;
+	int in, done, result;
 };
-
-static int job_square(void *arg)
-{
-	struct job_ctx *j = arg;
-
-	usleep(2000);
-	j->out = j->in * j->in;
-	return j->in == 3 ? -EIO : 0;
-}
 
 static int jobs_done;
 
@@ -336,40 +327,6 @@ static void job_done(int result, void *arg)
 	j->done = 1;
 	j->result = result;
 	jobs_done++;
-}
-
-static void test_workers(void)
-{
-	struct job_ctx j[8];
-	struct workers *w;
-	struct loop *l;
-	int all = 0, good = 1;
-
-	loop_new(&l);
-	w = workers_new(l, 3);
-	ok(w != NULL, "workers_new");
-	for (int i = 0; i < 8; i++) {
-		j[i] = (struct job_ctx){.in = i};
-		worker_submit(w, job_square, job_done, &j[i]);
-	}
-	ok(workers_pending(w) == 8, "eight jobs pending");
-	while (jobs_done < 8 && !all)
-		loop_run_once(l, 100);
-	is_int(jobs_done, 8, "every done callback ran on the loop");
-	for (int i = 0; i < 8; i++)
-		if (!j[i].done || j[i].out != i * i || j[i].result != (i == 3 ? -EIO : 0))
-			good = 0;
-	ok(good, "results and return codes delivered");
-	is_int(workers_pending(w), 0, "nothing pending");
-	/* queued work at free: cancelled, callbacks still run */
-	jobs_done = 0;
-	for (int i = 0; i < 8; i++) {
-		j[i] = (struct job_ctx){.in = i};
-		worker_submit(w, job_square, job_done, &j[i]);
-	}
-	workers_free(w);
-	is_int(jobs_done, 8, "workers_free runs every done callback (finished or cancelled)");
-	loop_free(l);
 }
 
 static int fork_job(void *arg)
@@ -416,7 +373,6 @@ int main(void)
 	test_stop();
 	test_signals();
 	test_children();
-	test_workers();
 	test_worker_fork();
 	return done_testing();
 }

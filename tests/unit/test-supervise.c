@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "appliance/loop.h"
@@ -346,6 +347,65 @@ static void test_free_running(struct loop *l)
 	ok(!pid_alive(pid), "supervise_free kills and reaps a running child");
 }
 
+/* Has pid exited (gone, or a zombie its new parent did not reap yet)? */
+static int exited(pid_t pid)
+{
+	char path[64], stat[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	n = read(fd, stat, sizeof(stat) - 1); /* /proc files report no size */
+	close(fd);
+	if (n <= 0)
+		return 1;
+	stat[n] = '\0';
+	p = strrchr(stat, ')');
+	return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* A supervisor's child must not outlive its supervisor killed with SIGKILL. */
+static void test_parent_death(void)
+{
+	const char *const argv[] = {"sleep", "30", NULL};
+	int p[2];
+	pid_t helper, kid = 0;
+	uint64_t deadline;
+
+	if (pipe(p) < 0)
+		exit(2);
+	helper = fork();
+	if (helper == 0) {
+		struct supervise_opts o = {.name = "kid", .argv = argv};
+		struct loop *l;
+		struct supervisor *sv;
+
+		loop_new(&l);
+		sv = supervise_new(l, &o);
+		supervise_start(sv);
+		kid = supervise_pid(sv);
+		if (write(p[1], &kid, sizeof(kid)) != sizeof(kid))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	if (read(p[0], &kid, sizeof(kid)) != sizeof(kid))
+		kid = 0;
+	close(p[0]);
+	ok(kid > 0 && !exited(kid), "a supervisor in another process started a child (%d)",
+	   (int)kid);
+	kill(helper, SIGKILL);
+	waitpid(helper, NULL, 0);
+	deadline = now_ms() + 10000;
+	while (kid > 0 && !exited(kid) && now_ms() < deadline)
+		usleep(10000);
+	ok(kid > 0 && exited(kid), "the supervisor killed with SIGKILL: its child is gone too");
+}
+
 int main(void)
 {
 	struct loop *l;
@@ -369,6 +429,7 @@ int main(void)
 	test_start_fails(l);
 	test_restart(l);
 	test_free_running(l);
+	test_parent_death();
 	loop_free(l);
 	close(fd);
 	unlink(logpath);
