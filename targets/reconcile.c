@@ -245,7 +245,11 @@ static int memo_known(void *ctx, const char *user, const char *secret)
 
 static int path_ok(const char *p)
 {
-	if (!p || p[0] != '/' || strlen(p) > 4000)
+	size_t n = p ? strlen(p) : 0;
+
+	/* tgtd prints the path back at the end of a line, where the show parser
+	 * trims spaces: a trailing space would never compare equal */
+	if (!p || p[0] != '/' || n > 4000 || p[n - 1] == ' ')
 		return 0;
 	for (; *p; p++)
 		if ((unsigned char)*p < ' ' || *p == ',' || *p == 0x7f)
@@ -321,7 +325,7 @@ int tgt_desired_check(const struct tgt_desired *d, const char *prefix, char *err
 				snprintf(
 					err, size,
 					"target '%s' LUN %u: backing file must be an absolute path "
-					"without commas or control characters",
+					"without commas, control characters or a trailing space",
 					iqn, ls->lun);
 				return -EINVAL;
 			}

@@ -275,6 +275,9 @@ static void test_check(void)
 	setup(1);
 	specs[0].luns[0].path = "/a,b";
 	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "comma in path");
+	specs[0].luns[0].path = "/gold.img ";
+	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL,
+	       "trailing space in path");
 	specs[0].luns[0].path = "relative.img";
 	is_int(tgt_desired_check(&desired, PFX, err, sizeof(err)), -EINVAL, "relative path");
 	setup(1);
