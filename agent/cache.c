@@ -940,6 +940,23 @@ int cache_gold_read(struct cache *c, int slot, void *buf, uint64_t off, size_t l
 	return (size_t)n == len ? 0 : -EIO;
 }
 
+int cache_gold_locate(struct cache *c, int slot, uint64_t off, size_t len, uint64_t *foff)
+{
+	const struct cache_geometry *g = &c->hdr.geo;
+	uint64_t size;
+
+	if (!slot_ok(c, slot))
+		return -EINVAL;
+	size = c->hdr.slot[slot].image_size;
+	if (len == 0 || off > size || len > size - off)
+		return -EINVAL;
+	for (uint64_t i = off / g->chunk_size; i <= (off + len - 1) / g->chunk_size; i++)
+		if (!bit_get(c->pmap[slot], i))
+			return -ENODATA;
+	*foff = g->slot_off[slot] + off;
+	return c->fd;
+}
+
 int cache_chunk_read_raw(struct cache *c, int slot, uint64_t idx, void *buf, size_t len)
 {
 	const struct cache_geometry *g = &c->hdr.geo;

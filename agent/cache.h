@@ -163,6 +163,11 @@ int cache_commit(struct cache *c);
  * present (-ENODATA otherwise, *missing = first absent chunk). */
 int cache_gold_read(struct cache *c, int slot, void *buf, uint64_t off, size_t len,
 		    uint64_t *missing);
+/* Where [off, off+len) of slot's image lies in the cache: returns the cache's
+ * fd and *foff when every chunk it touches is present (for sendfile), else
+ * -ENODATA / -EINVAL. Present gold data never changes, so the range stays
+ * valid while the slot is active. */
+int cache_gold_locate(struct cache *c, int slot, uint64_t off, size_t len, uint64_t *foff);
 /* Raw read of chunk idx's bytes whether present or not (check, verify). */
 int cache_chunk_read_raw(struct cache *c, int slot, uint64_t idx, void *buf, size_t len);
 

@@ -454,6 +454,14 @@ static int cmd_status(struct args *a)
 			      !!(h->flags & CACHE_F_VOL_OPEN), "unclean_stops",
 			      (int)h->unclean_stops, "last_sync", (json_int_t)h->last_sync, "mode",
 			      complete ? "offline-ready" : "needs-appliance");
+		json_object_set_new(o, "layout",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "present_map_a",
+					      (json_int_t)h->geo.pmap_off[0], "present_map_b",
+					      (json_int_t)h->geo.pmap_off[1], "dirty_map",
+					      (json_int_t)h->geo.dmap_off, "slot_a",
+					      (json_int_t)h->geo.slot_off[0], "slot_b",
+					      (json_int_t)h->geo.slot_off[1], "volume",
+					      (json_int_t)h->geo.volume_off));
 	}
 	if (a->json) {
 		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -190,7 +191,21 @@ static int gold_flush(void *priv)
 	return 0;
 }
 
-static const struct nbd_export_ops gold_ops = {gold_read, gold_write, gold_zero, gold_flush};
+static int gold_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
+{
+	struct nbd_server *srv = priv;
+	int fd = cache_gold_locate(srv->o.cache, srv->o.gold_slot, off, len, foff);
+
+	/* start the disk read now, so sendfile finds the pages (or their I/O)
+	 * in flight when this reply's turn comes: the loop never waits on one
+	 * request's disk read with the others idle */
+	if (fd >= 0)
+		posix_fadvise(fd, (off_t)*foff, (off_t)len, POSIX_FADV_WILLNEED);
+	return fd;
+}
+
+static const struct nbd_export_ops gold_ops = {gold_read, gold_write, gold_zero, gold_flush,
+					       gold_locate};
 
 /* ---- volume export ---- */
 
@@ -220,7 +235,8 @@ static int vol_flush(void *priv)
 	return cache_flush(srv->o.cache);
 }
 
-static const struct nbd_export_ops vol_ops = {vol_read, vol_write, vol_zero, vol_flush};
+/* no locate: volume data may change while a reply waits to be sent */
+static const struct nbd_export_ops vol_ops = {vol_read, vol_write, vol_zero, vol_flush, NULL};
 
 /* ---- sockets ---- */
 
@@ -389,17 +405,28 @@ void nbd_server_free(struct nbd_server *srv)
 	free(srv);
 }
 
-/* Sends what the session has queued; 0 or -errno (connection lost). */
+/* Sends what the session has queued: memory with send, file ranges (gold
+ * READ replies) with sendfile. 0 or -errno (connection lost). */
 static int conn_write(struct conn *c)
 {
 	for (;;) {
 		size_t len;
 		const uint8_t *p = nbd_session_outbuf(c->s, &len);
+		uint64_t foff;
 		ssize_t n;
+		int fd;
 
-		if (len == 0)
+		if (len) {
+			n = send(c->fd, p, len, MSG_NOSIGNAL);
+		} else if ((fd = nbd_session_outfile(c->s, &foff, &len)) >= 0) {
+			off_t o = (off_t)foff;
+
+			n = sendfile(c->fd, fd, &o, len);
+			if (n == 0)
+				return -EIO; /* the cache file shrank under us */
+		} else {
 			return 0;
-		n = send(c->fd, p, len, MSG_NOSIGNAL);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -423,13 +450,12 @@ static int conn_update(struct nbd_server *srv, struct conn *c)
 			return -1;
 		}
 		/* requests parked while replies were waiting: go on with them */
-		nbd_session_outbuf(c->s, &pending);
+		pending = nbd_session_out_pending(c->s);
 		if (pending > NBD_OUT_HIGH || !nbd_session_pending_input(c->s) ||
 		    nbd_session_blocked(c->s) || nbd_session_done(c->s))
 			break;
 		nbd_session_run(c->s);
-		nbd_session_outbuf(c->s, &pending);
-		if (pending == 0)
+		if (nbd_session_out_pending(c->s) == 0)
 			break;
 	}
 	done = nbd_session_done(c->s);
@@ -437,7 +463,7 @@ static int conn_update(struct nbd_server *srv, struct conn *c)
 		conn_close(srv, c);
 		return -1;
 	}
-	nbd_session_outbuf(c->s, &pending);
+	pending = nbd_session_out_pending(c->s);
 	ev.events = 0;
 	if (!done && !nbd_session_blocked(c->s) && pending <= NBD_OUT_HIGH)
 		ev.events |= EPOLLIN;

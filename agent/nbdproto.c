@@ -29,6 +29,20 @@
 
 enum state { ST_CLIENT_FLAGS, ST_OPTIONS, ST_TRANSMISSION, ST_DONE };
 
+#define SEG_MIN (64u << 10)
+#define SEG_KEEP 8u /* drained segments kept for reuse */
+
+/* One piece of queued output: memory bytes [off, len), then optionally a
+ * file range sent with sendfile (zero-copy READ replies of the gold image). */
+struct oseg {
+	struct oseg *next;
+	uint8_t *p;
+	size_t cap, len, off;
+	int fd;
+	uint64_t foff;
+	size_t flen;
+};
+
 struct nbd_session {
 	const struct nbd_export *const *exports;
 	size_t nexports;
@@ -38,8 +52,9 @@ struct nbd_session {
 	unsigned noptions;
 	uint8_t *in;
 	size_t in_off, in_len, in_cap;
-	uint8_t *out;
-	size_t out_off, out_len, out_cap;
+	struct oseg *ohead, *otail, *ofree;
+	size_t out_pending; /* bytes queued, memory and file ranges */
+	unsigned nfree;
 	int blocked, woke, wake_err;
 	struct nbd_request pending;
 };
@@ -149,31 +164,58 @@ uint32_t nbd_errno_to_nbd(int err)
 
 /* ---- buffers ---- */
 
-/* Room for n more output bytes; returns where they go. */
+/* Room for n more output bytes at the end of the queue; returns where they
+ * go (out_commit(n) queues them). Segments are reused, never moved: no byte
+ * already queued is copied again. */
 static uint8_t *out_reserve(struct nbd_session *s, size_t n)
 {
-	if (s->out_off == s->out_len)
-		s->out_off = s->out_len = 0;
-	if (s->out_cap - s->out_len < n) {
-		if (s->out_off > 0) {
-			memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
-			s->out_len -= s->out_off;
-			s->out_off = 0;
-		}
-		if (s->out_cap - s->out_len < n) {
-			size_t cap = MAX(s->out_cap * 2, s->out_len + n);
+	struct oseg *t = s->otail, **pp;
 
-			s->out = xrealloc(s->out, cap);
-			s->out_cap = cap;
-		}
+	if (t && t->fd < 0 && t->cap - t->len >= n)
+		return t->p + t->len;
+	for (pp = &s->ofree; *pp; pp = &(*pp)->next)
+		if ((*pp)->cap >= n)
+			break;
+	if (*pp) {
+		t = *pp;
+		*pp = t->next;
+		s->nfree--;
+	} else {
+		t = xcalloc(1, sizeof(*t));
+		t->cap = MAX(n, (size_t)SEG_MIN);
+		t->p = xmalloc(t->cap);
 	}
-	return s->out + s->out_len;
+	t->next = NULL;
+	t->len = t->off = 0;
+	t->fd = -1;
+	t->flen = 0;
+	if (s->otail)
+		s->otail->next = t;
+	else
+		s->ohead = t;
+	s->otail = t;
+	return t->p;
+}
+
+static void out_commit(struct nbd_session *s, size_t n)
+{
+	s->otail->len += n;
+	s->out_pending += n;
 }
 
 static void out_put(struct nbd_session *s, const void *p, size_t n)
 {
 	memcpy(out_reserve(s, n), p, n);
-	s->out_len += n;
+	out_commit(s, n);
+}
+
+/* Queues a file range right after the bytes queued last. */
+static void out_file(struct nbd_session *s, int fd, uint64_t off, size_t len)
+{
+	s->otail->fd = fd;
+	s->otail->foff = off;
+	s->otail->flen = len;
+	s->out_pending += len;
 }
 
 static void opt_reply(struct nbd_session *s, uint32_t opt, uint32_t type, const void *data,
@@ -228,7 +270,12 @@ void nbd_session_free(struct nbd_session *s)
 	if (!s)
 		return;
 	free(s->in);
-	free(s->out);
+	for (int l = 0; l < 2; l++)
+		for (struct oseg *g = l ? s->ofree : s->ohead, *next; g; g = next) {
+			next = g->next;
+			free(g->p);
+			free(g);
+		}
 	free(s);
 }
 
@@ -277,24 +324,75 @@ void nbd_session_received(struct nbd_session *s, size_t n)
 	s->in_len += MIN(n, s->in_cap - s->in_len);
 }
 
+/* Drops drained (or never filled) segments at the head of the queue: to the
+ * free list (bounded) or freed. Returns the first segment with bytes. */
+static struct oseg *out_head(struct nbd_session *s)
+{
+	struct oseg *h;
+
+	while ((h = s->ohead) && h->off == h->len && h->flen == 0) {
+		s->ohead = h->next;
+		if (!s->ohead)
+			s->otail = NULL;
+		if (s->nfree < SEG_KEEP) {
+			h->next = s->ofree;
+			s->ofree = h;
+			s->nfree++;
+		} else {
+			free(h->p);
+			free(h);
+		}
+	}
+	return h;
+}
+
 const uint8_t *nbd_session_outbuf(struct nbd_session *s, size_t *len)
 {
-	*len = s->out_len - s->out_off;
-	return s->out + s->out_off;
+	struct oseg *h = out_head(s);
+
+	*len = h ? h->len - h->off : 0;
+	return h ? h->p + h->off : NULL;
+}
+
+int nbd_session_outfile(struct nbd_session *s, uint64_t *off, size_t *len)
+{
+	struct oseg *h = out_head(s);
+
+	if (!h || h->off < h->len || h->fd < 0 || h->flen == 0)
+		return -1;
+	*off = h->foff;
+	*len = h->flen;
+	return h->fd;
+}
+
+size_t nbd_session_out_pending(const struct nbd_session *s)
+{
+	return s->out_pending;
 }
 
 void nbd_session_sent(struct nbd_session *s, size_t n)
 {
-	s->out_off += MIN(n, s->out_len - s->out_off);
-	if (s->out_off == s->out_len)
-		s->out_off = s->out_len = 0;
+	struct oseg *h = out_head(s);
+
+	if (!h)
+		return;
+	if (h->off < h->len) {
+		n = MIN(n, h->len - h->off);
+		h->off += n;
+	} else {
+		n = MIN(n, h->flen);
+		h->foff += n;
+		h->flen -= n;
+	}
+	s->out_pending -= n;
+	out_head(s);
 }
 
 int nbd_session_done(const struct nbd_session *s)
 {
 	if (s->state != ST_DONE)
 		return 0;
-	return s->out_len == s->out_off ? 1 : 2;
+	return s->out_pending == 0 ? 1 : 2;
 }
 
 int nbd_session_pending_input(const struct nbd_session *s)
@@ -470,9 +568,19 @@ static int handle_request(struct nbd_session *s, const struct nbd_request *rq, c
 	}
 	switch (rq->type) {
 	case NBD_CMD_READ: {
-		uint8_t *p = out_reserve(s, REPLY_HDR + (size_t)rq->length);
-		size_t at = s->out_len;
+		uint8_t *p;
+		uint64_t foff;
+		int fd = -1;
 
+		/* zero-copy when the export can name the bytes in a file */
+		if (rq->length && e->ops->locate)
+			fd = e->ops->locate(e->priv, rq->offset, rq->length, &foff);
+		if (fd >= 0) {
+			simple_reply(s, rq->cookie, 0);
+			out_file(s, fd, foff, rq->length);
+			return 0;
+		}
+		p = out_reserve(s, REPLY_HDR + (size_t)rq->length);
 		r = rq->length ? e->ops->read(e->priv, s, p + REPLY_HDR, rq->offset, rq->length)
 			       : 0;
 		if (r == -EINPROGRESS) {
@@ -485,7 +593,7 @@ static int handle_request(struct nbd_session *s, const struct nbd_request *rq, c
 		put_be32(p, NBD_SIMPLE_REPLY_MAGIC);
 		put_be32(p + 4, nbd_errno_to_nbd(r));
 		put_be64(p + 8, rq->cookie);
-		s->out_len = at + REPLY_HDR + (r == 0 ? rq->length : 0);
+		out_commit(s, REPLY_HDR + (r == 0 ? rq->length : 0));
 		return 0;
 	}
 	case NBD_CMD_WRITE:
@@ -531,7 +639,7 @@ int nbd_session_run(struct nbd_session *s)
 				return 0;
 			continue;
 		}
-		if (s->out_len - s->out_off > NBD_OUT_HIGH)
+		if (s->out_pending > NBD_OUT_HIGH)
 			return 0;
 		switch (s->state) {
 		case ST_CLIENT_FLAGS: {

@@ -104,6 +104,10 @@ struct nbd_export_ops {
 	int (*write)(void *priv, const void *buf, uint64_t off, uint32_t len, int fua);
 	int (*zero)(void *priv, uint64_t off, uint32_t len, int fua);
 	int (*flush)(void *priv);
+	/* optional, zero-copy READ: the fd holding bytes [off, off+len) of the
+	 * export contiguously and *foff where they start, or -1 (then read is
+	 * used). Only for data that does not change while queued (gold). */
+	int (*locate)(void *priv, uint64_t off, uint32_t len, uint64_t *foff);
 };
 
 struct nbd_export {
@@ -132,9 +136,15 @@ void nbd_session_received(struct nbd_session *s, size_t n);
  * session must end (after its pending output is sent: see nbd_session_done). */
 int nbd_session_run(struct nbd_session *s);
 
-/* Output waiting to be sent. */
+/* Output waiting to be sent, in order: first the memory bytes of
+ * nbd_session_outbuf (len 0: none), then, when it returns an fd, the file
+ * range of nbd_session_outfile (send with sendfile). nbd_session_sent(n)
+ * consumes n bytes of whichever comes first. */
 const uint8_t *nbd_session_outbuf(struct nbd_session *s, size_t *len);
+int nbd_session_outfile(struct nbd_session *s, uint64_t *off, size_t *len);
 void nbd_session_sent(struct nbd_session *s, size_t n);
+/* All bytes queued (memory and file ranges). */
+size_t nbd_session_out_pending(const struct nbd_session *s);
 
 /* 1 when the session has ended (ABORT, DISC, protocol violation) and its
  * output is drained; 2 when ended and output is still waiting. */

@@ -56,7 +56,16 @@ static int m_flush(void *priv)
 	return 0;
 }
 
-static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush};
+static int m_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
+{
+	/* gold page 5 (mod 7) "lies in a file": exercises file ranges */
+	if (priv != gold || (off / 4096) % 7 != 5 || off > EXP_SIZE || len > EXP_SIZE - off)
+		return -1;
+	*foff = off;
+	return 99;
+}
+
+static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, m_locate};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -86,8 +95,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pos += n;
 		if (nbd_session_run(s) < 0 && nbd_session_done(s))
 			break;
-		nbd_session_outbuf(s, &outlen);
-		nbd_session_sent(s, outlen);
+		while (nbd_session_out_pending(s)) {
+			uint64_t foff;
+
+			if (nbd_session_outbuf(s, &outlen) == NULL || outlen == 0) {
+				if (nbd_session_outfile(s, &foff, &outlen) < 0)
+					__builtin_trap(); /* bytes pending, nothing to send */
+			}
+			nbd_session_sent(s, outlen);
+		}
 		if (waiting) {
 			/* the fetch completes: fine every other time, EIO else */
 			nbd_session_wake(waiting, rounds % 2 ? -EIO : 0);

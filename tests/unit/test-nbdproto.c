@@ -43,7 +43,7 @@ static int m_flush(void *priv)
 	flushes++;
 	return 0;
 }
-static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush};
+static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, NULL};
 static const struct nbd_export exp_g = {"gold", "gold image", SZ, 1, &ops, gold};
 static const struct nbd_export exp_v = {"volume", "machine volume", SZ, 0, &ops, vol};
 
@@ -81,10 +81,16 @@ static int feed(struct nbd_session *s, const void *data, size_t len)
 		len -= n;
 	}
 	r = nbd_session_run(s);
-	p = nbd_session_outbuf(s, &n);
-	memcpy(out + out_len, p, n);
-	out_len += n;
-	nbd_session_sent(s, n);
+	while (nbd_session_out_pending(s)) {
+		p = nbd_session_outbuf(s, &n);
+		if (n == 0) { /* the memory exports here have no file ranges */
+			ok(0, "unexpected file range in output");
+			break;
+		}
+		memcpy(out + out_len, p, n);
+		out_len += n;
+		nbd_session_sent(s, n);
+	}
 	return r;
 }
 
