@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,6 +537,125 @@ out:
 
 /* ---- export ---- */
 
+/* Export pipeline: FETCH_THREADS fetchers read and hash-check chunks (fetcher
+ * k takes chunks k, k + FETCH_THREADS, ...) into a ring of FETCH_SLOTS buffers
+ * while the caller's thread writes them out in order. Measured on 1 GiB
+ * (bench/store.sh): single-threaded, export cost read + SHA-256 + write in
+ * series, about 0.45x of cp --sparse=always; hashing is the one cost cp does
+ * not have, and spread over the second core the export comes near cp. The
+ * fetchers only call store_chunk_get, which is safe to call concurrently. */
+#define FETCH_THREADS 2
+#define FETCH_SLOTS 8
+
+struct fetch_slot {
+	uint8_t *buf;
+	int ready, err;
+};
+
+struct fetcher {
+	struct store *s;
+	const struct manifest *m;
+	struct fetch_slot slot[FETCH_SLOTS];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop, nthreads;
+	pthread_t thread[FETCH_THREADS];
+	struct fetch_arg {
+		struct fetcher *f;
+		unsigned k;
+	} args[FETCH_THREADS];
+};
+
+static void *fetch_main(void *arg)
+{
+	struct fetch_arg *a = arg;
+	struct fetcher *f = a->f;
+	const struct manifest *m = f->m;
+
+	for (uint64_t i = a->k; i < m->nchunks; i += FETCH_THREADS) {
+		struct fetch_slot *sl = &f->slot[i % FETCH_SLOTS];
+		size_t got = 0;
+		int err = 0;
+
+		pthread_mutex_lock(&f->mu);
+		while (sl->ready && !f->stop)
+			pthread_cond_wait(&f->cv, &f->mu);
+		pthread_mutex_unlock(&f->mu);
+		if (f->stop)
+			break;
+		if (!m->chunks[i].zero) {
+			err = store_chunk_get(f->s, &m->chunks[i].id, sl->buf, m->chunk_size, &got);
+			if (err == 0 && got != manifest_chunk_len(m, i))
+				err = -EBADMSG;
+		}
+		pthread_mutex_lock(&f->mu);
+		sl->err = err;
+		sl->ready = 1;
+		pthread_cond_broadcast(&f->cv);
+		pthread_mutex_unlock(&f->mu);
+	}
+	return NULL;
+}
+
+/* Waits for chunk i's slot; its error or 0. */
+static int fetch_wait(struct fetcher *f, uint64_t i, struct fetch_slot **out)
+{
+	struct fetch_slot *sl = &f->slot[i % FETCH_SLOTS];
+
+	pthread_mutex_lock(&f->mu);
+	while (!sl->ready)
+		pthread_cond_wait(&f->cv, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+	*out = sl;
+	return sl->err;
+}
+
+static void fetch_release(struct fetcher *f, struct fetch_slot *sl)
+{
+	pthread_mutex_lock(&f->mu);
+	sl->ready = 0;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void fetch_stop(struct fetcher *f)
+{
+	pthread_mutex_lock(&f->mu);
+	f->stop = 1;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+	for (int k = 0; k < f->nthreads; k++)
+		pthread_join(f->thread[k], NULL);
+	for (int i = 0; i < FETCH_SLOTS; i++)
+		free(f->slot[i].buf);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->cv);
+}
+
+static int fetch_start(struct fetcher *f, struct store *s, const struct manifest *m)
+{
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	f->s = s;
+	f->m = m;
+	for (int i = 0; i < FETCH_SLOTS; i++)
+		f->slot[i].buf = xmalloc(m->chunk_size);
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cv, NULL);
+	for (unsigned k = 0; k < FETCH_THREADS; k++) {
+		f->args[k].f = f;
+		f->args[k].k = k;
+		r = -pthread_create(&f->thread[k], NULL, fetch_main, &f->args[k]);
+		if (r < 0) {
+			fetch_stop(f);
+			return r;
+		}
+		f->nthreads++;
+	}
+	return 0;
+}
+
 int image_export_to_file(struct store *s, const char *name, uint32_t version, const char *path,
 			 const struct export_opts *o)
 {
@@ -558,9 +678,10 @@ int image_export_manifest(struct store *s, const struct manifest *m, const char 
 {
 	static const struct export_opts defaults;
 	char tmp[4096] = "", hex[HASH_HEX_LEN + 1];
+	struct fetcher f;
 	struct stat st;
-	uint8_t *buf = NULL;
-	int fd = -1, r = 0, inplace = 0;
+	uint8_t *zeros = NULL;
+	int fd = -1, r = 0, inplace = 0, fetching = 0;
 
 	if (!o)
 		o = &defaults;
@@ -582,23 +703,18 @@ int image_export_manifest(struct store *s, const struct manifest *m, const char 
 		log_error("cannot write '%s': %s", path, strerror(-r));
 		goto out;
 	}
-	buf = xcalloc(1, m->chunk_size);
+	if (inplace)
+		zeros = xcalloc(1, m->chunk_size);
+	r = fetch_start(&f, s, m);
+	if (r < 0)
+		goto out_write;
+	fetching = 1;
 	for (uint64_t i = 0; i < m->nchunks; i++) {
 		uint64_t off = i * m->chunk_size;
 		uint32_t len = manifest_chunk_len(m, i);
-		size_t got;
+		struct fetch_slot *sl;
 
-		if (m->chunks[i].zero) {
-			if (inplace) {
-				memset(buf, 0, len);
-				if ((r = io_pwrite_all(fd, buf, len, (off_t)off)) < 0)
-					goto out_write;
-			}
-			goto progress;
-		}
-		r = store_chunk_get(s, &m->chunks[i].id, buf, m->chunk_size, &got);
-		if (r == 0 && got != len)
-			r = -EBADMSG;
+		r = fetch_wait(&f, i, &sl);
 		if (r < 0) {
 			log_error("cannot export %s@%u: chunk %llu (%s) at offset %llu is %s",
 				  m->name, m->version, (unsigned long long)i,
@@ -610,12 +726,19 @@ int image_export_manifest(struct store *s, const struct manifest *m, const char 
 				r = -EBADMSG;
 			goto out;
 		}
-		if ((r = io_pwrite_all(fd, buf, len, (off_t)off)) < 0)
+		/* zero chunks: a hole (the file was ftruncated), or zeros in place */
+		if (!m->chunks[i].zero)
+			r = io_pwrite_all(fd, sl->buf, len, (off_t)off);
+		else if (inplace)
+			r = io_pwrite_all(fd, zeros, len, (off_t)off);
+		fetch_release(&f, sl);
+		if (r < 0)
 			goto out_write;
-	progress:
 		if (o->progress)
 			o->progress(off + len, m->size, o->progress_arg);
 	}
+	fetch_stop(&f);
+	fetching = 0;
 	if (!o->no_sync && (r = io_fsync(fd)) < 0)
 		goto out_write;
 	r = close(fd) < 0 ? -errno : 0;
@@ -633,11 +756,13 @@ int image_export_manifest(struct store *s, const struct manifest *m, const char 
 out_write:
 	log_error("cannot write '%s': %s", path, strerror(-r));
 out:
+	if (fetching)
+		fetch_stop(&f);
 	if (fd >= 0)
 		close(fd);
 	if (tmp[0])
 		unlink(tmp);
-	free(buf);
+	free(zeros);
 	return r;
 }
 

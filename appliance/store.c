@@ -107,6 +107,8 @@ static int store_create_layout(const char *root)
 	return io_write_file_atomic(p, STORE_FORMAT, strlen(STORE_FORMAT), 0644);
 }
 
+static void pending_drop(struct store *s);
+
 int store_open(const char *root, int create, struct store **out)
 {
 	struct store *s;
@@ -159,10 +161,10 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	pending_drop(s);
 	if (s->lock_fd > 0)
 		close(s->lock_fd);
 	ZSTD_freeCCtx(s->zcctx);
-	ZSTD_freeDCtx(s->zdctx);
 	free(s->root);
 	free(s);
 }
@@ -205,10 +207,64 @@ static void mark_dir(struct store *s, const struct hash *id)
 	s->dirty_dirs[id->b[0] >> 3] |= (uint8_t)(1u << (id->b[0] & 7));
 }
 
+static void pending_drop(struct store *s)
+{
+	for (size_t i = 0; i < s->npending; i++) {
+		close(s->pending[i].fd);
+		unlink(s->pending[i].tmp);
+		free(s->pending[i].tmp);
+	}
+	s->npending = 0;
+}
+
+/* fdatasync every pending chunk, then rename each into place. On error all
+ * pending chunks are dropped (their temp files removed). */
+static int pending_flush(struct store *s)
+{
+	char final[4096];
+	int r;
+
+	for (size_t i = 0; i < s->npending; i++) {
+		struct store_pending *p = &s->pending[i];
+
+		if ((r = io_fdatasync(p->fd)) < 0 || (fchmod(p->fd, 0444) < 0 && (r = -errno)) ||
+		    (r = store_chunk_path(s, &p->id, final, sizeof(final))) < 0) {
+			log_error("cannot store chunk '%s': %s", p->tmp, strerror(-r));
+			pending_drop(s);
+			return r;
+		}
+	}
+	for (size_t i = 0; i < s->npending; i++) {
+		struct store_pending *p = &s->pending[i];
+
+		close(p->fd);
+		p->fd = -1;
+		if ((r = store_chunk_path(s, &p->id, final, sizeof(final))) < 0 ||
+		    (r = io_rename(p->tmp, final)) < 0) {
+			log_error("cannot store chunk '%s': %s", final, strerror(-r));
+			for (size_t k = i; k < s->npending; k++) {
+				if (s->pending[k].fd >= 0)
+					close(s->pending[k].fd);
+				unlink(s->pending[k].tmp);
+				free(s->pending[k].tmp);
+			}
+			for (size_t k = 0; k < i; k++)
+				free(s->pending[k].tmp);
+			s->npending = 0;
+			return r;
+		}
+		mark_dir(s, &p->id);
+	}
+	for (size_t i = 0; i < s->npending; i++)
+		free(s->pending[i].tmp);
+	s->npending = 0;
+	return 0;
+}
+
 int store_chunk_put(struct store *s, const struct hash *id, const void *data, size_t len,
 		    int *was_new)
 {
-	char final[4096], tmp[4096];
+	char tmp[4096];
 	uint8_t hdr[STORE_CHUNK_HDR], *zbuf = NULL;
 	const void *payload = data;
 	size_t plen = len;
@@ -218,6 +274,9 @@ int store_chunk_put(struct store *s, const struct hash *id, const void *data, si
 		*was_new = 0;
 	if (len > MANIFEST_MAX_CHUNK)
 		return -EINVAL;
+	for (size_t i = 0; i < s->npending; i++)
+		if (hash_equal(&s->pending[i].id, id))
+			return 0;
 	r = store_chunk_has(s, id);
 	if (r < 0)
 		goto out;
@@ -246,42 +305,32 @@ int store_chunk_put(struct store *s, const struct hash *id, const void *data, si
 	put_le32(hdr + 8, (uint32_t)len);
 	put_le32(hdr + 12, (uint32_t)plen);
 
-	if ((r = store_chunk_path(s, id, final, sizeof(final))) < 0 ||
-	    (r = store_path(s, tmp, sizeof(tmp), "tmp/chunk.XXXXXX")) < 0)
+	if ((r = store_path(s, tmp, sizeof(tmp), "tmp/chunk.XXXXXX")) < 0)
 		goto out;
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
-		goto out_log;
+		log_error("cannot create a temp file in '%s/tmp': %s", s->root, strerror(-r));
+		goto out;
 	}
 	if ((r = io_write_all(fd, hdr, sizeof(hdr))) < 0 ||
-	    (r = io_write_all(fd, payload, plen)) < 0 || (r = io_fdatasync(fd)) < 0)
-		goto out_unlink;
-	if (close(fd) < 0) {
-		fd = -1;
-		r = -errno;
-		goto out_unlink;
+	    (r = io_write_all(fd, payload, plen)) < 0) {
+		log_error("cannot write chunk file '%s': %s", tmp, strerror(-r));
+		close(fd);
+		unlink(tmp);
+		goto out;
 	}
-	fd = -1;
-	if (fchmodat(AT_FDCWD, tmp, 0444, 0) < 0) {
-		r = -errno;
-		goto out_unlink;
-	}
-	if ((r = io_rename(tmp, final)) < 0)
-		goto out_unlink;
-	mark_dir(s, id);
+	/* start writeback now; pending_flush waits for it */
+	sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	s->pending[s->npending].id = *id;
+	s->pending[s->npending].fd = fd;
+	s->pending[s->npending].tmp = xstrdup(tmp);
+	s->npending++;
 	s->chunks_written++;
 	s->bytes_written += sizeof(hdr) + plen;
 	if (was_new)
 		*was_new = 1;
-	r = 0;
-	goto out;
-out_unlink:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-out_log:
-	log_error("cannot store chunk '%s': %s", final, strerror(-r));
+	r = s->npending == STORE_BATCH ? pending_flush(s) : 0;
 out:
 	free(zbuf);
 	return r;
@@ -292,6 +341,8 @@ int store_sync(struct store *s)
 	char p[4096];
 	int r;
 
+	if ((r = pending_flush(s)) < 0)
+		return r;
 	for (int i = 0; i < 256; i++) {
 		if (!(s->dirty_dirs[i >> 3] & (1u << (i & 7))))
 			continue;
@@ -356,9 +407,8 @@ int store_chunk_get(struct store *s, const struct hash *id, void *buf, size_t si
 		}
 		if ((size_t)n != plen)
 			goto out;
-		if (!s->zdctx)
-			s->zdctx = ZSTD_createDCtx();
-		z = ZSTD_decompressDCtx(s->zdctx, buf, raw, zbuf, plen);
+		/* no shared context: store_chunk_get runs in several threads */
+		z = ZSTD_decompress(buf, raw, zbuf, plen);
 		if (ZSTD_isError(z) || z != raw)
 			goto out;
 	} else {
@@ -370,7 +420,14 @@ int store_chunk_get(struct store *s, const struct hash *id, void *buf, size_t si
 		if ((size_t)n != raw)
 			goto out;
 	}
-	hash_buf(buf, raw, &got);
+	{
+		/* a context of our own: hash_buf's per-thread context would leak
+		 * when an export's fetcher thread exits */
+		struct hash_ctx *hc = hash_ctx_new();
+
+		hash_ctx_update(hc, buf, raw);
+		hash_ctx_final(hc, &got);
+	}
 	if (!hash_equal(&got, id))
 		goto out;
 	*len = raw;

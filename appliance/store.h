@@ -19,15 +19,25 @@
 #define STORE_CHUNK_HDR 16
 #define STORE_CHUNK_ZSTD 0x1
 
+/* A chunk written to tmp/ whose fdatasync and rename into place are batched. */
+struct store_pending {
+	struct hash id;
+	int fd;
+	char *tmp;
+};
+#define STORE_BATCH 32
+
 struct store {
 	char *root;
 	int lock_fd;
 	int lock_mode; /* 0, LOCK_SH or LOCK_EX currently held */
 	int compress; /* try zstd on new chunks */
 	int zstd_level;
-	void *zcctx, *zdctx; /* ZSTD_CCtx / ZSTD_DCtx, one per store handle */
+	void *zcctx; /* ZSTD_CCtx for store_chunk_put */
 	uint8_t dirty_dirs[32]; /* fan-out dirs that got or deduped a chunk, to fsync */
 	uint64_t bytes_written, chunks_written, chunks_deduped;
+	struct store_pending pending[STORE_BATCH];
+	size_t npending;
 };
 
 /* Opens the store at root. With create, makes the layout when missing;
@@ -49,20 +59,24 @@ int store_path(const struct store *s, char *buf, size_t size, const char *fmt, .
 
 /* Stores data (len bytes, <= 64 MiB) under id, which must be its SHA-256
  * (computed by the caller, who hashed it anyway). Deduplicates: when the chunk
- * exists nothing is written. The file is written to tmp/, fdatasynced and
- * renamed into place; the fan-out directory is remembered for store_sync().
- * *was_new (optional) says whether a file was written. */
+ * exists (or is pending) nothing is written. The file is written to tmp/ and
+ * its writeback started; every STORE_BATCH chunks (and in store_sync) the
+ * pending files are fdatasynced and only then renamed into place, so a chunk
+ * name never points at data not on disk, and one journal commit serves many
+ * chunks. *was_new (optional) says whether a file was written. An error may
+ * come from an earlier pending chunk: the caller abandons the whole operation. */
 int store_chunk_put(struct store *s, const struct hash *id, const void *data, size_t len,
 		    int *was_new);
 
-/* Makes every name created or relied on since the last call durable (fsync of
- * the fan-out directories). Call before publishing metadata that references
- * the chunks. */
+/* Publishes the pending chunks, then makes every name created or relied on
+ * since the last call durable (fsync of the fan-out directories). Call before
+ * publishing metadata that references the chunks. */
 int store_sync(struct store *s);
 
 /* Reads chunk id into buf (size >= its length), decompressing, and checks its
- * SHA-256. *len gets the chunk's length. -ENOENT: missing; -EBADMSG: damaged
- * (bad header, bad compression or hash mismatch); -ENOBUFS: buf too small. */
+ * SHA-256. Thread-safe (several readers on one handle). *len gets the chunk's length. -ENOENT:
+ * missing; -EBADMSG: damaged (bad header, bad compression or hash mismatch); -ENOBUFS: buf too
+ * small. */
 int store_chunk_get(struct store *s, const struct hash *id, void *buf, size_t size, size_t *len);
 
 /* 1 when a chunk file named id exists, 0 when not, or a negative errno. */
