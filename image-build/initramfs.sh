@@ -35,8 +35,10 @@ for a in ${adds[@]+"${adds[@]}"}; do
 done
 
 # What goldagent's boot needs: the virtio NIC and disk, nbd for its exports, ext4 and
-# overlayfs for the root. af_packet (udhcpc) and unix sockets are built in.
-modules=(virtio_pci virtio_net virtio_blk nbd crc32c_generic crc16 mbcache jbd2 ext4 overlay)
+# overlayfs for the root, vfat (+ its default codepage and charset) for the local
+# disk's GCBOOT partition. af_packet (udhcpc) and unix sockets are built in.
+modules=(virtio_pci virtio_net virtio_blk nbd crc32c_generic crc16 mbcache jbd2 ext4 overlay
+	vfat nls_cp437 nls_ascii)
 read -ra extra <<<"${GC_INITRAMFS_MODULES:-}"
 modules+=(${extra[@]+"${extra[@]}"})
 
