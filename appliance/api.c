@@ -41,7 +41,9 @@
 
 #include "appliance/image.h"
 #include "appliance/registry.h"
+#include "appliance/snapshot.h"
 #include "appliance/store.h"
+#include "appliance/sync.h"
 #include "bootscripts/bootscript.h"
 #include "lib/hash.h"
 #include "lib/io.h"
@@ -59,6 +61,7 @@ struct api {
 	struct hash admin_hash;
 	int (*chap_secret)(void *arg, const struct config_machine *m, const char *name, char **out);
 	void (*health)(void *arg, json_t *obj);
+	struct sync *sync;
 	void *cb_arg;
 	int64_t (*clock)(void);
 	int64_t started;
@@ -313,6 +316,24 @@ static const struct config_profile *effective_profile(struct api *a, const struc
 	return m->matched ? m->match.profile : NULL;
 }
 
+/* Sync fields of a machine (docs/sync.md): its volume, newest snapshot and the
+ * pending hydrate order its next attach must carry out. */
+static void machine_json_sync(struct api *a, const struct mref *m,
+			      const struct registry_machine *rm, const struct config_profile *p,
+			      json_t *j)
+{
+	json_t *h = rm && rm->hydrate ? json_loads(rm->hydrate, 0, NULL) : NULL;
+	uint32_t latest = 0;
+	int syncs = p && p->mode == CONFIG_MODE_CACHE && p->persist;
+
+	if (a->store && snapshot_latest(a->store, m->name, &latest) < 0)
+		latest = 0;
+	json_object_set_new(j, "volume_size",
+			    syncs ? json_integer((json_int_t)p->volume_size) : json_null());
+	json_object_set_new(j, "latest_snapshot", latest ? json_integer(latest) : json_null());
+	json_object_set_new(j, "hydrate", h ? h : json_null());
+}
+
 static json_t *machine_json(struct api *a, const struct mref *m, const struct registry_machine *rm)
 {
 	const struct config_profile *p = effective_profile(a, m, rm ? rm->assigned_profile : NULL);
@@ -335,6 +356,7 @@ static json_t *machine_json(struct api *a, const struct mref *m, const struct re
 	json_object_set_new(j, "state_at", opt_time(rm ? rm->state_at : 0));
 	json_object_set_new(j, "state", state ? state : json_null());
 	json_object_set_new(j, "enrolled", json_boolean(rm && rm->has_token));
+	machine_json_sync(a, m, rm, p, j);
 	return j;
 }
 
@@ -999,6 +1021,368 @@ static void h_health(struct ctx *c)
 	send_json(c, 200, j);
 }
 
+/* ---- sync back, snapshots, restore (docs/sync.md) ---- */
+
+size_t api_body_limit(void *arg, const char *method, const char *path)
+{
+	char caps[MAX_CAPS][SEG_MAX + 1];
+
+	(void)arg;
+	if (strcmp(method, "POST") == 0 &&
+	    api_route_match("/api/v1/machines/*/commit", path, caps, MAX_CAPS) == 1)
+		return SYNC_MAX_BODY;
+	return 0;
+}
+
+/* The profile machine m boots, from its registry row; NULL: refused. */
+static const struct config_profile *machine_profile_now(struct api *a, const struct mref *m)
+{
+	struct registry_machine rm;
+	const struct config_profile *p;
+	int have = registry_get_by_mac(a->reg, m->mac_str, &rm) == 0;
+
+	p = effective_profile(a, m, have ? rm.assigned_profile : NULL);
+	if (have)
+		registry_machine_release(&rm);
+	return p;
+}
+
+static int need_sync(struct ctx *c)
+{
+	if (c->a->sync && c->a->store)
+		return 0;
+	http_error(c->resp, 503, "sync is not available (no store or no upload area)");
+	return -ENODEV;
+}
+
+static void h_commit(struct ctx *c)
+{
+	const struct config_profile *p;
+	struct sync_commit *sc = NULL;
+	struct mref m;
+	char err[256];
+	json_t *st;
+	int rc;
+
+	if (path_machine(c, &m) < 0)
+		return;
+	if (c->caller.admin) {
+		http_error(c->resp, 403, "a commit needs the machine's own agent token");
+		return;
+	}
+	if (check_self(c, &m) < 0 || need_sync(c) < 0)
+		return;
+	p = machine_profile_now(c->a, &m);
+	if (!p || p->mode != CONFIG_MODE_CACHE || !p->persist) {
+		http_error(c->resp, 409,
+			   "machine '%s' has no machine volume to commit (profile %s: needs mode "
+			   "cache and persist true)",
+			   m.name, p ? p->name : "none");
+		return;
+	}
+	if (sync_commit_parse(c->req->body, c->req->body_len, &sc, err, sizeof(err)) < 0) {
+		http_error(c->resp, 400, "%s", err);
+		return;
+	}
+	if (sc->volume_size > p->volume_size) {
+		http_error(c->resp, 400,
+			   "volume_size %llu is larger than profile '%s' volume_size %llu",
+			   (unsigned long long)sc->volume_size, p->name,
+			   (unsigned long long)p->volume_size);
+		sync_commit_free(sc);
+		return;
+	}
+	rc = sync_commit_start(c->a->sync, m.name, p->retention, sc);
+	if (rc == -EBUSY) {
+		http_error(c->resp, 409, "a commit of '%s' is running: poll GET %s", m.name,
+			   c->req->path);
+		return;
+	}
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot start the commit of '%s'", m.name);
+		return;
+	}
+	st = sync_commit_status(c->a->sync, m.name);
+	json_object_set_new(st, "poll", json_string(c->req->path));
+	send_json(c, 202, st);
+}
+
+static void h_commit_status(struct ctx *c)
+{
+	struct mref m;
+
+	if (path_machine(c, &m) < 0 || check_self(c, &m) < 0 || need_sync(c) < 0)
+		return;
+	send_json(c, 200, sync_commit_status(c->a->sync, m.name));
+}
+
+static void h_snapshots(struct ctx *c)
+{
+	struct snapshot_info *v = NULL;
+	struct mref m;
+	size_t n = 0;
+	json_t *arr;
+	int rc;
+
+	if (path_machine(c, &m) < 0 || check_self(c, &m) < 0 || need_store(c) < 0)
+		return;
+	rc = snapshot_list(c->a->store, m.name, &v, &n);
+	if (rc < 0 && rc != -ENOENT) {
+		http_error(c->resp, 500, "cannot read the snapshots of '%s'", m.name);
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(
+			arr, json_pack("{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "snapshot",
+				       (json_int_t)v[i].id, "parent",
+				       v[i].parent ? json_integer(v[i].parent) : json_null(),
+				       "created", (json_int_t)v[i].created, "size",
+				       (json_int_t)v[i].size, "chunk_size", (json_int_t)v[i].chunk_size,
+				       "chunks", (json_int_t)v[i].nchunks, "zero_chunks",
+				       (json_int_t)v[i].zero_chunks, "changed_chunks",
+				       (json_int_t)v[i].changed));
+	free(v);
+	send_json(c, 200, json_pack("{s:s,s:o}", "name", m.name, "snapshots", arr));
+}
+
+/* May the caller read m's snapshot id? The admin, m's own agent, or an agent
+ * whose pending hydrate order names exactly m@id (a restore). */
+static int snapshot_readable(struct ctx *c, const struct mref *m, uint32_t id)
+{
+	struct registry_machine rm;
+	json_t *h;
+	int yes = 0;
+
+	if (c->caller.admin || strcmp(c->caller.mac, m->mac_str) == 0)
+		return 1;
+	if (registry_get_by_mac(c->a->reg, c->caller.mac, &rm) < 0)
+		return 0;
+	h = rm.hydrate ? json_loads(rm.hydrate, 0, NULL) : NULL;
+	yes = h && json_is_string(json_object_get(h, "from")) &&
+	      strcmp(json_string_value(json_object_get(h, "from")), m->name) == 0 &&
+	      json_integer_value(json_object_get(h, "snapshot")) == (json_int_t)id;
+	json_decref(h);
+	registry_machine_release(&rm);
+	return yes;
+}
+
+static void h_snapshot_manifest(struct ctx *c)
+{
+	char path[4096];
+	struct stat st;
+	struct mref m;
+	uint32_t id = 0;
+	int fd, rc;
+
+	if (need_store(c) < 0)
+		return;
+	/* a restored machine reads another machine's snapshot: that machine may be
+	 * gone from the config and registry, its snapshots are still in the store */
+	if (mref_resolve(c->a, c->caps[0], &m) < 0) {
+		size_t l = strlen(c->caps[0]);
+
+		if (!name_is_valid(c->caps[0]) || l >= sizeof(m.name)) {
+			http_error(c->resp, 404, "no machine '%.64s'", c->caps[0]);
+			return;
+		}
+		memset(&m, 0, sizeof(m));
+		memcpy(m.name, c->caps[0], l + 1);
+		snprintf(m.mac_str, sizeof(m.mac_str), "-");
+	}
+	if (strcmp(c->caps[1], "latest") == 0)
+		rc = snapshot_latest(c->a->store, m.name, &id);
+	else
+		rc = parse_u32(c->caps[1], &id) < 0 || id == 0 ? -EINVAL : 0;
+	if (rc == -EINVAL) {
+		http_error(c->resp, 400, "snapshot must be a number or 'latest'");
+		return;
+	}
+	if (rc == 0 && !snapshot_readable(c, &m, id)) {
+		http_error(c->resp, 403, "this token may not read snapshots of '%s'", m.name);
+		return;
+	}
+	if (rc == 0)
+		rc = snapshot_manifest_path(c->a->store, m.name, id, path, sizeof(path));
+	fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (rc == 0 && fd < 0)
+		rc = -errno;
+	if (rc == 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)))
+		rc = -EIO;
+	if (rc < 0) {
+		if (fd >= 0)
+			close(fd);
+		if (rc == -ENOENT)
+			http_error(c->resp, 404, "no snapshot %s of '%s'", c->caps[1], m.name);
+		else
+			http_error(c->resp, 500, "cannot read snapshot %s of '%s'", c->caps[1],
+				   m.name);
+		return;
+	}
+	c->resp->status = 200;
+	c->resp->content_type = "text/plain; charset=utf-8";
+	c->resp->fd = fd;
+	c->resp->fd_size = (uint64_t)st.st_size;
+}
+
+/* Records a hydrate order for m (admin: restore or reset) and answers with the
+ * machine. from NULL: a fresh, empty volume. */
+static void hydrate_order(struct ctx *c, const struct mref *m, const char *kind, const char *from,
+			  uint32_t id)
+{
+	json_t *o = json_pack("{s:I,s:s,s:o,s:o,s:I}", "id", (json_int_t)now_ms(), "kind", kind,
+			      "from", from ? json_string(from) : json_null(), "snapshot",
+			      id ? json_integer(id) : json_null(), "at", (json_int_t)api_now(c->a));
+	char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	int rc;
+
+	json_decref(o);
+	rc = registry_ensure(c->a->reg, m->mac_str, m->name, api_now(c->a));
+	if (rc == 0)
+		rc = registry_set_hydrate(c->a->reg, m->mac_str, text);
+	free(text);
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot record the %s of '%s'", kind, m->name);
+		return;
+	}
+	if (from)
+		log_info("machine '%s': next attach hydrates %s@%u (%s)", m->name, from, id, kind);
+	else
+		log_info("machine '%s': next attach starts a fresh volume (%s)", m->name, kind);
+	reply_machine(c, m, 200);
+}
+
+/* The snapshot named by body key "snapshot" (null/absent: the newest, or 0 when
+ * fresh_ok and there is none asked for) of machine name; answers errors itself. */
+static int body_snapshot(struct ctx *c, json_t *j, const char *name, int latest_if_null,
+			 uint32_t *id)
+{
+	json_t *v = json_object_get(j, "snapshot");
+	struct manifest *mf = NULL;
+	int rc;
+
+	*id = 0;
+	if (v && !json_is_null(v)) {
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+		    json_integer_value(v) > MANIFEST_MAX_VERSION) {
+			http_error(c->resp, 400, "\"snapshot\" must be a snapshot id or null");
+			return -EINVAL;
+		}
+		*id = (uint32_t)json_integer_value(v);
+	} else if (!latest_if_null) {
+		return 0;
+	}
+	rc = snapshot_manifest_load(c->a->store, name, *id, &mf);
+	if (rc == 0)
+		*id = mf->version; /* pinned: later commits of name do not move it */
+	manifest_free(mf);
+	if (rc == -ENOENT) {
+		http_error(c->resp, 404, "machine '%s' has no snapshot%s", name,
+			   v && !json_is_null(v) ? " with that id" : "");
+		return rc;
+	}
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot read the snapshots of '%s'", name);
+		return rc;
+	}
+	return 0;
+}
+
+static int body_keys(struct ctx *c, json_t *j, const char *const *keys, const char *usage)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(j, k, v)
+	{
+		size_t i;
+
+		for (i = 0; keys[i] && strcmp(keys[i], k) != 0; i++)
+			;
+		if (!keys[i]) {
+			http_error(c->resp, 400, "unknown key \"%.64s\": body must be %s", k, usage);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void h_restore(struct ctx *c)
+{
+	static const char *const keys[] = {"from", "snapshot", NULL};
+	const char *usage = "{\"from\": MACHINE, \"snapshot\": ID or null (newest)}";
+	const char *from;
+	struct mref m;
+	uint32_t id;
+	json_t *j;
+
+	if (path_machine(c, &m) < 0 || need_store(c) < 0 || !(j = parse_body(c)))
+		return;
+	from = json_string_value(json_object_get(j, "from"));
+	if (body_keys(c, j, keys, usage) < 0)
+		goto out;
+	if (!from || !name_is_valid(from)) {
+		http_error(c->resp, 400, "body must be %s", usage);
+		goto out;
+	}
+	if (body_snapshot(c, j, from, 1, &id) == 0)
+		hydrate_order(c, &m, "restore", from, id);
+out:
+	json_decref(j);
+}
+
+static void h_reset(struct ctx *c)
+{
+	static const char *const keys[] = {"snapshot", NULL};
+	struct mref m;
+	uint32_t id;
+	json_t *j;
+
+	if (path_machine(c, &m) < 0 || need_store(c) < 0 || !(j = parse_body(c)))
+		return;
+	if (body_keys(c, j, keys, "{\"snapshot\": ID or null (a fresh volume)}") == 0 &&
+	    body_snapshot(c, j, m.name, 0, &id) == 0)
+		hydrate_order(c, &m, "reset", id ? m.name : NULL, id);
+	json_decref(j);
+}
+
+/* The agent says it carried out order {"id": N}: it is cleared unless a newer
+ * one replaced it meanwhile (409). */
+static void h_hydrated(struct ctx *c)
+{
+	struct registry_machine rm;
+	struct mref m;
+	json_t *j, *h = NULL;
+	int rc;
+
+	if (path_machine(c, &m) < 0 || check_self(c, &m) < 0 || !(j = parse_body(c)))
+		return;
+	if (!json_is_integer(json_object_get(j, "id")) || json_object_size(j) != 1) {
+		http_error(c->resp, 400, "body must be {\"id\": the order's id}");
+		goto out;
+	}
+	if (registry_get_by_mac(c->a->reg, m.mac_str, &rm) < 0) {
+		http_error(c->resp, 409, "machine '%s' has no pending order", m.name);
+		goto out;
+	}
+	h = rm.hydrate ? json_loads(rm.hydrate, 0, NULL) : NULL;
+	registry_machine_release(&rm);
+	if (!h || !json_equal(json_object_get(h, "id"), json_object_get(j, "id"))) {
+		http_error(c->resp, 409, "order %lld is not the pending order of '%s'",
+			   (long long)json_integer_value(json_object_get(j, "id")), m.name);
+		goto out;
+	}
+	rc = registry_set_hydrate(c->a->reg, m.mac_str, NULL);
+	if (rc < 0) {
+		http_error(c->resp, 500, "cannot clear the order of '%s'", m.name);
+		goto out;
+	}
+	reply_machine(c, &m, 200);
+out:
+	json_decref(h);
+	json_decref(j);
+}
+
 /* ---- the table ---- */
 
 struct route {
@@ -1020,6 +1404,13 @@ static const struct route routes[] = {
 	{"POST", "/api/v1/machines/*/assign", WHO_ADMIN, h_assign},
 	{"POST", "/api/v1/machines/*/token", WHO_ADMIN, h_token},
 	{"POST", "/api/v1/machines/*/enroll", WHO_NONE, h_enroll},
+	{"POST", "/api/v1/machines/*/commit", WHO_SELF, h_commit},
+	{NULL, "/api/v1/machines/*/commit", WHO_SELF, h_commit_status},
+	{NULL, "/api/v1/machines/*/snapshots", WHO_SELF, h_snapshots},
+	{NULL, "/api/v1/machines/*/snapshots/*/manifest", WHO_ANY, h_snapshot_manifest},
+	{"POST", "/api/v1/machines/*/restore", WHO_ADMIN, h_restore},
+	{"POST", "/api/v1/machines/*/reset", WHO_ADMIN, h_reset},
+	{"POST", "/api/v1/machines/*/hydrated", WHO_SELF, h_hydrated},
 	{NULL, "/api/v1/images", WHO_ANY, h_images},
 	{NULL, "/api/v1/images/*", WHO_ANY, h_image},
 	{NULL, "/api/v1/images/*/*/manifest", WHO_ANY, h_manifest},
@@ -1069,6 +1460,7 @@ int api_new(const struct api_opts *o, struct api **out)
 	a->store = o->store;
 	a->chap_secret = o->chap_secret;
 	a->health = o->health;
+	a->sync = o->sync;
 	a->cb_arg = o->cb_arg;
 	a->clock = o->clock;
 	a->neigh_path = xstrdup(o->neigh_path ? o->neigh_path : "/proc/net/arp");

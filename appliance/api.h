@@ -24,6 +24,7 @@
 
 struct registry;
 struct store;
+struct sync;
 
 /* Enrollment window: an agent may claim its first token this long after its
  * machine's boot script was served. */
@@ -42,6 +43,7 @@ struct api_opts {
 	int (*chap_secret)(void *arg, const struct config_machine *m, const char *name, char **out);
 	/* Adds fields to GET /api/v1/health's object (component states). Optional. */
 	void (*health)(void *arg, json_t *obj);
+	struct sync *sync; /* borrowed; NULL: commit routes answer 503 (appliance/sync.h) */
 	void *cb_arg;
 	/* The kernel's IPv4 neighbour table; NULL: /proc/net/arp (tests give a file). */
 	const char *neigh_path;
@@ -55,6 +57,9 @@ int api_new(const struct api_opts *o, struct api **out);
 void api_free(struct api *a);
 /* Points the API at a new config (SIGHUP); the old one may be freed after. */
 void api_set_config(struct api *a, const struct config *cfg);
+
+/* http_opts.body_limit: larger bodies for POST .../commit (SYNC_MAX_BODY). */
+size_t api_body_limit(void *arg, const char *method, const char *path);
 
 /* The http_handler: arg is the struct api. */
 void api_handle(void *arg, const struct http_request *req, struct http_response *resp);

@@ -13,7 +13,11 @@
  *   (their boot script was served) that a group, the unknown-machines policy or
  *   an assignment gives a profile. LUN 1 is the export file of its image
  *   version, STATE/exports/IMAGE@VERSION.img, read-only, shared by every machine
- *   on that version. A machine's profile is the one `goldctl machine assign` put
+ *   on that version. LUN 2 (cache-mode machines whose profile persists) is the
+ *   machine's upload file STATE/uploads/NAME.img, read-write, sparse at the
+ *   profile's volume_size: the agent writes its changed chunks there and
+ *   commits them as a snapshot through the API (appliance/sync.h). A
+ *   machine's profile is the one `goldctl machine assign` put
  *   in the registry, else the config's; the version is the image's pinned one,
  *   else the store's current one. Serving a sanboot script (the API asks for the
  *   machine's CHAP secret) reconciles at once, so the target is there when iPXE
@@ -38,6 +42,7 @@
  *                          dnsmasq.leases (kept)
  *   STATE/exports/         gold LUN files (a cache: kept; unused ones removed)
  *   STATE/secrets/         generated CHAP secrets, NAME.chap, 0600 (kept)
+ *   STATE/uploads/         upload LUN files, NAME.img, sparse, 0600 (kept)
  *   STATE/registry.db      the machine registry (kept)
  *   STATE/tgt-accounts.json  fingerprints of the CHAP secrets set in tgtd (kept)
  *
@@ -78,6 +83,7 @@
 #include "appliance/registry.h"
 #include "appliance/store.h"
 #include "appliance/supervise.h"
+#include "appliance/sync.h"
 #include "appliance/web.h"
 #include "appliance/worker.h"
 #include "lib/io.h"
@@ -119,6 +125,7 @@ struct want {
 	char *user;
 	char *secret;
 	char *lun_path; /* NULL: no LUN yet (no version in the store, or export not ready) */
+	char *upload_path; /* LUN 2, NULL: none (not a persistent cache-mode machine) */
 	struct export *exp;
 };
 
@@ -133,12 +140,13 @@ struct daemon {
 	const struct config *cfg; /* current: the caller's, or owned_cfg after a reload */
 	struct config *owned_cfg;
 	char *config_path;
-	char *state_dir, *dhcp_dir, *run_dir, *exports_dir, *secrets_dir;
+	char *state_dir, *dhcp_dir, *run_dir, *exports_dir, *secrets_dir, *uploads_dir;
 	char *pid_path, *log_path, *tgt_sock, *tgt_memo;
 	int lock_fd, log_fd;
 	struct store *store;
 	struct registry *reg;
 	struct web *web;
+	struct sync *sync;
 	struct supervisor *tgtd, *dnsmasq;
 	struct tgt_ctl ctl;
 	char *portal;
@@ -410,6 +418,7 @@ static void want_release(struct want *w)
 	free(w->user);
 	secret_free(w->secret);
 	free(w->lun_path);
+	free(w->upload_path);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -500,6 +509,13 @@ static int want_fill(struct daemon *d, const struct config *cfg, int live, struc
 	x->user = xstrdup(name);
 	if (!live)
 		return 0;
+	if (p->mode == CONFIG_MODE_CACHE && p->persist && d->uploads_dir &&
+	    sync_upload_ensure(d->uploads_dir, name, p->volume_size) == 0) {
+		char up[4096];
+
+		if (sync_upload_path(d->uploads_dir, name, up, sizeof(up)) == 0)
+			x->upload_path = xstrdup(up);
+	}
 	if (strcmp(p->image_ref->version, "current") != 0) {
 		if (parse_u32(p->image_ref->version, &version) < 0) {
 			log_error("image \"%s\": version \"%s\" is not a version number",
@@ -599,6 +615,8 @@ static struct tgt_target_spec *wants_specs(const struct want *w, size_t n)
 			t[i].luns[0] = (struct tgt_lun_spec){1, w[i].lun_path, 1};
 			t[i].n_luns = 1;
 		}
+		if (w[i].upload_path)
+			t[i].luns[t[i].n_luns++] = (struct tgt_lun_spec){2, w[i].upload_path, 0};
 	}
 	return t;
 }
@@ -631,7 +649,9 @@ static int want_equal(const struct want *a, const struct want *b)
 	return strcmp(a->iqn, b->iqn) == 0 && strcmp(a->initiator, b->initiator) == 0 &&
 	       strcmp(a->user, b->user) == 0 && strcmp(a->secret, b->secret) == 0 &&
 	       !a->lun_path == !b->lun_path &&
-	       (!a->lun_path || strcmp(a->lun_path, b->lun_path) == 0);
+	       (!a->lun_path || strcmp(a->lun_path, b->lun_path) == 0) &&
+	       !a->upload_path == !b->upload_path &&
+	       (!a->upload_path || strcmp(a->upload_path, b->upload_path) == 0);
 }
 
 /* Recomputes the wants; marks them dirty when they differ from the last set;
@@ -1081,6 +1101,7 @@ static int web_setup(struct daemon *d)
 		.state_dir = d->state_dir,
 		.chap_secret = web_chap_secret,
 		.health = web_health,
+		.sync = d->sync,
 		.cb_arg = d,
 	};
 
@@ -1395,6 +1416,9 @@ static int resources_open(struct daemon *d)
 	free(p);
 	if (r < 0)
 		return r;
+	r = sync_new(d->loop, d->cfg->appliance.store_dir, d->uploads_dir, &d->sync);
+	if (r < 0)
+		return r;
 	if (tgtadm_ping(&d->ctl) == 0) {
 		/* our socket, in our locked state dir: a tgtd an earlier goldcached left
 		 * behind when it was killed. It is stopped through its control socket. */
@@ -1410,6 +1434,7 @@ static int resources_open(struct daemon *d)
 static void daemon_release(struct daemon *d)
 {
 	web_stop(d->web);
+	sync_free(d->sync); /* waits for a commit in flight */
 	supervise_free(d->tgtd);
 	supervise_free(d->dnsmasq);
 	for (size_t i = 0; i < d->n_exports; i++)
@@ -1433,6 +1458,7 @@ static void daemon_release(struct daemon *d)
 	free(d->run_dir);
 	free(d->exports_dir);
 	free(d->secrets_dir);
+	free(d->uploads_dir);
 	free(d->pid_path);
 	free(d->log_path);
 	free(d->tgt_sock);
@@ -1452,6 +1478,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	d.run_dir = path_join(d.state_dir, "run");
 	d.exports_dir = path_join(d.state_dir, "exports");
 	d.secrets_dir = path_join(d.state_dir, "secrets");
+	d.uploads_dir = path_join(d.state_dir, "uploads");
 	d.pid_path = path_join(d.state_dir, "goldcached.pid");
 	d.log_path = o->log_path ? xstrdup(o->log_path) : NULL;
 	d.tgt_sock = path_join(d.run_dir, "tgtd.sock");

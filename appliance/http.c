@@ -41,6 +41,7 @@ struct http_server {
 	http_handler handler;
 	void *arg;
 	size_t max_body;
+	size_t (*body_limit)(void *arg, const char *method, const char *path);
 	char *log_path;
 	int log_fd;
 	uint16_t port;
@@ -57,7 +58,7 @@ struct req {
 	int started;
 	int too_big;
 	char *body;
-	size_t len, cap;
+	size_t len, cap, max_body;
 	int status;
 	uint64_t bytes;
 	char method[16];
@@ -265,8 +266,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
 
 		r->started = 1;
 		snprintf(r->method, sizeof(r->method), "%s", method);
-		if (cl && (parse_u64(cl, &n) < 0 || n > s->max_body)) {
-			http_error(&resp, 413, "request body larger than %zu bytes", s->max_body);
+		r->max_body = s->max_body;
+		if (s->body_limit && !r->bad_uri) {
+			size_t lim = s->body_limit(s->arg, r->method, r->path);
+
+			if (lim)
+				r->max_body = lim;
+		}
+		if (cl && (parse_u64(cl, &n) < 0 || n > r->max_body)) {
+			http_error(&resp, 413, "request body larger than %zu bytes", r->max_body);
 			return queue(con, r, &resp);
 		}
 		return MHD_YES;
@@ -274,7 +282,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 
-		if (!r->too_big && (r->len > s->max_body || n > s->max_body - r->len))
+		if (!r->too_big && (r->len > r->max_body || n > r->max_body - r->len))
 			r->too_big = 1;
 		if (!r->too_big) {
 			xgrow((void **)&r->body, &r->cap, r->len + n + 1, 1);
@@ -286,7 +294,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
 		return MHD_YES;
 	}
 	if (r->too_big) {
-		http_error(&resp, 413, "request body larger than %zu bytes", s->max_body);
+		http_error(&resp, 413, "request body larger than %zu bytes", r->max_body);
 		return queue(con, r, &resp);
 	}
 	if (r->bad_uri) {
@@ -399,6 +407,7 @@ int http_new(const struct http_opts *o, http_handler h, void *arg, struct http_s
 	s->handler = h;
 	s->arg = arg;
 	s->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+	s->body_limit = o->body_limit;
 	s->log_fd = -1;
 	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {

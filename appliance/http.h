@@ -48,6 +48,9 @@ struct http_opts {
 	unsigned max_conns;
 	unsigned timeout_s;
 	const char *access_log; /* path, appended to; NULL: no access log */
+	/* Optional: the body limit of one request (a route that takes large bodies),
+	 * asked once its method and path are known; arg is the handler's. 0: max_body. */
+	size_t (*body_limit)(void *arg, const char *method, const char *path);
 };
 
 struct http_server;

@@ -1,9 +1,10 @@
 /* Machine registry in SQLite (see registry.h).
  *
- * Schema (PRAGMA user_version = 1):
+ * Schema (PRAGMA user_version = 2):
  *   machines(mac TEXT PRIMARY KEY, name TEXT UNIQUE, first_seen, last_boot,
  *            last_sync, state_at INTEGER, assigned_profile TEXT, state TEXT,
- *            token_hash TEXT UNIQUE, token_at INTEGER)
+ *            token_hash TEXT UNIQUE, token_at INTEGER,
+ *            hydrate TEXT)   -- 2: a pending restore/reset order (JSON), sync.md
  * Migrations run in one transaction each, from the file's user_version up; a
  * file newer than this code is refused rather than guessed at.
  *
@@ -29,7 +30,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 enum stmt_id {
 	ST_INSERT,
@@ -43,13 +44,14 @@ enum stmt_id {
 	ST_STATE,
 	ST_TOKEN_SET,
 	ST_TOKEN_FIND,
+	ST_HYDRATE,
 	ST_N
 };
 
 #define COLS                                                                               \
 	"mac, ifnull(name,''), first_seen, ifnull(last_boot,0), ifnull(last_sync,0), "     \
 	"ifnull(state_at,0), ifnull(assigned_profile,''), state, token_hash IS NOT NULL, " \
-	"ifnull(token_at,0)"
+	"ifnull(token_at,0), hydrate"
 
 static const char *const stmt_sql[ST_N] = {
 	[ST_INSERT] = "INSERT OR IGNORE INTO machines(mac, first_seen) VALUES (?1, ?2)",
@@ -64,6 +66,7 @@ static const char *const stmt_sql[ST_N] = {
 		     "last_sync = CASE WHEN ?3 > 0 THEN ?3 ELSE last_sync END WHERE mac = ?1",
 	[ST_TOKEN_SET] = "UPDATE machines SET token_hash = ?2, token_at = ?3 WHERE mac = ?1",
 	[ST_TOKEN_FIND] = "SELECT mac FROM machines WHERE token_hash = ?1",
+	[ST_HYDRATE] = "UPDATE machines SET hydrate = ?2 WHERE mac = ?1",
 };
 
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -80,6 +83,8 @@ static const char *const migrations[SCHEMA_VERSION] = {
 	" token_hash TEXT UNIQUE,"
 	" token_at INTEGER"
 	") WITHOUT ROWID;",
+	/* 1 -> 2 */
+	"ALTER TABLE machines ADD COLUMN hydrate TEXT;",
 };
 
 struct registry {
@@ -312,6 +317,8 @@ static void row_to_machine(sqlite3_stmt *s, struct registry_machine *m)
 	m->state = state ? xstrdup((const char *)state) : NULL;
 	m->has_token = sqlite3_column_int(s, 8);
 	m->token_at = sqlite3_column_int64(s, 9);
+	state = sqlite3_column_text(s, 10);
+	m->hydrate = state ? xstrdup((const char *)state) : NULL;
 }
 
 static int get_one(struct registry *r, sqlite3_stmt *s, struct registry_machine *out)
@@ -346,6 +353,8 @@ void registry_machine_release(struct registry_machine *m)
 		return;
 	free(m->state);
 	m->state = NULL;
+	free(m->hydrate);
+	m->hydrate = NULL;
 }
 
 int registry_each(struct registry *r, registry_each_cb cb, void *arg)
@@ -400,6 +409,19 @@ int registry_set_state(struct registry *r, const char *mac, const char *json, in
 		return rc;
 	rc = update_one(r, bind(r, ST_STATE, "ssii", mac, json, last_sync, now), "storing state");
 	return end(r, rc, 0);
+}
+
+int registry_set_hydrate(struct registry *r, const char *mac, const char *json)
+{
+	int rc;
+
+	if (json && strlen(json) > REGISTRY_STATE_MAX)
+		return -EFBIG;
+	rc = begin(r, 1);
+	if (rc < 0)
+		return rc;
+	rc = update_one(r, bind(r, ST_HYDRATE, "ss", mac, json), "storing a hydrate order");
+	return end(r, rc, 1);
 }
 
 static void token_hash_hex(const char *token, char *hex)

@@ -27,6 +27,8 @@ struct registry_machine {
 	char *state; /* JSON object text reported by the agent, or NULL */
 	int has_token;
 	int64_t token_at; /* when the agent token was issued */
+	char *hydrate; /* JSON object: what the next attach must hydrate (restore or
+			* reset, docs/sync.md), or NULL */
 };
 
 /* Opens (creating) the registry at path: WAL, busy timeout, schema migrated to
@@ -58,6 +60,11 @@ int registry_assign(struct registry *r, const char *mac, const char *profile);
  * bytes); last_sync is updated when > 0. -ENOENT when the row does not exist. */
 int registry_set_state(struct registry *r, const char *mac, const char *json, int64_t last_sync,
 		       int64_t now);
+
+/* Sets (json: a JSON object text, at most REGISTRY_STATE_MAX bytes) or clears
+ * (NULL) the machine's pending hydrate order; durable on return. -ENOENT when
+ * the row does not exist. */
+int registry_set_hydrate(struct registry *r, const char *mac, const char *json);
 
 /* Agent tokens: a new random token (64 hex chars) is written to token_out
  * (REGISTRY_TOKEN_HASH_HEX + 1 bytes); only its SHA-256 is stored. Replaces any

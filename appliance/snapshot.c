@@ -311,6 +311,7 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 	int fd = -1, r, locked = 0;
 
 	memset(res, 0, sizeof(*res));
+	res->bad_chunk = -1;
 	if (!name_is_valid(rq->machine) || !name_is_valid(base_machine)) {
 		snprintf(res->error, sizeof(res->error), "invalid machine name");
 		return -EINVAL;
@@ -401,6 +402,8 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 			       (unsigned long long)i);
 		}
 		hash_buf(buf, len, &h);
+		if (!hash_equal(&h, &c->id))
+			res->bad_chunk = (int64_t)i;
 		if (!hash_equal(&h, &c->id))
 			REFUSE(-EBADMSG,
 			       "chunk %llu (offset %llu): uploaded data hashes to %s, the commit "

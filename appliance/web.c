@@ -84,6 +84,7 @@ static int server_open(struct web *w, const struct config *cfg, struct http_serv
 		.max_conns = 2000,
 		.timeout_s = 30,
 		.access_log = w->access_log,
+		.body_limit = api_body_limit,
 	};
 	char addr[INET_ADDRSTRLEN];
 
@@ -116,6 +117,7 @@ int web_start(const struct web_opts *o, struct web **out)
 			      .store = o->store,
 			      .chap_secret = o->chap_secret,
 			      .health = o->health,
+			      .sync = o->sync,
 			      .cb_arg = o->cb_arg};
 	struct http_server *h = NULL;
 	char *token = NULL;

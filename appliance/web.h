@@ -24,6 +24,7 @@ struct web_opts {
 	const char *state_dir;
 	int (*chap_secret)(void *arg, const struct config_machine *m, const char *name, char **out);
 	void (*health)(void *arg, json_t *obj);
+	struct sync *sync; /* may be NULL: commit routes answer 503 */
 	void *cb_arg;
 };
 

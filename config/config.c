@@ -363,7 +363,7 @@ bool config_profile_equal(const struct config_profile *a, const struct config_pr
 {
 	if (!str_eq(a->name, b->name) || !str_eq(a->image, b->image) || a->mode != b->mode ||
 	    a->sync_interval_s != b->sync_interval_s || a->retention != b->retention ||
-	    a->persist != b->persist)
+	    a->persist != b->persist || a->volume_size != b->volume_size)
 		return false;
 	if (!a->image_ref || !b->image_ref)
 		return a->image_ref == b->image_ref;
@@ -636,6 +636,7 @@ int config_print(const struct config *cfg, FILE *f)
 		emit_kv(&e, "mode", config_mode_name(p->mode));
 		emit_kd(&e, "sync_interval", p->sync_interval_s);
 		emit_ku(&e, "retention", p->retention);
+		emit_ku(&e, "volume_size", p->volume_size);
 		emit_kv(&e, "persist", p->persist ? "true" : "false");
 		emit_map_end(&e);
 	}

@@ -33,6 +33,8 @@
 #define CONFIG_MAX_MACHINES 100000
 #define CONFIG_MAX_GROUPS 10000
 #define CONFIG_MAX_PROFILES 10000
+/* A cache-mode machine volume (its upload LUN) when the profile gives none. */
+#define CONFIG_DEFAULT_VOLUME_SIZE (8ull << 30)
 #define CONFIG_MAX_IMAGES 10000
 #define CONFIG_MAX_ERRORS 20 /* messages kept; more are counted */
 #define CONFIG_IQN_PREFIX_MAX 156 /* + ":m." + a 64-char name fits 223 */
@@ -112,6 +114,7 @@ struct config_profile {
 	enum config_boot_mode mode;
 	uint64_t sync_interval_s;
 	unsigned retention; /* snapshots kept, >= 1 */
+	uint64_t volume_size; /* bytes of each machine's volume (cache mode), whole MiB */
 	bool persist; /* false: fresh machine volume at every boot */
 	struct config_pos pos, image_pos;
 };

@@ -34,6 +34,7 @@ enum ftype {
 	F_PORT, /* 1..65535 into uint16_t */
 	F_UINT, /* unsigned in [min, max] */
 	F_DURATION, /* "15m" into uint64_t seconds in [min, max] */
+	F_SIZE, /* "20G" into uint64_t bytes in [min, max], a multiple of 1 MiB */
 	F_BOOL, /* true | false */
 	F_ENUM, /* one of enums[] into an int-sized enum */
 	F_MAC, /* into struct config_machine's mac + mac_str */
@@ -155,6 +156,8 @@ static const struct field profile_fields[] = {
 	{"sync_interval", F_DURATION, PRO(sync_interval_s), 0, NOPOS, false, 10, 30ull * 86400,
 	 NULL, NULL},
 	{"retention", F_UINT, PRO(retention), 0, NOPOS, false, 1, 100000, NULL, NULL},
+	{"volume_size", F_SIZE, PRO(volume_size), 0, NOPOS, false, 1ull << 20, 16ull << 40, NULL,
+	 NULL},
 	{"persist", F_BOOL, PRO(persist), 0, NOPOS, false, 0, 0, NULL, NULL},
 };
 #undef PRO
@@ -243,6 +246,7 @@ static void init_profile(void *obj)
 	pr->mode = CONFIG_MODE_CACHE;
 	pr->sync_interval_s = 15ull * 60;
 	pr->retention = 14;
+	pr->volume_size = CONFIG_DEFAULT_VOLUME_SIZE;
 	pr->persist = true;
 }
 
@@ -415,6 +419,13 @@ static const char *expect_text(const struct field *f, char *buf, size_t size)
 			 config_duration_format(f->max, b, sizeof(b)));
 		return buf;
 	}
+	case F_SIZE: {
+		char a[32], b[32];
+
+		snprintf(buf, size, "a size in whole MiB like 512M, 20G or 1T, from %s to %s",
+			 fmt_size(a, sizeof(a), f->min), fmt_size(b, sizeof(b), f->max));
+		return buf;
+	}
 	case F_BOOL:
 		return "true or false";
 	case F_ENUM: {
@@ -552,6 +563,13 @@ static void parse_scalar(struct parser *p, const struct field *f, void *obj)
 		return;
 	case F_DURATION:
 		if (config_duration_parse(v, &u) < 0 || u < f->min || u > f->max) {
+			perr(p, &pos, "%s is not %s", q, expect_text(f, exp, sizeof(exp)));
+			return;
+		}
+		*(uint64_t *)((char *)obj + f->off) = u;
+		return;
+	case F_SIZE:
+		if (parse_size(v, &u) < 0 || u < f->min || u > f->max || u % (1u << 20) != 0) {
 			perr(p, &pos, "%s is not %s", q, expect_text(f, exp, sizeof(exp)));
 			return;
 		}

@@ -176,6 +176,7 @@ static void test_defaults(void)
 	is_int(cfg->profiles[0].sync_interval_s, 900, "default sync 15m");
 	is_int(cfg->profiles[0].retention, 14, "default retention 14");
 	ok(cfg->profiles[0].persist, "default persist true");
+	ok(cfg->profiles[0].volume_size == CONFIG_DEFAULT_VOLUME_SIZE, "default volume_size 8G");
 	is_str(cfg->machines[0].name, "52-54-00-12-34-56", "default machine name from MAC");
 	is_int(cfg->unknown.policy, CONFIG_UNKNOWN_REFUSE, "default policy refuse");
 	config_free(cfg);
@@ -281,6 +282,18 @@ static void test_schema_errors(void)
 	    "yes is not a boolean");
 	bad(HEAD IMAGES PROFILES "    retention: 0\n",
 	    "profiles[0].retention: \"0\" is not a whole number from 1 to 100000", "retention 0");
+	bad(HEAD IMAGES PROFILES "    volume_size: 1000K\n",
+	    "profiles[0].volume_size: \"1000K\" is not a size in whole MiB", "volume not whole MiB");
+	bad(HEAD IMAGES PROFILES "    volume_size: 20X\n",
+	    "profiles[0].volume_size: \"20X\" is not a size", "volume size bad unit");
+	bad(HEAD IMAGES PROFILES "    volume_size: 17T\n",
+	    "profiles[0].volume_size: \"17T\" is not a size", "volume past 16 TiB");
+	{
+		struct config *c2 = good(HEAD IMAGES PROFILES "    volume_size: 20G\n", "20G");
+
+		ok(c2 && c2->profiles[0].volume_size == (20ull << 30), "volume_size 20G parsed");
+		config_free(c2);
+	}
 	bad(HEAD IMAGES PROFILES "    sync_interval: 1s\n",
 	    "profiles[0].sync_interval: \"1s\" is not a duration", "sync too often");
 	bad(HEAD IMAGES PROFILES "machines:\n  - mac: 52:54:zz:12:34:56\n    profile: desk\n",

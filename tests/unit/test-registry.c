@@ -102,6 +102,21 @@ int main(void)
 	is_int(registry_get_by_mac(r, "52:54:00:00:00:02", &m), 0, "row after reopen");
 	ok(m.has_token && m.token_at == 7000, "token remembered");
 	is_str(m.assigned_profile, "", "assignment cleared");
+	ok(m.hydrate == NULL, "no hydrate order by default");
+	registry_machine_release(&m);
+	is_int(registry_set_hydrate(r, "52:54:00:00:00:02", "{\"id\":1,\"kind\":\"reset\"}"), 0,
+	       "set a hydrate order");
+	is_int(registry_set_hydrate(r, "52:54:00:00:00:99", "{}"), -ENOENT,
+	       "hydrate order for an unknown MAC");
+	registry_free(r);
+	r = NULL;
+	is_int(registry_open(path, &r), 0, "reopen again");
+	is_int(registry_get_by_mac(r, "52:54:00:00:00:02", &m), 0, "row");
+	is_str(m.hydrate ? m.hydrate : "", "{\"id\":1,\"kind\":\"reset\"}", "hydrate order kept");
+	registry_machine_release(&m);
+	is_int(registry_set_hydrate(r, "52:54:00:00:00:02", NULL), 0, "clear the order");
+	is_int(registry_get_by_mac(r, "52:54:00:00:00:02", &m), 0, "row");
+	ok(m.hydrate == NULL, "order cleared");
 	registry_machine_release(&m);
 	registry_free(r);
 	{
@@ -114,7 +129,7 @@ int main(void)
 		if (sqlite3_step(s) == SQLITE_ROW)
 			ver = sqlite3_column_int(s, 0);
 		sqlite3_finalize(s);
-		is_int(ver, 1, "schema version recorded in user_version");
+		is_int(ver, 2, "schema version recorded in user_version");
 		sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
 		sqlite3_close(db);
 	}
