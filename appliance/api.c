@@ -1134,14 +1134,15 @@ static void h_snapshots(struct ctx *c)
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(
-			arr, json_pack("{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "snapshot",
-				       (json_int_t)v[i].id, "parent",
-				       v[i].parent ? json_integer(v[i].parent) : json_null(),
-				       "created", (json_int_t)v[i].created, "size",
-				       (json_int_t)v[i].size, "chunk_size", (json_int_t)v[i].chunk_size,
-				       "chunks", (json_int_t)v[i].nchunks, "zero_chunks",
-				       (json_int_t)v[i].zero_chunks, "changed_chunks",
-				       (json_int_t)v[i].changed));
+			arr,
+			json_pack("{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "snapshot",
+				  (json_int_t)v[i].id, "parent",
+				  v[i].parent ? json_integer(v[i].parent) : json_null(), "created",
+				  (json_int_t)v[i].created, "size", (json_int_t)v[i].size,
+				  "chunk_size", (json_int_t)v[i].chunk_size, "chunks",
+				  (json_int_t)v[i].nchunks, "zero_chunks",
+				  (json_int_t)v[i].zero_chunks, "changed_chunks",
+				  (json_int_t)v[i].changed));
 	free(v);
 	send_json(c, 200, json_pack("{s:s,s:o}", "name", m.name, "snapshots", arr));
 }
@@ -1300,7 +1301,8 @@ static int body_keys(struct ctx *c, json_t *j, const char *const *keys, const ch
 		for (i = 0; keys[i] && strcmp(keys[i], k) != 0; i++)
 			;
 		if (!keys[i]) {
-			http_error(c->resp, 400, "unknown key \"%.64s\": body must be %s", k, usage);
+			http_error(c->resp, 400, "unknown key \"%.64s\": body must be %s", k,
+				   usage);
 			return -EINVAL;
 		}
 	}

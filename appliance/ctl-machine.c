@@ -300,3 +300,35 @@ const struct ctl_command ctl_machine_commands[] = {
 	 cmd_token},
 	{NULL, NULL, NULL, NULL, NULL},
 };
+
+int ctl_machine_post(struct ctl *c, int argc, char **argv, const char *suffix, json_t *body)
+{
+	struct conn k;
+	json_t *j = NULL;
+	char *name, *path, *text;
+	int rc;
+
+	argc = conn_open(c, argc, argv, &k);
+	if (argc != 1) {
+		conn_close(&k);
+		json_decref(body);
+		return argc < 0 ? CTL_USAGE : ctl_usage(c);
+	}
+	name = seg(argv[0]);
+	path = xasprintf("/api/v1/machines/%s%s", name, suffix);
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rc = call(&k, "POST", path, text, &j);
+	conn_close(&k);
+	free(text);
+	free(path);
+	free(name);
+	if (rc)
+		return rc;
+	if (c->json)
+		ctl_json_print(json_incref(j));
+	else
+		print_machine(j);
+	json_decref(j);
+	return CTL_OK;
+}

@@ -1,5 +1,7 @@
 /* goldctl machine snapshots|export: machine snapshots straight from the store
- * (like goldctl image ...; no daemon needed). The table joins goldctl.c's
+ * (like goldctl image ...; no daemon needed). goldctl machine restore|reset:
+ * orders for a machine's next attach, recorded by goldcached in its registry
+ * (through the API, like assign: ctl_machine_post). The table joins goldctl.c's
  * dispatch next to ctl-machine.c's API commands: a (group, verb) pair is
  * looked up across all tables, so "machine list" still reaches ctl-machine.c.
  * Commands only parse argv and print; the work is in appliance/snapshot.h. */
@@ -134,11 +136,51 @@ static int cmd_export(struct ctl *c, int argc, char **argv)
 	return CTL_OK;
 }
 
+static int cmd_restore(struct ctl *c, int argc, char **argv)
+{
+	const char *from = NULL;
+	char other[65];
+	uint32_t id;
+
+	if ((argc = ctl_take_opt(argc, argv, "--from", 1, &from)) < 0)
+		return CTL_USAGE;
+	if (!from)
+		return ctl_usage(c);
+	if (image_ref_parse(from, other, &id) < 0)
+		return bad_ref(c, from);
+	return ctl_machine_post(c, argc, argv, "/restore",
+				json_pack("{s:s,s:o}", "from", other, "snapshot",
+					  id ? json_integer(id) : json_null()));
+}
+
+static int cmd_reset(struct ctl *c, int argc, char **argv)
+{
+	const char *to = NULL;
+	uint32_t id = 0;
+
+	if ((argc = ctl_take_opt(argc, argv, "--to", 1, &to)) < 0)
+		return CTL_USAGE;
+	if (to && (parse_u32(to, &id) < 0 || id == 0)) {
+		fprintf(stderr, "goldctl: --to '%s' is not a snapshot id\n", to);
+		return ctl_usage(c);
+	}
+	return ctl_machine_post(
+		c, argc, argv, "/reset",
+		json_pack("{s:o}", "snapshot", id ? json_integer(id) : json_null()));
+}
+
+#define CONN_ARGS "[--url URL] [--token-file FILE]"
+
 const struct ctl_command ctl_snapshot_commands[] = {
 	{"machine", "snapshots", "NAME",
 	 "a machine's snapshots (id, created, size, changed chunks, parent)", cmd_snapshots},
 	{"machine", "export", "[--force] [--no-sync] NAME[@SNAPSHOT] OUT",
 	 "write a snapshot (default: newest) of the machine volume to OUT as a sparse raw image",
 	 cmd_export},
+	{"machine", "restore", "NAME|MAC --from OTHER[@SNAPSHOT] " CONN_ARGS,
+	 "NAME's next attach hydrates OTHER's snapshot (default: its newest) as its volume",
+	 cmd_restore},
+	{"machine", "reset", "NAME|MAC [--to SNAPSHOT] " CONN_ARGS,
+	 "NAME's next attach starts a fresh volume (or hydrates its own SNAPSHOT)", cmd_reset},
 	{NULL, NULL, NULL, NULL, NULL},
 };

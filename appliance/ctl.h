@@ -34,6 +34,12 @@ extern const struct ctl_command ctl_image_commands[];
 extern const struct ctl_command ctl_machine_commands[]; /* ctl-machine.c */
 extern const struct ctl_command ctl_snapshot_commands[]; /* ctl-snapshot.c */
 
+/* For command files that change a machine through goldcached (ctl-snapshot.c):
+ * takes --url/--token-file out of argv, which must then hold NAME only, POSTs
+ * body (taken over) to /api/v1/machines/NAME/SUFFIX with the admin token and
+ * prints the machine it answers with. Returns the exit code. */
+int ctl_machine_post(struct ctl *c, int argc, char **argv, const char *suffix, json_t *body);
+
 /* Opens the store (create: make it when missing). On failure prints why and
  * returns the exit code (> 0); 0 on success. */
 int ctl_open_store(struct ctl *c, int create, struct store **out);

@@ -136,8 +136,7 @@ void sync_commit_free(struct sync_commit *c)
 	free(c);
 }
 
-static int get_u64(json_t *o, const char *k, uint64_t max, uint64_t *out, char *err,
-		   size_t errsize)
+static int get_u64(json_t *o, const char *k, uint64_t max, uint64_t *out, char *err, size_t errsize)
 {
 	json_t *v = json_object_get(o, k);
 
@@ -165,7 +164,8 @@ int sync_commit_parse(const char *body, size_t len, struct sync_commit **out, ch
 	*out = NULL;
 	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!j || !json_is_object(j)) {
-		snprintf(err, errsize, "body must be a JSON object (%s)", j ? "not an object" : je.text);
+		snprintf(err, errsize, "body must be a JSON object (%s)",
+			 j ? "not an object" : je.text);
 		goto out;
 	}
 	json_object_foreach(j, k, v)
@@ -224,9 +224,10 @@ int sync_commit_parse(const char *body, size_t len, struct sync_commit **out, ch
 		if (!json_is_object(e) || json_object_size(e) != 2 || !json_is_integer(idx) ||
 		    json_integer_value(idx) < 0 || !hex || strlen(hex) != HASH_HEX_LEN ||
 		    hash_from_hex(hex, &c->claims[i].id) < 0) {
-			snprintf(err, errsize,
-				 "chunks[%zu] must be {\"index\": N, \"sha256\": \"64 hex digits\"}",
-				 i);
+			snprintf(
+				err, errsize,
+				"chunks[%zu] must be {\"index\": N, \"sha256\": \"64 hex digits\"}",
+				i);
 			goto out;
 		}
 		c->claims[i].index = (uint64_t)json_integer_value(idx);
@@ -295,8 +296,7 @@ static void job_done(int result, void *arg)
 	free(j);
 }
 
-int sync_commit_start(struct sync *s, const char *name, unsigned retention,
-		      struct sync_commit *c)
+int sync_commit_start(struct sync *s, const char *name, unsigned retention, struct sync_commit *c)
 {
 	struct slot *sl;
 	struct job *j;
@@ -374,8 +374,9 @@ json_t *sync_commit_status(struct sync *s, const char *name)
 	json_object_set_new(j, "pruned", json_integer((json_int_t)sl->res.pruned));
 	if (sl->state == SLOT_FAILED) {
 		json_object_set_new(j, "reason", json_string(reason(sl->err)));
-		json_object_set_new(j, "error", json_string(sl->res.error[0] ? sl->res.error
-									  : strerror(-sl->err)));
+		json_object_set_new(
+			j, "error",
+			json_string(sl->res.error[0] ? sl->res.error : strerror(-sl->err)));
 		if (sl->res.bad_chunk >= 0)
 			json_object_set_new(j, "chunk", json_integer(sl->res.bad_chunk));
 	}

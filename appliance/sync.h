@@ -57,8 +57,7 @@ void sync_commit_free(struct sync_commit *c);
 
 /* Queues the commit of machine name (takes c over, even on failure). -EBUSY
  * when a commit of name is already running; 0 otherwise. */
-int sync_commit_start(struct sync *s, const char *name, unsigned retention,
-		      struct sync_commit *c);
+int sync_commit_start(struct sync *s, const char *name, unsigned retention, struct sync_commit *c);
 
 /* The state of name's last commit since goldcached started (new reference):
  * {"state": "none"|"running"|"done"|"failed", "snapshot", "started",

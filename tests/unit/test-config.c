@@ -283,7 +283,8 @@ static void test_schema_errors(void)
 	bad(HEAD IMAGES PROFILES "    retention: 0\n",
 	    "profiles[0].retention: \"0\" is not a whole number from 1 to 100000", "retention 0");
 	bad(HEAD IMAGES PROFILES "    volume_size: 1000K\n",
-	    "profiles[0].volume_size: \"1000K\" is not a size in whole MiB", "volume not whole MiB");
+	    "profiles[0].volume_size: \"1000K\" is not a size in whole MiB",
+	    "volume not whole MiB");
 	bad(HEAD IMAGES PROFILES "    volume_size: 20X\n",
 	    "profiles[0].volume_size: \"20X\" is not a size", "volume size bad unit");
 	bad(HEAD IMAGES PROFILES "    volume_size: 17T\n",
