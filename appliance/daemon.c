@@ -1157,6 +1157,11 @@ static void child_stopped(struct supervisor *sv, void *arg)
 	child_gone(arg);
 }
 
+static void sync_gone(void *arg)
+{
+	child_gone(arg);
+}
+
 static void shutdown_begin(struct daemon *d, const char *why)
 {
 	if (d->shutting_down) {
@@ -1176,6 +1181,8 @@ static void shutdown_begin(struct daemon *d, const char *why)
 			d->children_left++;
 			worker_child_kill(d->exports[i]->job);
 		}
+	if (d->sync) /* a killed commit leaves no snapshot; the agent commits again */
+		d->children_left += sync_kill(d->sync, sync_gone, d);
 	if (d->tgtd) {
 		enum supervise_state st = supervise_state(d->tgtd);
 

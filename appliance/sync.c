@@ -1,11 +1,12 @@
 /* Sync back on the appliance (see sync.h and docs/sync.md).
  *
  * One commit per machine at a time; commits of different machines run side
- * by side on a small thread pool (appliance/worker.h). A job owns everything it
- * touches: its request, its own store handle (a struct store is not shared
- * between threads: zstd contexts, dirty-directory set), the upload file. The
- * loop only sees the job again in the done callback, which records the
- * outcome in the machine's slot for GET .../commit.
+ * by side, each in a forked child (appliance/worker.h: killable, dies with
+ * goldcached). The child opens its own store handle, runs snapshot_commit and
+ * leaves its result (snapshot id, counts, error text) in a shared anonymous
+ * page mapped before the fork; the loop reads it in the done callback and
+ * records the outcome in the machine's slot for GET .../commit. A shutdown
+ * kills running commits (sync_kill): like a crash, that leaves no snapshot.
  *
  * Nothing here is durable on its own: a snapshot exists once snapshot_commit
  * has published its manifest, which happens before the job reports "done".
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,14 +29,13 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define SYNC_THREADS 2
-
 enum slot_state { SLOT_NONE, SLOT_RUNNING, SLOT_DONE, SLOT_FAILED };
 
 /* The last commit of one machine. */
 struct slot {
 	char name[65];
 	enum slot_state state;
+	struct job *job; /* while running */
 	int64_t started, finished;
 	int err;
 	struct snapshot_commit_result res;
@@ -47,12 +48,14 @@ struct job {
 	char upload[4096];
 	unsigned retention;
 	struct sync_commit *c;
-	struct snapshot_commit_result res;
+	struct snapshot_commit_result *res; /* MAP_SHARED: the child writes it */
+	struct worker_child *child;
 };
 
 struct sync {
 	struct loop *loop;
-	struct workers *workers;
+	void (*gone)(void *arg); /* after sync_kill: called as each killed job ends */
+	void *gone_arg;
 	char *store_root, *uploads_dir;
 	struct slot *slots;
 	size_t n_slots, cap;
@@ -108,20 +111,26 @@ int sync_new(struct loop *l, const char *store_root, const char *uploads_dir, st
 	s->loop = l;
 	s->store_root = xstrdup(store_root);
 	s->uploads_dir = xstrdup(uploads_dir);
-	s->workers = workers_new(l, SYNC_THREADS);
-	if (!s->workers) {
-		sync_free(s);
-		return -ENOMEM;
-	}
 	*out = s;
 	return 0;
 }
+
+static void job_free(struct job *j);
 
 void sync_free(struct sync *s)
 {
 	if (!s)
 		return;
-	workers_free(s->workers); /* runs the done callbacks, which need s */
+	/* jobs still running (no sync_kill, or the loop stopped first) are
+	 * killed; their done callbacks will not run: free them here */
+	for (size_t i = 0; i < s->n_slots; i++) {
+		struct job *j = s->slots[i].job;
+
+		if (!j)
+			continue;
+		worker_child_kill(j->child);
+		job_free(j);
+	}
 	free(s->slots);
 	free(s->store_root);
 	free(s->uploads_dir);
@@ -253,6 +262,15 @@ static struct slot *slot_get(struct sync *s, const char *name, size_t *idx)
 	return NULL;
 }
 
+static void job_free(struct job *j)
+{
+	if (j->res)
+		munmap(j->res, sizeof(*j->res));
+	sync_commit_free(j->c);
+	free(j);
+}
+
+/* In the forked child. */
 static int job_run(void *arg)
 {
 	struct job *j = arg;
@@ -271,12 +289,12 @@ static int job_run(void *arg)
 	int r = store_open(j->s->store_root, 1, &st);
 
 	if (r < 0) {
-		snprintf(j->res.error, sizeof(j->res.error), "cannot open the store: %s",
+		snprintf(j->res->error, sizeof(j->res->error), "cannot open the store: %s",
 			 strerror(-r));
-		j->res.bad_chunk = -1;
+		j->res->bad_chunk = -1;
 		return r;
 	}
-	r = snapshot_commit(st, &rq, &j->res);
+	r = snapshot_commit(st, &rq, j->res);
 	store_free(st);
 	return r;
 }
@@ -284,16 +302,37 @@ static int job_run(void *arg)
 static void job_done(int result, void *arg)
 {
 	struct job *j = arg;
-	struct slot *sl = &j->s->slots[j->slot];
+	struct sync *s = j->s;
+	struct slot *sl = &s->slots[j->slot];
 
 	sl->finished = now_unix();
-	sl->res = j->res;
+	sl->res = *j->res;
 	sl->err = result;
 	sl->state = result == 0 ? SLOT_DONE : SLOT_FAILED;
-	if (result == -ECANCELED)
-		snprintf(sl->res.error, sizeof(sl->res.error), "goldcached stopped first");
-	sync_commit_free(j->c);
-	free(j);
+	sl->job = NULL;
+	if (result == -EINTR || result == -ECHILD) {
+		sl->res.bad_chunk = -1;
+		snprintf(sl->res.error, sizeof(sl->res.error), "the commit job %s; commit again",
+			 result == -EINTR ? "was killed" : "died");
+	}
+	job_free(j);
+	if (s->gone)
+		s->gone(s->gone_arg);
+}
+
+unsigned sync_kill(struct sync *s, void (*gone)(void *arg), void *arg)
+{
+	unsigned n = 0;
+
+	s->gone = gone;
+	s->gone_arg = arg;
+	for (size_t i = 0; i < s->n_slots; i++) {
+		if (!s->slots[i].job)
+			continue;
+		worker_child_kill(s->slots[i].job->child);
+		n++;
+	}
+	return n;
 }
 
 int sync_commit_start(struct sync *s, const char *name, unsigned retention, struct sync_commit *c)
@@ -321,12 +360,21 @@ int sync_commit_start(struct sync *s, const char *name, unsigned retention, stru
 	j->c = c;
 	j->retention = retention;
 	snprintf(j->name, sizeof(j->name), "%s", name);
-	if ((r = sync_upload_path(s->uploads_dir, name, j->upload, sizeof(j->upload))) < 0 ||
-	    (r = worker_submit(s->workers, job_run, job_done, j)) < 0) {
-		sync_commit_free(c);
-		free(j);
+	j->res = mmap(NULL, sizeof(*j->res), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		      0);
+	if (j->res == MAP_FAILED) {
+		j->res = NULL;
+		r = -errno;
+		job_free(j);
 		return r;
 	}
+	j->res->bad_chunk = -1;
+	if ((r = sync_upload_path(s->uploads_dir, name, j->upload, sizeof(j->upload))) < 0 ||
+	    (r = worker_fork(s->loop, job_run, job_done, j, &j->child)) < 0) {
+		job_free(j);
+		return r;
+	}
+	sl->job = j;
 	memset(&sl->res, 0, sizeof(sl->res));
 	sl->state = SLOT_RUNNING;
 	sl->started = now_unix();

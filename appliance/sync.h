@@ -2,14 +2,15 @@
  * upload file (STATE/uploads/NAME.img, LUN 2 of its target) that its agent
  * writes changed chunks into over iSCSI; a commit request (the chunk list and
  * the agent's SHA-256 of each) is checked and turned into a snapshot by
- * snapshot_commit() on a worker thread, never on the loop. The agent polls the
+ * snapshot_commit() in a forked worker (appliance/worker.h), never on the loop. The agent polls the
  * commit's outcome (a commit of a large volume outlasts an HTTP timeout).
  *
  *     sync_new(loop, store_root, uploads_dir, &sync);   daemon start
  *     sync_commit_parse(body, len, &req, err)           API thread (the loop)
  *     sync_commit_start(sync, name, retention, req)     queues the job
  *     sync_commit_status(sync, name)                    what GET .../commit shows
- *     sync_free(sync);                                  shutdown: waits for the job */
+ *     sync_kill(sync, gone, arg)                        shutdown: kills running commits
+ *     sync_free(sync);                                  after the loop */
 #ifndef GC_APPLIANCE_SYNC_H
 #define GC_APPLIANCE_SYNC_H
 
@@ -38,7 +39,11 @@ struct sync_commit {
 
 /* 0 and *out, or -errno (logged). The upload files live in uploads_dir (created). */
 int sync_new(struct loop *l, const char *store_root, const char *uploads_dir, struct sync **out);
-/* Waits for a running commit to finish (its result is kept on disk), frees. */
+/* Kills every running commit (nothing half-done stays visible: see
+ * snapshot.h); returns how many, and gone(arg) is called as each one's exit
+ * is collected by the loop. For the daemon's shutdown. */
+unsigned sync_kill(struct sync *s, void (*gone)(void *arg), void *arg);
+/* Frees s; commits still running are killed. */
 void sync_free(struct sync *s);
 
 /* STATE/uploads/NAME.img for machine name (buf of size bytes). */
