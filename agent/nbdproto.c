@@ -44,7 +44,7 @@ struct oseg {
 };
 
 struct nbd_session {
-	const struct nbd_export *const *exports;
+	const struct nbd_export **exports; /* copy of the caller's array */
 	size_t nexports;
 	const struct nbd_export *exp;
 	enum state state;
@@ -254,7 +254,9 @@ struct nbd_session *nbd_session_new(const struct nbd_export *const *exports, siz
 	struct nbd_session *s = xcalloc(1, sizeof(*s));
 	uint8_t g[18];
 
-	s->exports = exports;
+	s->exports = xcalloc(MAX(n, (size_t)1), sizeof(*s->exports));
+	if (n)
+		memcpy(s->exports, exports, n * sizeof(*exports));
 	s->nexports = n;
 	s->in_cap = IN_INITIAL;
 	s->in = xmalloc(s->in_cap);
@@ -270,6 +272,7 @@ void nbd_session_free(struct nbd_session *s)
 	if (!s)
 		return;
 	free(s->in);
+	free(s->exports);
 	for (int l = 0; l < 2; l++)
 		for (struct oseg *g = l ? s->ofree : s->ohead, *next; g; g = next) {
 			next = g->next;

@@ -122,7 +122,8 @@ struct nbd_export {
 struct nbd_session;
 
 /* A session serving exports[0..n) (the first one is also the default, ""
- * name). The greeting is queued at once. Free with nbd_session_free. */
+ * name; the array is copied, the exports must outlive the session). The
+ * greeting is queued at once. Free with nbd_session_free. */
 struct nbd_session *nbd_session_new(const struct nbd_export *const *exports, size_t n);
 void nbd_session_free(struct nbd_session *s);
 
