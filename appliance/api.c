@@ -66,6 +66,10 @@ struct api {
 	int64_t (*clock)(void);
 	int64_t started;
 	char *neigh_path;
+	/* counters for GET /metrics */
+	uint64_t by_status[6]; /* 1xx..5xx by first digit; [0]: other */
+	uint64_t scripts[BOOT_MODE_N];
+	uint64_t sanboot_refused;
 };
 
 enum who { WHO_NONE, WHO_ADMIN, WHO_ANY, WHO_SELF };
@@ -784,6 +788,7 @@ static void refuse(struct ctx *c, const struct mref *m)
 		return;
 	}
 	send_text(c, 200, out, len);
+	c->a->scripts[BOOT_REFUSE]++;
 }
 
 /* The version machines boot: pinned in the config, else the store's current. */
@@ -926,6 +931,7 @@ static void h_boot(struct ctx *c)
 		/* the script carries the CHAP secret: not for a neighbour with another MAC */
 		if (peer_mac(a->neigh_path, c->req->peer, seen) == 0 &&
 		    strcmp(seen, m.mac_str) != 0) {
+			a->sanboot_refused++;
 			log_warn("sanboot script of '%s' (%s) refused to %s, whose MAC is %s",
 				 m.name, m.mac_str, c->req->peer, seen);
 			http_error(c->resp, 403,
@@ -969,6 +975,7 @@ static void h_boot(struct ctx *c)
 	log_debug("boot script for '%s' (%s): profile '%s', mode %s, %s@%s", m.name, m.mac_str,
 		  prof->name, config_mode_name(prof->mode), img->name, ver);
 	send_text(c, 200, out, len);
+	a->scripts[p.mode]++;
 }
 
 static void h_bootfile(struct ctx *c, int kernel)
@@ -1385,6 +1392,45 @@ out:
 	json_decref(j);
 }
 
+/* Prometheus text format: what an operator graphs for a boot storm. */
+static void h_metrics(struct ctx *c)
+{
+	struct api *a = c->a;
+	char *out;
+
+	out = xasprintf(
+		"# HELP goldcache_http_responses_total HTTP responses by status class.\n"
+		"# TYPE goldcache_http_responses_total counter\n"
+		"goldcache_http_responses_total{class=\"2xx\"} %" PRIu64 "\n"
+		"goldcache_http_responses_total{class=\"3xx\"} %" PRIu64 "\n"
+		"goldcache_http_responses_total{class=\"4xx\"} %" PRIu64 "\n"
+		"goldcache_http_responses_total{class=\"5xx\"} %" PRIu64 "\n"
+		"# HELP goldcache_boot_scripts_total iPXE scripts served by mode.\n"
+		"# TYPE goldcache_boot_scripts_total counter\n"
+		"goldcache_boot_scripts_total{mode=\"cache\"} %" PRIu64 "\n"
+		"goldcache_boot_scripts_total{mode=\"stream\"} %" PRIu64 "\n"
+		"goldcache_boot_scripts_total{mode=\"sanboot\"} %" PRIu64 "\n"
+		"goldcache_boot_scripts_total{mode=\"refuse\"} %" PRIu64 "\n"
+		"# HELP goldcache_sanboot_refused_total sanboot scripts refused to a neighbour "
+		"with another MAC.\n"
+		"# TYPE goldcache_sanboot_refused_total counter\n"
+		"goldcache_sanboot_refused_total %" PRIu64 "\n"
+		"# HELP goldcache_config_machines Machines listed in the config.\n"
+		"# TYPE goldcache_config_machines gauge\n"
+		"goldcache_config_machines %zu\n"
+		"# HELP goldcache_uptime_seconds Seconds since the API started.\n"
+		"# TYPE goldcache_uptime_seconds gauge\n"
+		"goldcache_uptime_seconds %" PRId64 "\n",
+		a->by_status[2], a->by_status[3], a->by_status[4], a->by_status[5],
+		a->scripts[BOOT_CACHE], a->scripts[BOOT_STREAM], a->scripts[BOOT_SANBOOT],
+		a->scripts[BOOT_REFUSE], a->sanboot_refused, a->cfg->n_machines,
+		api_now(a) - a->started);
+	c->resp->status = 200;
+	c->resp->content_type = "text/plain; version=0.0.4";
+	c->resp->body = out;
+	c->resp->len = strlen(out);
+}
+
 /* ---- the table ---- */
 
 struct route {
@@ -1399,6 +1445,7 @@ static const struct route routes[] = {
 	{NULL, "/boot/images/*/kernel", WHO_NONE, h_kernel},
 	{NULL, "/boot/images/*/initrd", WHO_NONE, h_initrd},
 	{NULL, "/api/v1/health", WHO_NONE, h_health},
+	{NULL, "/metrics", WHO_NONE, h_metrics},
 	{NULL, "/api/v1/machines", WHO_ADMIN, h_machines},
 	{NULL, "/api/v1/machines/*", WHO_SELF, h_machine},
 	{"PUT", "/api/v1/machines/*/state", WHO_SELF, h_state},
@@ -1418,14 +1465,26 @@ static const struct route routes[] = {
 	{NULL, "/api/v1/images/*/*/manifest", WHO_ANY, h_manifest},
 };
 
+static void route(struct ctx *c);
+
 void api_handle(void *arg, const struct http_request *req, struct http_response *resp)
 {
 	struct ctx c = {.a = arg, .req = req, .resp = resp};
+	int st;
+
+	route(&c);
+	st = resp->status ? resp->status : 200;
+	c.a->by_status[st >= 100 && st < 600 ? st / 100 : 0]++;
+}
+
+static void route(struct ctx *c)
+{
+	const struct http_request *req = c->req;
 	int path_known = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
 		const struct route *r = &routes[i];
-		int n = api_route_match(r->pattern, req->path, c.caps, MAX_CAPS);
+		int n = api_route_match(r->pattern, req->path, c->caps, MAX_CAPS);
 
 		if (n < 0)
 			continue;
@@ -1433,16 +1492,16 @@ void api_handle(void *arg, const struct http_request *req, struct http_response 
 		if (r->method ? strcmp(req->method, r->method) != 0
 			      : strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
 			continue;
-		c.ncaps = n;
-		if (authenticate(&c, r->who) < 0)
+		c->ncaps = n;
+		if (authenticate(c, r->who) < 0)
 			return;
-		r->fn(&c);
+		r->fn(c);
 		return;
 	}
 	if (path_known)
-		http_error(resp, 405, "method %s not allowed on %s", req->method, req->path);
+		http_error(c->resp, 405, "method %s not allowed on %s", req->method, req->path);
 	else
-		http_error(resp, 404, "no route for %s", req->path);
+		http_error(c->resp, 404, "no route for %s", req->path);
 }
 
 /* ---- lifecycle ---- */

@@ -335,6 +335,12 @@ static void test_misc(const char *dir, struct config **cfg)
 	is_int(req("GET", "/boot/images/win/kernel", NULL, NULL), 404, "no kernel for win");
 	is_int(req("GET", "/api/v1/health", NULL, NULL), 200, "health without auth");
 	ok(has("\"status\":\"ok\""), "ok");
+	is_int(req("GET", "/metrics", NULL, NULL), 200, "metrics without auth");
+	ok(has("goldcache_boot_scripts_total{mode=\"cache\"} ") &&
+		   has("goldcache_boot_scripts_total{mode=\"refuse\"} 1\n") &&
+		   has("goldcache_sanboot_refused_total 1\n") &&
+		   has("goldcache_http_responses_total{class=\"4xx\"} "),
+	   "counters by mode, refusals, status class");
 	is_int(req("GET", "/nope", NULL, NULL), 404, "unknown route");
 	is_int(req("DELETE", "/api/v1/machines", ADMIN, NULL), 405, "wrong method");
 	is_int(req("GET", "/api/v1/machines/", ADMIN, NULL), 404, "trailing slash");
