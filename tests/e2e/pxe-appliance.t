@@ -97,7 +97,7 @@ like "$xact" "option: 67 bootfile-name +$URL/boot\\.ipxe\\?mac=" "dnsmasq: it is
 line=$(e2e_access "$ACCESS" "$S_IP" GET "^/boot\\.ipxe\\?mac=$STRANGER_HYP\$")
 like "$line" " 200 [0-9]+ " "access log: $S_IP got its (refusal) script"
 is "$(e2e_access "$ACCESS" "$S_IP" GET '^/boot/')" "" "access log: no kernel or initrd for the unknown machine"
-like "$(grep 'boot script for unknown machine' "$GCLOG")" "$STRANGER from $S_IP: refused by policy" \
+like "$(grep 'boot script for unknown machine' "$GCLOG")" "$STRANGER from $S_IP:[0-9]+: refused by policy" \
 	"goldcached's log names the refused MAC and its address"
 serial=$(tr -d '\r' <"$T_DIR/stranger.serial")
 if printf '%s' "$serial" | grep -q 'Linux version'; then ok 1 "no kernel booted on the unknown machine"; else
