@@ -51,6 +51,8 @@
 #define SLOT_REC_LEN 192u
 #define ZERO_BUF (1u << 20)
 
+static const uint8_t cache_magic[8] = {'G', 'C', 'C', 'A', 'C', 'H', 'E', '\n'};
+
 struct cache {
 	int fd;
 	char *path;
@@ -144,7 +146,7 @@ static void note(struct cache *c, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	n = strlen(line);
-	if (c->notes_len + n + 2 > 64 * 1024)
+	if (c->notes_len + n + 2 > (size_t)64 << 10)
 		return;
 	c->notes = xrealloc(c->notes, c->notes_len + n + 2);
 	memcpy(c->notes + c->notes_len, line, n);
@@ -215,7 +217,7 @@ void cache_header_encode(const struct cache_header *h, uint8_t *b)
 	struct hash sum;
 
 	memset(b, 0, CACHE_HDR_LEN);
-	memcpy(b, CACHE_MAGIC, 8);
+	memcpy(b, cache_magic, sizeof(cache_magic));
 	put_le32(b + 8, CACHE_FORMAT_VERSION);
 	put_le32(b + 12, CACHE_HDR_LEN);
 	put_le64(b + 16, h->generation);
@@ -258,7 +260,7 @@ int cache_header_decode(const uint8_t *b, size_t len, struct cache_header *h)
 	struct hash sum;
 
 	memset(h, 0, sizeof(*h));
-	if (len < CACHE_HDR_LEN || memcmp(b, CACHE_MAGIC, 8) != 0)
+	if (len < CACHE_HDR_LEN || memcmp(b, cache_magic, sizeof(cache_magic)) != 0)
 		return -EBADMSG;
 	hash_buf(b, HDR_SUM_OFF, &sum);
 	if (memcmp(sum.b, b + HDR_SUM_OFF, HASH_LEN) != 0)
@@ -463,8 +465,8 @@ int cache_create(const char *path, const struct cache_params *p)
 	struct cache_header h;
 	struct cache_geometry *g = &h.geo;
 	uint8_t blk[2 * CACHE_HDR_COPY_SIZE];
-	uint64_t dev_size;
-	int fd, r, is_blk;
+	uint64_t dev_size = 0;
+	int fd, r, is_blk = 0;
 
 	memset(&h, 0, sizeof(h));
 	if (!p->image || !name_is_valid(p->image) || !p->version || !name_is_valid(p->version)) {
@@ -1136,7 +1138,7 @@ static void finding(struct report *r, int problem, const char *fmt, ...)
 	n = strlen(line);
 	if (problem)
 		r->rep->problems++;
-	if (r->len + n + 2 > 256 * 1024)
+	if (r->len + n + 2 > (size_t)256 << 10)
 		return;
 	r->rep->text = xrealloc(r->rep->text, r->len + n + 2);
 	memcpy(r->rep->text + r->len, line, n);
@@ -1168,7 +1170,7 @@ int cache_check(struct cache *c, int repair, cache_verify_fn verify, void *arg,
 {
 	const struct cache_geometry *g = &c->hdr.geo;
 	struct cache_header nh = c->hdr;
-	struct report rp = {rep, 0};
+	struct report rp;
 	int hdr_dirty = 0, maps_dirty = 0, r = 0;
 	uint8_t *buf = NULL;
 
@@ -1177,6 +1179,8 @@ int cache_check(struct cache *c, int repair, cache_verify_fn verify, void *arg,
 
 	memset(rep, 0, sizeof(*rep));
 	rep->text = xstrdup("");
+	rp.rep = rep;
+	rp.len = 0;
 	if (repair && c->rdonly)
 		return -EROFS;
 	/* a check without repair leaves the in-memory maps as they were */

@@ -174,7 +174,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 			a->vol_sock = optarg;
 			break;
 		case OPT_SLOT:
-			if (strcmp(optarg, "A") && strcmp(optarg, "B"))
+			if (strcmp(optarg, "A") != 0 && strcmp(optarg, "B") != 0)
 				die(2, "--slot: A or B, not '%s'", optarg);
 			a->slot = optarg[0] - 'A';
 			break;
@@ -211,9 +211,9 @@ static int cmd_init(struct args *a)
 		if (manifest_load_file(a->manifest, &m, &mh) < 0)
 			return 1;
 		snprintf(ver, sizeof(ver), "%u", m->version);
-		if ((a->image && strcmp(a->image, m->name)) ||
-		    (a->version && strcmp(a->version, ver)) || (a->size && a->size != m->size) ||
-		    (a->chunk && a->chunk != m->chunk_size))
+		if ((a->image && strcmp(a->image, m->name) != 0) ||
+		    (a->version && strcmp(a->version, ver) != 0) ||
+		    (a->size && a->size != m->size) || (a->chunk && a->chunk != m->chunk_size))
 			die(2,
 			    "--image/--version/--size/--chunk-size disagree with manifest '%s' "
 			    "(%s@%s, %llu bytes, chunks of %u); leave them out",
@@ -298,7 +298,7 @@ static int load_verifiers(struct args *a, const struct cache *c, int slot, struc
 		if (manifest_load_file(a->manifest, &m, &mh) < 0)
 			return -1;
 		snprintf(ver, sizeof(ver), "%u", m->version);
-		bad = strcmp(m->name, si->name) || strcmp(ver, si->version) ||
+		bad = strcmp(m->name, si->name) != 0 || strcmp(ver, si->version) != 0 ||
 		      m->size != si->image_size || m->chunk_size != h->geo.chunk_size ||
 		      (!hash_equal(&si->manifest, &zero) && !hash_equal(&si->manifest, &mh));
 		if (bad) {

@@ -169,7 +169,8 @@ static int gold_read(void *priv, void *waiter, void *buf, uint64_t off, uint32_t
 				return r;
 			continue; /* present now: read again (next missing chunk?) */
 		}
-		xgrow((void **)&f->waiters, &f->cap, f->nwaiters + 1, sizeof(*f->waiters));
+		xgrow((void **)&f->waiters, &f->cap, f->nwaiters + 1,
+		      sizeof(*f->waiters)); // NOLINT(bugprone-sizeof-expression)
 		f->waiters[f->nwaiters++] = waiter;
 		return -EINPROGRESS;
 	}

@@ -205,6 +205,8 @@ static void out_commit(struct nbd_session *s, size_t n)
 
 static void out_put(struct nbd_session *s, const void *p, size_t n)
 {
+	if (!p || n == 0)
+		return;
 	memcpy(out_reserve(s, n), p, n);
 	out_commit(s, n);
 }
@@ -254,9 +256,10 @@ struct nbd_session *nbd_session_new(const struct nbd_export *const *exports, siz
 	struct nbd_session *s = xcalloc(1, sizeof(*s));
 	uint8_t g[18];
 
-	s->exports = xcalloc(MAX(n, (size_t)1), sizeof(*s->exports));
+	/* an array of pointers */
+	s->exports = xcalloc(MAX(n, (size_t)1), sizeof(void *));
 	if (n)
-		memcpy(s->exports, exports, n * sizeof(*exports));
+		memcpy((void *)s->exports, (const void *)exports, n * sizeof(void *));
 	s->nexports = n;
 	s->in_cap = IN_INITIAL;
 	s->in = xmalloc(s->in_cap);
@@ -480,7 +483,7 @@ static int opt_info(struct nbd_session *s, uint32_t opt, const uint8_t *d, uint3
 	put_be16(info + 10, tx_flags(e));
 	opt_reply(s, opt, NBD_REP_INFO, info, 12);
 	for (uint16_t i = 0; i < nreq; i++) {
-		uint16_t type = get_be16(d + 6 + namelen + 2u * i);
+		uint16_t type = get_be16(d + 6 + namelen + (size_t)2 * i);
 		uint8_t buf[2 + NBD_MAX_NAME + 64];
 		const char *str = NULL;
 
@@ -492,7 +495,7 @@ static int opt_info(struct nbd_session *s, uint32_t opt, const uint8_t *d, uint3
 			size_t n = MIN(strlen(str), sizeof(buf) - 2);
 
 			put_be16(buf, type);
-			memcpy(buf + 2, str, n);
+			memcpy(buf + 2, str, n); // NOLINT(bugprone-not-null-terminated-result)
 			opt_reply(s, opt, NBD_REP_INFO, buf, 2 + n);
 		} else if (type == NBD_INFO_BLOCK_SIZE) {
 			put_be16(buf, type);

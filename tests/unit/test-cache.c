@@ -14,7 +14,7 @@
 #include "lib/util.h"
 #include "tests/tap.h"
 
-#define CHUNK 16384u
+#define CHUNK ((size_t)16384)
 #define IMG_SIZE (10 * CHUNK + 1000) /* 11 chunks, the last one short */
 #define VOL_SIZE (1u << 20)
 
@@ -369,6 +369,7 @@ static void test_check(void)
 	ok(!cache_chunk_present(c, 0, 5), "bad chunk lost its present bit");
 	is_int(cache_header(c)->slot[0].state, CACHE_SLOT_FILLING, "slot back to filling");
 	c = reopen(c);
+	rep.text = NULL;
 	ok(c && cache_check(c, 0, verify_img, NULL, &rep) == 0 && rep.problems == 0,
 	   "consistent after repair");
 	free(rep.text);

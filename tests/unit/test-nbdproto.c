@@ -96,7 +96,7 @@ static int feed(struct nbd_session *s, const void *data, size_t len)
 
 static size_t opt(uint8_t *b, uint32_t o, const void *data, uint32_t len)
 {
-	memcpy(b, "IHAVEOPT", 8);
+	memcpy(b, "IHAVEOPT", 8); // NOLINT(bugprone-not-null-terminated-result)
 	be(b + 8, o, 4);
 	be(b + 12, len, 4);
 	if (len)
@@ -109,10 +109,10 @@ static size_t go(uint8_t *b, uint32_t o, const char *name, const uint16_t *infos
 	size_t l = strlen(name);
 
 	be(d, l, 4);
-	memcpy(d + 4, name, l);
+	memcpy(d + 4, name, l); // NOLINT(bugprone-not-null-terminated-result)
 	be(d + 4 + l, (uint64_t)n, 2);
 	for (int i = 0; i < n; i++)
-		be(d + 6 + l + 2 * i, infos[i], 2);
+		be(d + 6 + l + (size_t)2 * i, infos[i], 2);
 	return opt(b, o, d, (uint32_t)(6 + l + 2 * (size_t)n));
 }
 static size_t req(uint8_t *b, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
