@@ -32,6 +32,10 @@
  *   after SIGHUP, when an export completes, and every RECONCILE_MS against drift.
  *   tgt_reconcile applies only differences, so untouched targets keep their tid
  *   and sessions; an assignment or a promotion reaches tgtd without a restart.
+ * - Reconciles run in a forked worker, one at a time (about 4 ms per tgtadm run:
+ *   seconds for a few hundred new targets, which HTTP must not wait for);
+ *   desired_gen/synced_gen tell whether tgtd holds the latest set. The one
+ *   exception runs in the loop: serving a sanboot script (below).
  *
  * Files (STATE is appliance.state_dir, or --state-dir)
  *   STATE/goldcached.pid   our pid, flock()ed for our lifetime: a second goldcached
@@ -102,6 +106,7 @@
 #define TGTD_READY_TIMEOUT_MS 10000
 #define TGTD_SHUTDOWN_MS 10000
 #define SECRET_LEN 24
+#define DIRTY(d) ((d)->desired_gen != (d)->synced_gen)
 
 enum export_state { EXPORT_QUEUED, EXPORT_RUNNING, EXPORT_READY, EXPORT_FAILED };
 
@@ -155,7 +160,13 @@ struct daemon {
 	unsigned jobs_running;
 	struct want *wants;
 	size_t n_wants;
-	int desired_dirty; /* wants changed since the last complete reconcile */
+	uint64_t desired_gen; /* bumped whenever the wants change (or tgtd lost them) */
+	uint64_t synced_gen; /* desired_gen of the last complete reconcile */
+	struct worker_child *rec_job; /* the reconcile running in a worker, if any */
+	struct tgt_target_spec *rec_specs; /* what it applies (read by the child) */
+	size_t rec_n;
+	uint64_t rec_gen;
+	int rec_again; /* run another one when it ends */
 	struct loop_timer *reconcile_timer, *poll_timer, *drift_timer;
 	int shutting_down;
 	int children_left;
@@ -262,19 +273,27 @@ static void schedule_reconcile(struct daemon *d, uint64_t delay_ms);
 static void exports_pump(struct daemon *d);
 static void child_gone(struct daemon *d);
 
+/* In a forked worker: drops the fds it inherited from the loop (the pid-file
+ * lock, listening sockets, pidfds) but the log, so that nothing the loop owned
+ * looks alive through the worker. */
+static void worker_fds_close(const struct daemon *d)
+{
+	int lfd = d->log_fd;
+
+	if (lfd > 3)
+		close_range(3, (unsigned)lfd - 1, 0);
+	close_range(lfd >= 3 ? (unsigned)lfd + 1 : 3, ~0U, 0);
+}
+
 /* Runs in the forked worker: its own store handle (the parent's zstd contexts
  * and lock state stay the parent's), then the export. */
 static int export_run(void *arg)
 {
 	struct export *e = arg;
 	struct store *s = NULL;
-	int lfd = e->d->log_fd, r;
+	int r;
 
-	/* drop what the loop holds (the pid-file lock, listening sockets): a killed
-	 * goldcached must not look alive while an export finishes */
-	if (lfd > 3)
-		close_range(3, (unsigned)lfd - 1, 0);
-	close_range(lfd >= 3 ? (unsigned)lfd + 1 : 3, ~0U, 0);
+	worker_fds_close(e->d);
 	r = store_open(e->d->cfg->appliance.store_dir, 0, &s);
 	if (r < 0)
 		return r;
@@ -298,8 +317,7 @@ static void export_done(int result, void *arg)
 	if (result == 0) {
 		e->state = EXPORT_READY;
 		log_info("export %s@%u ready: \"%s\"", e->image, e->version, e->path);
-		d->desired_dirty = 1;
-		schedule_reconcile(d, 0);
+		schedule_reconcile(d, 0); /* its refresh sees the new LUN */
 	} else {
 		e->state = EXPORT_FAILED;
 		e->retry_at = now_ms() + EXPORT_RETRY_MS;
@@ -660,14 +678,15 @@ static void desired_refresh(struct daemon *d)
 {
 	struct want *w;
 	size_t n;
+	int changed;
 
 	if (wants_build(d, d->cfg, 1, &w, &n) < 0)
 		return; /* logged; the last good set stays */
-	if (n != d->n_wants)
-		d->desired_dirty = 1;
-	for (size_t i = 0; i < n && !d->desired_dirty; i++)
-		if (!want_equal(&w[i], &d->wants[i]))
-			d->desired_dirty = 1;
+	changed = n != d->n_wants;
+	for (size_t i = 0; i < n && !changed; i++)
+		changed = !want_equal(&w[i], &d->wants[i]);
+	if (changed)
+		d->desired_gen++;
 	wants_free(d->wants, d->n_wants);
 	d->wants = w;
 	d->n_wants = n;
@@ -687,12 +706,60 @@ static void timer_drop(struct daemon *d, struct loop_timer **t)
 	*t = NULL;
 }
 
+static void log_reconcile(const struct tgt_reconcile_stats *st)
+{
+	if (st->changes)
+		log_info("tgt reconciled: %u changes (targets +%u -%u, LUNs +%u -%u ~%u, "
+			 "accounts +%u -%u, %u errors)",
+			 st->changes, st->targets_created, st->targets_deleted, st->luns_added,
+			 st->luns_removed, st->luns_updated, st->accounts_created,
+			 st->accounts_deleted, st->errors);
+}
+
+/* Runs in the forked worker: a reconcile costs a few ms per tgtadm run, so a
+ * few seconds per hundred new targets, which the loop (HTTP) must not wait for.
+ * The worker loads the CHAP secret memo from its file; the loop never caches it. */
+static int reconcile_run(void *arg)
+{
+	struct daemon *d = arg;
+	struct tgt_desired des = {d->rec_specs, d->rec_n};
+	struct tgt_reconcile_stats st = {0};
+	int r;
+
+	worker_fds_close(d);
+	r = tgt_reconcile(&d->ctl, &des, &st);
+	log_reconcile(&st);
+	return r;
+}
+
+static void reconcile_done(int result, void *arg)
+{
+	struct daemon *d = arg;
+
+	d->rec_job = NULL;
+	if (d->shutting_down) {
+		child_gone(d);
+		return;
+	}
+	if (result == 0) {
+		d->synced_gen = d->rec_gen;
+		if (!DIRTY(d))
+			exports_prune(d, 0); /* no LUN uses the unwanted ones any more */
+	} else if (result != -EINTR) {
+		log_warn("tgt reconcile incomplete (%s); retrying in %d ms", strerror(-result),
+			 RECONCILE_RETRY_MS);
+	}
+	if (result < 0)
+		schedule_reconcile(d, RECONCILE_RETRY_MS);
+	else if (d->rec_again || DIRTY(d))
+		schedule_reconcile(d, 0);
+	d->rec_again = 0;
+}
+
+/* Starts a reconcile of the current wants in a worker (one at a time). */
 static void reconcile_now(struct loop *l, void *arg)
 {
 	struct daemon *d = arg;
-	struct tgt_reconcile_stats st = {0};
-	struct tgt_target_spec *t;
-	struct tgt_desired des;
 	int r;
 
 	(void)l;
@@ -700,24 +767,45 @@ static void reconcile_now(struct loop *l, void *arg)
 	if (d->shutting_down || supervise_state(d->tgtd) != SV_RUNNING)
 		return; /* tgtd's on_ready schedules the next one */
 	desired_refresh(d);
+	if (d->rec_job) {
+		d->rec_again = 1;
+		return;
+	}
+	d->rec_specs = wants_specs(d->wants, d->n_wants);
+	d->rec_n = d->n_wants;
+	d->rec_gen = d->desired_gen;
+	r = worker_fork(d->loop, reconcile_run, reconcile_done, d, &d->rec_job);
+	free(d->rec_specs); /* the worker has its copy */
+	d->rec_specs = NULL;
+	if (r < 0)
+		schedule_reconcile(d, RECONCILE_RETRY_MS);
+}
+
+/* Reconciles in the loop, for the one case that cannot wait: a sanboot script
+ * is being served and iPXE logs in right after it. Skipped while a worker
+ * reconciles (two reconcilers must never race on one tgtd). */
+static void reconcile_inline(struct daemon *d)
+{
+	struct tgt_reconcile_stats st = {0};
+	struct tgt_target_spec *t;
+	struct tgt_desired des;
+	uint64_t gen = d->desired_gen;
+	int r;
+
+	if (d->rec_job || supervise_state(d->tgtd) != SV_RUNNING) {
+		schedule_reconcile(d, 0);
+		return;
+	}
 	t = wants_specs(d->wants, d->n_wants);
 	des = (struct tgt_desired){t, d->n_wants};
 	r = tgt_reconcile(&d->ctl, &des, &st);
+	tgt_ctl_release(&d->ctl); /* workers update the memo file: never cache it here */
 	free(t);
-	if (st.changes)
-		log_info("tgt reconciled: %u changes (targets +%u -%u, LUNs +%u -%u ~%u, "
-			 "accounts +%u -%u, %u errors)",
-			 st.changes, st.targets_created, st.targets_deleted, st.luns_added,
-			 st.luns_removed, st.luns_updated, st.accounts_created, st.accounts_deleted,
-			 st.errors);
-	if (r < 0) {
-		log_warn("tgt reconcile incomplete (%s); retrying in %d ms", strerror(-r),
-			 RECONCILE_RETRY_MS);
+	log_reconcile(&st);
+	if (r == 0)
+		d->synced_gen = gen;
+	else
 		schedule_reconcile(d, RECONCILE_RETRY_MS);
-		return;
-	}
-	d->desired_dirty = 0;
-	exports_prune(d, 0);
 }
 
 static void schedule_reconcile(struct daemon *d, uint64_t delay_ms)
@@ -733,7 +821,7 @@ static void poll_desired(struct loop *l, void *arg)
 
 	d->poll_timer = loop_timer_add(l, DESIRED_POLL_MS, poll_desired, d);
 	desired_refresh(d);
-	if (d->desired_dirty)
+	if (DIRTY(d))
 		schedule_reconcile(d, 0);
 }
 
@@ -761,7 +849,7 @@ static void tgtd_ready(struct supervisor *sv, void *arg)
 
 	(void)sv;
 	/* a fresh tgtd is empty: reconcile now, whatever else was pending */
-	d->desired_dirty = 1;
+	d->desired_gen++;
 	if (d->reconcile_timer) {
 		loop_timer_cancel(d->loop, d->reconcile_timer);
 		d->reconcile_timer = NULL;
@@ -1057,11 +1145,8 @@ static int web_chap_secret(void *arg, const struct config_machine *m, const char
 	/* iPXE logs in right after this script: make sure the machine's target is
 	 * there (a machine seen for the first time, a fresh assignment) */
 	desired_refresh(d);
-	if (d->desired_dirty) {
-		if (d->reconcile_timer)
-			timer_drop(d, &d->reconcile_timer);
-		reconcile_now(d->loop, d);
-	}
+	if (DIRTY(d))
+		reconcile_inline(d);
 	return 0;
 }
 
@@ -1085,7 +1170,7 @@ static void web_health(void *arg, json_t *obj)
 			    json_string(d->dnsmasq
 						? supervise_state_name(supervise_state(d->dnsmasq))
 						: "off"));
-	json_object_set_new(obj, "targets_in_sync", json_boolean(!d->desired_dirty));
+	json_object_set_new(obj, "targets_in_sync", json_boolean(!DIRTY(d) && !d->rec_job));
 	json_object_set_new(obj, "exports",
 			    json_pack("{s:I, s:I, s:I}", "ready", (json_int_t)ready, "pending",
 				      (json_int_t)pending, "failed", (json_int_t)failed));
@@ -1176,6 +1261,10 @@ static void shutdown_begin(struct daemon *d, const char *why)
 	timer_drop(d, &d->poll_timer);
 	timer_drop(d, &d->drift_timer);
 	d->children_left = 1; /* this function's own hold, dropped at the end */
+	if (d->rec_job) {
+		d->children_left++;
+		worker_child_kill(d->rec_job);
+	}
 	for (size_t i = 0; i < d->n_exports; i++)
 		if (d->exports[i]->job) {
 			d->children_left++;
@@ -1298,9 +1387,10 @@ static void reload(struct daemon *d)
 	}
 	config_diff(d->cfg, n, &diff);
 	if (config_diff_empty(&diff)) {
-		log_info("config unchanged");
+		log_info("config unchanged; checking the targets against tgtd");
 		config_diff_release(&diff);
 		config_free(n);
+		schedule_reconcile(d, 0); /* a SIGHUP also repairs manual changes to tgtd */
 		return;
 	}
 	log_info("config changed: machines +%zu -%zu ~%zu, profiles +%zu -%zu ~%zu, "

@@ -111,6 +111,17 @@ like "$(cat "$GCD_LOG")" 'state_dir cannot change while goldcached runs' "a stat
 ok "$([ ! -e "$T_DIR/elsewhere" ]; echo $?)" "nothing written to the new state dir"
 is "$(gcd_tid m1) $(gcd_tid m2b)" "$tid1 $tid2" "targets untouched"
 
+# 4c. Same config, but m1's target was deleted behind goldcached's back: a
+# SIGHUP puts it back.
+cp "$T_DIR/good.yaml" "$CFG"
+gcd_tgtadm --op delete --mode target --force --tid "$tid1"
+is "$(gcd_tid m1)" "" "m1's target deleted by hand"
+hup
+gcd_wait_lun m1 "$GOLD" 20
+ok $? "SIGHUP with an unchanged config restores it"
+t_run "m1 can log in again" gcd_login m1
+tid1=$(gcd_tid m1)
+
 # 5. dnsmasq's main config changes (lease time): it is restarted.
 sed 's/lease_time: 10m/lease_time: 20m/' "$T_DIR/good.yaml" >"$CFG"
 hup
