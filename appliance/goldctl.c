@@ -3,7 +3,8 @@
  * parse their arguments, call the library (image.h, gc.h, ...) and print.
  *
  * Common options, accepted anywhere before a "--":
- *     --store DIR   the store (else $GOLDCACHE_STORE, else /var/lib/goldcache/store, goldcached's default)
+ *     --store DIR   the store (else $GOLDCACHE_STORE, else /var/lib/goldcache/store,
+ *                   goldcached's default)
  *     --json        machine-readable output: one JSON document on stdout
  *     -q, --quiet   no progress bar;  -v, --verbose  debug logs;  -h, --help
  * Exit codes: see ctl.h and docs/cli.md. */

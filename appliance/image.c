@@ -236,6 +236,7 @@ int image_manifest_load(struct store *s, const char *name, uint32_t version, str
 	struct stat st;
 	int r;
 
+	*out = NULL;
 	if (!name_is_valid(name))
 		return -EINVAL;
 	if (version == 0) {
@@ -839,15 +840,15 @@ int image_versions(struct store *s, const char *name, struct version_info **out,
 		cur = 0;
 	v = xcalloc(nv ? nv : 1, sizeof(*v));
 	for (size_t i = 0; i < nv; i++) {
-		struct manifest *m;
+		struct manifest *m = NULL;
 
 		v[i].version = vers[i];
 		v[i].current = vers[i] == cur;
 		r = image_manifest_load(s, name, vers[i], &m);
-		if (r < 0) {
+		if (r < 0 || !m) {
 			free(v);
 			free(vers);
-			return r == -ENOENT ? -EBADMSG : r;
+			return r == -ENOENT || r == 0 ? -EBADMSG : r;
 		}
 		v[i].parent = m->parent;
 		v[i].created = m->created;
@@ -867,7 +868,7 @@ int image_versions(struct store *s, const char *name, struct version_info **out,
 
 int image_promote(struct store *s, const char *name, uint32_t version)
 {
-	struct manifest *m;
+	struct manifest *m = NULL;
 	int r;
 
 	/* shared lock: gc sweeps temp files, ours included, only when alone */
@@ -1078,7 +1079,7 @@ static int verify_walk(const char *label, const char *path, const struct manifes
 		uint8_t *seen = xcalloc(res->nbad, 1);
 
 		for (uint64_t i = 0; i < m->nchunks; i++) {
-			struct verify_bad key, *hit;
+			struct verify_bad key = {0}, *hit;
 
 			if (m->chunks[i].zero)
 				continue;

@@ -443,7 +443,7 @@ out:
 int store_chunk_verify(struct store *s, const struct hash *id, size_t *len)
 {
 	static _Thread_local uint8_t *buf;
-	size_t n;
+	size_t n = 0;
 	int r;
 
 	if (!buf)
@@ -478,7 +478,9 @@ int store_chunk_foreach(struct store *s,
 			struct hash id;
 			struct stat st;
 
+			/* only canonical chunk names: anything else is never removed by gc */
 			if (strlen(e->d_name) != HASH_HEX_LEN ||
+			    strspn(e->d_name, "0123456789abcdef") != HASH_HEX_LEN ||
 			    hash_from_hex(e->d_name, &id) < 0 || id.b[0] != i)
 				continue;
 			if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)

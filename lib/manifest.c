@@ -121,8 +121,7 @@ int manifest_encode(const struct manifest *m, char **out, size_t *len)
 	n = (size_t)w;
 	for (uint64_t i = 0; i < m->nchunks; i++) {
 		if (m->chunks[i].zero) {
-			memcpy(buf + n, "zero\n", 5);
-			n += 5;
+			n += (size_t)snprintf(buf + n, cap - n, "zero\n");
 		} else {
 			hash_to_hex(&m->chunks[i].id, buf + n);
 			n += HASH_HEX_LEN;
@@ -215,7 +214,7 @@ static const char *field(struct reader *r, char *line, size_t size, const char *
 	*rc = next_line(r, line, size);
 	if (*rc < 0)
 		return NULL;
-	if (strncmp(line, key, kl) != 0 || line[kl] != ' ' || line[kl + 1] == '\0') {
+	if (strlen(line) < kl + 2 || strncmp(line, key, kl) != 0 || line[kl] != ' ') {
 		*rc = fail(r, "expected '%s <value>'", key);
 		return NULL;
 	}
@@ -224,7 +223,7 @@ static const char *field(struct reader *r, char *line, size_t size, const char *
 
 static int num_field(struct reader *r, const char *key, uint64_t max, uint64_t *out)
 {
-	char line[128];
+	char line[128] = {0};
 	const char *v;
 	int rc;
 
@@ -249,9 +248,9 @@ int manifest_decode(const char *buf, size_t len, struct manifest **out, char *er
 {
 	struct reader r = {.buf = buf, .p = buf, .end = buf + len, .err = err, .errsize = errsize};
 	struct manifest *m = NULL;
-	char line[128];
+	char line[128] = {0};
 	const char *v, *body_end;
-	uint64_t version, created, size, cs, parent, nchunks;
+	uint64_t version = 0, created = 0, size = 0, cs = 0, parent = 0, nchunks = 0;
 	enum manifest_kind kind;
 	struct hash want, got;
 	int rc;
@@ -303,9 +302,9 @@ int manifest_decode(const char *buf, size_t len, struct manifest **out, char *er
 		rc = num_field(&r, "parent", MANIFEST_MAX_VERSION, &parent);
 	if (rc == 0)
 		rc = num_field(&r, "chunks", MANIFEST_MAX_CHUNKS, &nchunks);
-	if (rc == 0 && nchunks != (size + cs - 1) / cs)
+	if (rc == 0 && (cs == 0 || nchunks != (size + cs - 1) / cs))
 		rc = fail(&r, "chunks must be ceil(size / chunk-size) = %llu",
-			  (unsigned long long)((size + cs - 1) / cs));
+			  (unsigned long long)(cs ? (size + cs - 1) / cs : 0));
 	if (rc < 0)
 		goto fail;
 	m->version = (uint32_t)version;

@@ -223,8 +223,8 @@ static void test_chunking(struct store *s)
 	fill_random(a, cs, 5);
 	fill_random(tail, 1024, 6);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || pwrite(fd, a, cs, 0) != cs || pwrite(fd, z, cs, cs) != cs ||
-	    pwrite(fd, a, cs, 3 * cs) != cs || pwrite(fd, tail, 1024, 4 * cs) != 1024)
+	if (fd < 0 || pwrite(fd, a, cs, 0) != cs || pwrite(fd, z, cs, (off_t)cs) != cs ||
+	    pwrite(fd, a, cs, (off_t)3 * cs) != cs || pwrite(fd, tail, 1024, (off_t)4 * cs) != 1024)
 		abort();
 	close(fd);
 	is_int(image_import(s, "chunky", path, &o, &res), 0, "import");
