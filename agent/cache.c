@@ -851,10 +851,10 @@ int cache_commit(struct cache *c)
 {
 	const struct cache_geometry *g = &c->hdr.geo;
 	uint64_t lo[CACHE_NSLOTS], hi[CACHE_NSLOTS];
-	int r, complete = 0;
+	int r = 0, complete = 0;
 
 	if (c->npend == 0)
-		return 0;
+		goto promote; /* a crash may have left every bit in but the header not */
 	/* 1. data */
 	r = io_fdatasync(c->fd);
 	if (r < 0) {
@@ -899,6 +899,9 @@ int cache_commit(struct cache *c)
 		log_error("cache '%s': cannot persist present map: %s", c->path, strerror(-r));
 		return r;
 	}
+promote:
+	if (c->rdonly)
+		return 0;
 	for (int s = 0; s < CACHE_NSLOTS; s++)
 		if (c->hdr.slot[s].state == CACHE_SLOT_FILLING &&
 		    c->present[s] == slot_nchunks(&c->hdr, s))

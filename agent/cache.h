@@ -156,8 +156,9 @@ int cache_slot_set_active(struct cache *c, int slot);
 int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data, size_t len);
 /* Makes written chunks present: fdatasync (data), set bits, write the changed
  * present-map pages, fdatasync (maps), then COMPLETE in the header when the
- * slot is full. On a failed data fdatasync no bit is set and the chunks are
- * forgotten (they will be fetched again). */
+ * slot is full (also when nothing is pending: a crash between the last map
+ * fdatasync and that header write is finished here). On a failed data
+ * fdatasync no bit is set and the chunks are forgotten (fetched again). */
 int cache_commit(struct cache *c);
 /* Reads [off, off+len) of slot's image; every chunk it touches must be
  * present (-ENODATA otherwise, *missing = first absent chunk). */

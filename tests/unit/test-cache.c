@@ -186,6 +186,21 @@ static void test_present(void)
 	ok(memcmp(buf, img, IMG_SIZE) == 0, "whole image identical");
 	is_int(cache_gold_read(c, 0, buf, IMG_SIZE - 10, 11, NULL), -EINVAL, "read beyond end");
 	is_int(cache_close(c), 0, "clean close");
+
+	/* crash after the last map fdatasync, before the header says complete */
+	c = mk();
+	if (!c)
+		return;
+	write_all_chunks(c, 0);
+	fault("write:2:EIO"); /* write 1: the map page, 2: the header */
+	ok(cache_commit(c) < 0, "commit: header write fails");
+	fault(NULL);
+	c = reopen(c);
+	ok(c && cache_slot_present_count(c, 0) == 11, "every bit on disk");
+	ok(c && cache_header(c)->slot[0].state == CACHE_SLOT_FILLING, "header still filling");
+	ok(c && cache_commit(c) == 0 && cache_header(c)->slot[0].state == CACHE_SLOT_COMPLETE,
+	   "a commit with nothing pending finishes it: complete");
+	cache_free(c);
 }
 
 static void test_slots(void)
