@@ -1,13 +1,15 @@
 /* Unit tests for appliance/snapshot: commit from an upload file (good commit,
  * tampered chunk refused with nothing visible, inherited chunks, zero chunks,
- * bad requests), listing, export, retention pruning with tombstones, and gc
- * after pruning freeing exactly the chunks no other snapshot or image uses. */
+ * bad requests), listing, export, retention pruning with tombstones, gc after
+ * pruning freeing exactly the chunks no other snapshot or image uses, and a
+ * crash injected at every read, write, fsync and rename of a commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "appliance/gc.h"
@@ -115,6 +117,80 @@ static size_t nsnaps(struct store *s)
 		return 0;
 	free(v);
 	return n;
+}
+
+/* A crash (the process _exits as kill -9 or a power cut would leave it) at
+ * every write, fsync, rename and read of a commit: afterwards the commit is
+ * either invisible or whole, ids only grow, and the store stays sound. */
+static void test_crashes(struct store *s, const char *storedir)
+{
+	static const char *const ops[] = {"read", "write", "fsync", "rename"};
+	struct snapshot_claim c[NCH];
+	unsigned crashes = 0, bad = 0, visible = 0;
+	uint32_t last = 0;
+
+	for (size_t o = 0; o < ARRAY_SIZE(ops); o++) {
+		/* new data for each op, so its crashes hit chunk writes too */
+		for (unsigned i = 0; i < NCH; i++)
+			put_chunk(i, (unsigned)(1000 * (o + 1) + i), &c[i]);
+		for (unsigned n = 1; n < 200; n++) {
+			char spec[32];
+			int st = 0;
+			pid_t pid;
+			uint32_t id = 0;
+
+			snprintf(spec, sizeof(spec), "%s:%u:crash", ops[o], n);
+			pid = fork();
+			if (pid == 0) {
+				struct store *cs = NULL;
+				struct snapshot_commit_req rq = {.machine = "pc9",
+								 .upload_path = upload,
+								 .volume_size = VOL,
+								 .chunk_size = CS,
+								 .claims = c,
+								 .nclaims = NCH,
+								 .retention = 3};
+				struct snapshot_commit_result res;
+
+				setenv("GOLDCACHE_FAULT", spec, 1);
+				io_fault_reset();
+				if (store_open(storedir, 0, &cs) < 0)
+					_exit(2);
+				_exit(snapshot_commit(cs, &rq, &res) == 0 ? 0 : 3);
+			}
+			waitpid(pid, &st, 0);
+			if (!WIFEXITED(st) || (WEXITSTATUS(st) != 137 && WEXITSTATUS(st) != 0)) {
+				bad++;
+				diag("%s: child ended with status %d", spec, st);
+				break;
+			}
+			if (snapshot_latest(s, "pc9", &id) == 0 && id != last) {
+				/* a new snapshot is visible: it must be whole */
+				visible++;
+				if (id < last ||
+				    snapshot_export_to_file(s, "pc9", id, out, NULL) < 0 ||
+				    !files_equal(out, upload)) {
+					bad++;
+					diag("%s: snapshot pc9@%u is not whole", spec, id);
+				}
+				last = id;
+			}
+			if (WEXITSTATUS(st) == 0)
+				break; /* the n-th op is past the commit's end */
+			crashes++;
+		}
+	}
+	ok(crashes > 4 * NCH, "%u crashes injected into commits", crashes);
+	is_int(bad, 0, "every visible snapshot is whole after each crash (%u visible)", visible);
+	{
+		struct gc_result g;
+		struct verify_result vr;
+
+		is_int(image_verify(s, NULL, 0, &vr), 0, "verify after the crashes");
+		ok(vr.nbad == 0 && vr.nbad_manifests == 0, "no damaged chunk or manifest");
+		image_verify_result_release(&vr);
+		is_int(gc_collect(s, &g), 0, "gc after the crashes (no damaged manifest stops it)");
+	}
 }
 
 int main(void)
@@ -265,6 +341,12 @@ int main(void)
 	is_int(res.snapshot, 5, "fifth snapshot is 5");
 	is_int(nsnaps(s), 1, "1 snapshot left");
 
+	{
+		char *st = xasprintf("%s/store", root);
+
+		test_crashes(s, st);
+		free(st);
+	}
 	store_free(s);
 	{
 		const char *argv[] = {"rm", "-rf", root, NULL};
