@@ -310,6 +310,8 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 	struct stat st;
 	int fd = -1, r, locked = 0;
 
+	uint64_t t0 = now_ms();
+
 	memset(res, 0, sizeof(*res));
 	res->bad_chunk = -1;
 	if (!name_is_valid(rq->machine) || !name_is_valid(base_machine)) {
@@ -435,6 +437,7 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 		REFUSE(r, "cannot publish the snapshot: %s", strerror(-r));
 	}
 	res->snapshot = m->version;
+	res->elapsed_ms = now_ms() - t0;
 	if ((r = prune_locked(s, rq->machine, rq->retention, &res->pruned)) < 0) {
 		/* the snapshot is committed; pruning is retried by the next commit */
 		log_warn("snapshot %s@%u committed, retention pruning failed: %s", rq->machine,

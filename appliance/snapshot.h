@@ -47,6 +47,7 @@ struct snapshot_commit_result {
 	uint64_t zero_chunks; /* claimed chunks that were all zero */
 	uint64_t inherited; /* chunks taken from the base */
 	uint64_t pruned; /* older snapshots removed by retention */
+	uint64_t elapsed_ms; /* from the request to the published manifest */
 	int64_t bad_chunk; /* -EBADMSG: the first chunk whose data did not match, else -1 */
 	char error[256]; /* why a commit was refused (for the agent and the log) */
 };

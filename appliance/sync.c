@@ -420,6 +420,7 @@ json_t *sync_commit_status(struct sync *s, const char *name)
 	json_object_set_new(j, "zero_chunks", json_integer((json_int_t)sl->res.zero_chunks));
 	json_object_set_new(j, "inherited", json_integer((json_int_t)sl->res.inherited));
 	json_object_set_new(j, "pruned", json_integer((json_int_t)sl->res.pruned));
+	json_object_set_new(j, "elapsed_ms", json_integer((json_int_t)sl->res.elapsed_ms));
 	if (sl->state == SLOT_FAILED) {
 		json_object_set_new(j, "reason", json_string(reason(sl->err)));
 		json_object_set_new(
