@@ -1178,10 +1178,10 @@ static int snapshot_readable(struct ctx *c, const struct mref *m, uint32_t id)
 static void h_snapshot_manifest(struct ctx *c)
 {
 	char path[4096];
-	struct stat st;
+	struct stat st = {0};
 	struct mref m;
 	uint32_t id = 0;
-	int fd, rc;
+	int fd = -1, rc;
 
 	if (need_store(c) < 0)
 		return;
@@ -1212,12 +1212,14 @@ static void h_snapshot_manifest(struct ctx *c)
 	}
 	if (rc == 0)
 		rc = snapshot_manifest_path(c->a->store, m.name, id, path, sizeof(path));
-	fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-	if (rc == 0 && fd < 0)
-		rc = -errno;
-	if (rc == 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)))
-		rc = -EIO;
-	if (rc < 0) {
+	if (rc == 0) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			rc = -errno;
+		else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+			rc = -EIO;
+	}
+	if (rc != 0) {
 		if (fd >= 0)
 			close(fd);
 		if (rc == -ENOENT)

@@ -326,7 +326,7 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 			 (unsigned long long)rq->volume_size, rq->chunk_size);
 		return -EINVAL;
 	}
-	if ((r = manifest_new(rq->machine, rq->volume_size, rq->chunk_size, &m)) < 0) {
+	if (manifest_new(rq->machine, rq->volume_size, rq->chunk_size, &m) < 0) {
 		snprintf(res->error, sizeof(res->error), "volume of %llu bytes has too many chunks",
 			 (unsigned long long)rq->volume_size);
 		return -EINVAL;

@@ -179,8 +179,8 @@ int sync_commit_parse(const char *body, size_t len, struct sync_commit **out, ch
 	}
 	json_object_foreach(j, k, v)
 	{
-		if (strcmp(k, "volume_size") && strcmp(k, "chunk_size") &&
-		    strcmp(k, "base_snapshot") && strcmp(k, "chunks")) {
+		if (strcmp(k, "volume_size") != 0 && strcmp(k, "chunk_size") != 0 &&
+		    strcmp(k, "base_snapshot") != 0 && strcmp(k, "chunks") != 0) {
 			snprintf(err, errsize,
 				 "unknown key \"%.64s\" (known: volume_size, chunk_size, "
 				 "base_snapshot, chunks)",

@@ -77,7 +77,7 @@ commit() { # BODY -> seconds until done
 		sleep 0.02
 	done
 	t1=$(date +%s.%N)
-	[ "$s" = done ] || { echo "commit $s" >&2; exit 1; }
+	[ "$s" = "done" ] || { echo "commit $s" >&2; exit 1; }
 	curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit" | jq .elapsed_ms >>"$D/elapsed"
 	echo "$t1 - $t0" | bc -l
 }

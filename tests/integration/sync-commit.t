@@ -196,8 +196,10 @@ upload "$D/vol4" --base "$D/vol2" --base-snapshot 2 >"$D/body4.json"
 ok $? "gc-upload of 48 changed chunks"
 is "$(post "$D/body4.json")" 202 "POST the big commit"
 state=$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit" | jq -r .state)
-kill -KILL "$GC_PID"
-wait "$GC_PID" 2>/dev/null
+{
+	kill -KILL "$GC_PID"
+	wait "$GC_PID"
+} 2>/dev/null
 diag "goldcached killed while the commit was: $state"
 n=$(nsnaps)
 if [ "$n" = 3 ]; then
