@@ -9,7 +9,8 @@
 # arguments of the machine's profile. Each hop is read from its own evidence:
 # dnsmasq's log (captured into goldcached's log), goldcached's access log (peer,
 # status, bytes = file size), the serial console. An unknown MAC under the `refuse`
-# policy gets the refusal script and fetches no kernel.
+# policy gets the refusal script and fetches no kernel. Then dnsmasq is killed:
+# goldcached restarts it and the machine PXE-boots again through the new one.
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-lab.sh"
@@ -164,6 +165,30 @@ like "$line" " 200 " "access log: the initramfs's health check came from $IP"
 boot=$(sqlite3 -readonly "$T_DIR/state/registry.db" \
 	"select name, last_boot > 0 from machines where mac = '$MAC'")
 is "$boot" "node1|1" "the registry recorded node1's boot"
+
+# --- 3. dnsmasq killed: goldcached restarts it and node1 PXE-boots through the new one
+child_pid() { ps -o pid=,comm= --ppid "$E2E_GC_PID" | awk -v c="$1" '$2 == c { print $1 }'; }
+OLD_DNSMASQ=$(child_pid dnsmasq)
+kill -KILL "$OLD_DNSMASQ"
+wait_for 30 sh -c "ps -o pid=,comm= --ppid $E2E_GC_PID | awk '\$2 == \"dnsmasq\" && \$1 != $OLD_DNSMASQ { f = 1 } END { exit !f }'"
+ok $? "goldcached restarted dnsmasq after SIGKILL"
+like "$(cat "$GCLOG")" "dnsmasq\\[$OLD_DNSMASQ\\] exited with code 137 .*restarting" \
+	"goldcached logged dnsmasq's death and the restart"
+NEW_DNSMASQ=$(child_pid dnsmasq)
+wait_for 10 grep -q "dnsmasq\\[$NEW_DNSMASQ\\]: .*started, version" "$GCLOG"
+ALINES=$(wc -l <"$ACCESS")
+lab_qemu node1again gctap0 "$MAC" "$T_DIR/node1-again.serial"
+e2e_timeline 90 \
+	"dhcp-ack@$GCLOG=dnsmasq-dhcp\\[$NEW_DNSMASQ\\]: [0-9]+ DHCPACK\\($LAB_BR\\) [0-9.]+ $MAC" \
+	"initrd@$T_DIR/node1-again.serial=/boot/images/tiny/initrd\\.\\.\\. ok"
+ok $? "node1 PXE-boots again through the restarted dnsmasq (DHCP, script, kernel, initrd)"
+kill -KILL "$(lab_pid node1again)" 2>/dev/null
+wait "$(lab_pid node1again)" 2>/dev/null
+# (iPXE says ok once it has every byte; goldcached logs when the response ends)
+wait_for 10 sh -c "tail -n +$((ALINES + 1)) '$ACCESS' | grep -q ' /boot/images/tiny/initrd '"
+new=$(tail -n +"$((ALINES + 1))" "$ACCESS" | tr '\n' ' ')
+like "$new" "GET /boot\\.ipxe\\?mac=$HYP 200 .*GET /boot/images/tiny/kernel 200 $KSIZE .*GET /boot/images/tiny/initrd 200 $ISIZE " \
+	"access log: script, kernel and initrd again after the restart"
 
 # still supervising both children after the boots
 kids=$(ps -o comm= --ppid "$E2E_GC_PID" | sort | tr '\n' ' ')
