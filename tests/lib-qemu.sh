@@ -1,5 +1,9 @@
 # QEMU helpers for the end-to-end tests (source after tests/lib.sh):
-#   qemu_images [initramfs|tiny|all]   build what the test boots (downloads .debs once)
+#   qemu_images [initramfs|initramfs-plain|tiny|all]
+#                                      build what the test boots (downloads .debs once):
+#                                      initramfs: $GC_IMAGES/initramfs.img, with goldagent
+#                                      when $GC_BUILD/bin/goldagent exists (as make images);
+#                                      initramfs-plain: initramfs-plain.img, never an agent
 #   qemu_start NAME ARGS...            start a guest (TCG), serial console to a log file
 #   qemu_boot_args INITRD APPEND       -kernel/-initrd/-append for a direct kernel boot
 #   qemu_wait REGEX [TIMEOUT_S]        wait until the serial log matches REGEX
@@ -22,7 +26,13 @@ QEMU_NETNS=${QEMU_NETNS:-}
 qemu_images() {
 	local what=${1:-initramfs} log=$T_DIR/image-build.log
 	case "$what" in
-	initramfs) bash "$GC_SRC/image-build/initramfs.sh" >"$log" 2>&1 ;;
+	initramfs)
+		if [ -x "$GC_BUILD/bin/goldagent" ]; then
+			bash "$GC_SRC/image-build/initramfs.sh" --agent "$GC_BUILD/bin/goldagent"
+		else
+			bash "$GC_SRC/image-build/initramfs.sh"
+		fi >"$log" 2>&1 ;;
+	initramfs-plain) bash "$GC_SRC/image-build/initramfs.sh" --out "$GC_IMAGES/initramfs-plain.img" >"$log" 2>&1 ;;
 	tiny) bash "$GC_SRC/image-build/tiny-rootfs.sh" >"$log" 2>&1 ;;
 	all) bash "$GC_SRC/image-build/build-all.sh" >"$log" 2>&1 ;;
 	*) bail "qemu_images: unknown set '$what'" ;;

@@ -8,12 +8,12 @@
 . "$GC_SRC/tests/lib-qemu.sh"
 need qemu-system-x86_64 debootstrap mkfs.ext4
 
-qemu_images initramfs
+qemu_images initramfs-plain
 t_run "Debian minbase image built" bash "$GC_SRC/image-build/debian-rootfs.sh" || bail "no Debian image"
 gold=$GC_IMAGES/debian-minbase.ext4
 before=$(sha256sum <"$gold")
 
-qemu_boot_args "$GC_IMAGES/initramfs.img" \
+qemu_boot_args "$GC_IMAGES/initramfs-plain.img" \
 	"goldcache.root=/dev/vda goldcache.net=off goldcache.onfail=poweroff goldcache-debian.poweroff=1"
 GC_QEMU_MEM=1024 qemu_start debian -nic none -drive "file=$gold,if=virtio,format=raw,readonly=on" "${QEMU_BOOT_ARGS[@]}"
 qemu_wait 'goldcache: stage root lower=/dev/vda upper=ram' 60

@@ -8,10 +8,10 @@
 . "$GC_SRC/tests/lib-qemu.sh"
 need qemu-system-x86_64 cpio gzip
 
-qemu_images initramfs
+qemu_images initramfs-plain
 ok 0 "kernel and initramfs built"
 
-qemu_boot_args "$GC_IMAGES/initramfs.img" \
+qemu_boot_args "$GC_IMAGES/initramfs-plain.img" \
 	"goldcache.url=http://10.77.0.1:8080 goldcache.machine=lab-01 goldcache.mode=cache goldcache.selftest=1 goldcache.onfail=poweroff"
 qemu_start noagent -nic none "${QEMU_BOOT_ARGS[@]}"
 

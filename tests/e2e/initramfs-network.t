@@ -8,7 +8,7 @@
 . "$GC_SRC/tests/lib-qemu.sh"
 need qemu-system-x86_64 dnsmasq busybox ip
 
-qemu_images initramfs
+qemu_images initramfs-plain
 ok 0 "kernel and initramfs built"
 
 ns=$(netns_new boot)
@@ -30,7 +30,7 @@ track $!
 
 mac=52:54:00:77:00:42
 QEMU_NETNS=$ns
-qemu_boot_args "$GC_IMAGES/initramfs.img" \
+qemu_boot_args "$GC_IMAGES/initramfs-plain.img" \
 	"goldcache.url=http://10.77.0.1:8080 goldcache.machine=lab-42 goldcache.mode=stream BOOTIF=01-${mac//:/-} goldcache.onfail=poweroff"
 qemu_start net -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
 	-device "virtio-net-pci,netdev=n0,mac=$mac" "${QEMU_BOOT_ARGS[@]}"

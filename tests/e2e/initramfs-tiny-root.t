@@ -8,13 +8,13 @@
 . "$GC_SRC/tests/lib-qemu.sh"
 need qemu-system-x86_64 mkfs.ext4 debugfs
 
-qemu_images initramfs
+qemu_images initramfs-plain
 qemu_images tiny
 ok 0 "kernel, initramfs and tiny image built"
 gold=$GC_IMAGES/tiny.ext4
 before=$(sha256sum <"$gold")
 
-qemu_boot_args "$GC_IMAGES/initramfs.img" \
+qemu_boot_args "$GC_IMAGES/initramfs-plain.img" \
 	"goldcache.root=/dev/vda goldcache.net=off goldcache.onfail=poweroff goldcache-tiny.poweroff=1"
 qemu_start tiny -nic none -drive "file=$gold,if=virtio,format=raw,readonly=on" "${QEMU_BOOT_ARGS[@]}"
 

@@ -9,10 +9,11 @@
 . "$GC_SRC/tests/lib-qemu.sh"
 need qemu-system-x86_64
 
-qemu_images initramfs
+qemu_images initramfs-plain
 qemu_images tiny
 disk=$T_DIR/local.img
 t_run "local disk built" bash "$GC_SRC/image-build/local-disk.sh" --out "$disk" --size 128 --boot-size 32 \
+	--initrd "$GC_IMAGES/initramfs-plain.img" \
 	--append "goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache.machine=lab-09 goldcache.net=off goldcache.selftest=1 goldcache.root=/dev/vdb goldcache.onfail=poweroff goldcache-tiny.poweroff=1"
 
 qemu_start localdisk -nic none -drive "file=$disk,if=virtio,format=raw" \

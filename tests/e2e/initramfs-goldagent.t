@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Cache mode in a guest with the real goldagent: /init starts "goldagent attach",
+# waits for its NBD Unix sockets, connects /dev/nbd0 (gold, read-only) and /dev/nbd1
+# (machine volume) with nbd-client, formats the blank volume, mounts overlayfs and
+# switch_roots into the tiny image with the agent still running. The agent hydrates
+# the gold image on demand into its cache on the machine's disk (/dev/vdb) and tracks
+# the image's writes as dirty volume blocks; the next boot finds them. Until goldagent
+# has "attach", a wrapper maps it to "cache init" + "serve" with /dev/vda's bytes as
+# the chunk source (standing in for the appliance's LUN) and their SHA-256 list.
+# gc-test: once
+. "$GC_SRC/tests/lib.sh"
+. "$GC_SRC/tests/lib-qemu.sh"
+need qemu-system-x86_64 goldagent mkfs.ext4
+
+qemu_images tiny
+gold=$GC_IMAGES/tiny.ext4
+chunks=$(($(stat -c %s "$gold") / 1048576))
+hashes=$(for ((i = 0; i < chunks; i++)); do
+	dd if="$gold" bs=1M skip=$i count=1 status=none | sha256sum | cut -c1-64
+done)
+cat >"$T_DIR/goldagent-attach" <<EOF
+#!/bin/sh
+# stand-in for "goldagent attach": cache on /dev/vdb, gold hydrated from /dev/vda
+[ "\$1" = attach ] || exec /sbin/goldagent.bin "\$@"
+shift
+rundir=/run/goldcache/agent
+while [ \$# -gt 1 ]; do
+	[ "\$1" = --run-dir ] && rundir=\$2
+	shift 2
+done
+cache=/dev/vdb
+if ! /sbin/goldagent.bin status --cache "\$cache" >/dev/null 2>&1; then
+	echo "goldagent-attach: initialising the cache on \$cache"
+	/sbin/goldagent.bin cache init --image tiny --version 1 --chunk-size 1M \\
+		--size "\$(blockdev --getsize64 /dev/vda)" --volume-size 16M "\$cache" || exit 1
+fi
+cat >/run/goldcache/tiny.hashes <<HASHES
+$hashes
+HASHES
+# the file source takes regular files: the stand-in LUN's bytes, in RAM
+cat /dev/vda >/run/goldcache/tiny.src
+exec /sbin/goldagent.bin serve --cache "\$cache" --gold-socket "\$rundir/gold.sock" \\
+	--volume-socket "\$rundir/volume.sock" --source-file /run/goldcache/tiny.src \\
+	--hashes /run/goldcache/tiny.hashes
+EOF
+chmod +x "$T_DIR/goldagent-attach"
+img=$T_DIR/initramfs-goldagent.img
+t_run "initramfs with goldagent (and its libraries)" \
+	bash "$GC_SRC/image-build/initramfs.sh" --agent "$T_DIR/goldagent-attach" \
+	--add "$(command -v goldagent):/sbin/goldagent.bin" --out "$img"
+
+before=$(sha256sum <"$gold")
+disk=$T_DIR/disk.img
+truncate -s 64M "$disk"
+qemu_boot_args "$img" \
+	"goldcache.machine=lab-11 goldcache.mode=cache goldcache.net=off goldcache.onfail=poweroff goldcache-tiny.poweroff=1"
+disks=(-drive "file=$gold,if=virtio,format=raw,readonly=on" -drive "file=$disk,if=virtio,format=raw")
+
+qemu_start boot1 -nic none "${disks[@]}" "${QEMU_BOOT_ARGS[@]}"
+qemu_wait 'goldcache: stage modules ' 60
+ok $? "initramfs running"
+qemu_wait 'goldcache: stage agent pid [0-9]+' 60
+ok $? "goldagent started and created its sockets"
+qemu_wait 'goldcache: stage nbd gold=/dev/nbd0 volume=/dev/nbd1' 30
+ok $? "nbd-client connected the gold and volume exports"
+qemu_wait 'goldcache: machine volume /dev/nbd1 is blank: formatting it' 10
+ok $? "the blank machine volume is formatted"
+qemu_wait 'goldcache: stage root lower=/dev/nbd0 upper=volume /dev/nbd1' 30
+ok $? "overlay root: gold from goldagent below, machine volume above"
+qemu_wait '^goldcache-tiny: up' 30
+ok $? "switch_root into the gold image"
+qemu_wait '^goldcache-tiny: root writable' 10
+ok $? "the root is writable"
+qemu_wait '^goldcache-tiny: goldagent alive' 10
+ok $? "goldagent still runs after switch_root"
+qemu_wait_exit 30
+ok $? "the guest powers off"
+t1=$(qemu_stage_time root)
+is "$(sha256sum <"$gold")" "$before" "the gold image is unchanged"
+
+st=$(goldagent status --cache "$disk" 2>&1)
+like "$st" "slot A \\(active\\): [a-z]+ tiny@1, [1-9][0-9]*/$chunks chunks" "the cache on the machine's disk holds hydrated gold chunks"
+like "$st" "volume: [0-9]+ bytes, [1-9][0-9]* dirty blocks" "the machine's writes are tracked as dirty volume blocks"
+
+qemu_start boot2 -nic none "${disks[@]}" "${QEMU_BOOT_ARGS[@]}"
+qemu_wait "^goldcache-tiny: previous boot's write present: written at " 90
+ok $? "second boot: the previous boot's write is there"
+ok "$(qemu_log | grep -c 'is blank: formatting')" "second boot: the volume is not formatted again"
+qemu_wait_exit 30
+ok $? "the guest powers off"
+diag "guest uptime at stage root: first boot $t1 s, second boot $(qemu_stage_time root) s"
+diag "$(printf '%s\n' "$st" | sed -n '2p;4p' | tr '\n' ';')"
+
+done_testing
