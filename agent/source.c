@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,12 +27,28 @@
 
 /* ---- file source ---- */
 
+/* A fetch the deferring file source has queued. */
+struct deferred {
+	struct deferred *next;
+	uint64_t idx, off;
+	void *buf;
+	size_t len;
+	chunk_fetch_cb cb;
+	void *arg;
+};
+
 struct file_source {
 	int fd;
 	char *path;
+	/* GOLDAGENT_SOURCE_DEFER=1 (tests): completions are queued and delivered
+	 * from service() when an eventfd fires, as an asynchronous (iSCSI)
+	 * source would deliver them, so the serve loop's async path is tested
+	 * with real clients. */
+	int efd;
+	struct deferred *q, **qtail;
 };
 
-static int file_start(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf, size_t len,
+static void file_read(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf, size_t len,
 		      chunk_fetch_cb cb, void *arg)
 {
 	struct file_source *f = s->priv;
@@ -52,6 +69,56 @@ static int file_start(struct chunk_source *s, uint64_t idx, uint64_t off, void *
 		}
 	}
 	cb(arg, idx, r);
+}
+
+static int file_start(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf, size_t len,
+		      chunk_fetch_cb cb, void *arg)
+{
+	struct file_source *f = s->priv;
+	struct deferred *d;
+	uint64_t one = 1;
+
+	if (f->efd < 0) {
+		file_read(s, idx, off, buf, len, cb, arg);
+		return 0;
+	}
+	d = xcalloc(1, sizeof(*d));
+	*d = (struct deferred){NULL, idx, off, buf, len, cb, arg};
+	*f->qtail = d;
+	f->qtail = &d->next;
+	return write(f->efd, &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0 : -errno;
+}
+
+static int file_fd(struct chunk_source *s)
+{
+	return ((struct file_source *)s->priv)->efd;
+}
+
+static int file_events(struct chunk_source *s)
+{
+	(void)s;
+	return POLLIN;
+}
+
+static int file_service(struct chunk_source *s, int revents)
+{
+	struct file_source *f = s->priv;
+	struct deferred *d, *next;
+	uint64_t v;
+
+	if (f->efd < 0 || !(revents & POLLIN))
+		return 0;
+	if (read(f->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -errno;
+	/* detach first: a callback may queue the next fetch */
+	d = f->q;
+	f->q = NULL;
+	f->qtail = &f->q;
+	for (; d; d = next) {
+		next = d->next;
+		file_read(s, d->idx, d->off, d->buf, d->len, d->cb, d->arg);
+		free(d);
+	}
 	return 0;
 }
 
@@ -59,6 +126,14 @@ static void file_free(struct chunk_source *s)
 {
 	struct file_source *f = s->priv;
 
+	while (f->q) {
+		struct deferred *d = f->q;
+
+		f->q = d->next;
+		free(d);
+	}
+	if (f->efd >= 0)
+		close(f->efd);
 	close(f->fd);
 	free(f->path);
 	free(f);
@@ -67,6 +142,9 @@ static void file_free(struct chunk_source *s)
 static const struct chunk_source_ops file_ops = {
 	.kind = "file",
 	.start = file_start,
+	.fd = file_fd,
+	.events = file_events,
+	.service = file_service,
 	.free = file_free,
 };
 
@@ -91,6 +169,10 @@ int chunk_source_file_new(const char *path, struct chunk_source **out)
 	f = xcalloc(1, sizeof(*f));
 	f->fd = fd;
 	f->path = xstrdup(path);
+	f->efd = -1;
+	f->qtail = &f->q;
+	if (getenv("GOLDAGENT_SOURCE_DEFER") && strcmp(getenv("GOLDAGENT_SOURCE_DEFER"), "1") == 0)
+		f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s = xcalloc(1, sizeof(*s));
 	s->ops = &file_ops;
 	s->priv = f;

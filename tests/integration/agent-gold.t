@@ -64,6 +64,31 @@ t_run "  byte-identical" cmp "$d/export.img" "$d/od.img"
 agent_stop
 is "$(agent_json_field "$d/empty" '.slots[0].state')" complete "  and the cache is complete"
 
+# the same through the loop's asynchronous path: fetches complete later, from
+# the source's fd (as iSCSI ones will); three clients at once wait on them
+goldagent cache init --force --manifest "$d/m.txt" --volume-size 16M "$d/empty" >/dev/null
+GOLDAGENT_SOURCE_DEFER=1 agent_serve "$d/async.log" --cache "$d/empty" --gold-socket "$d/g4.sock" \
+	--source-file "$d/export.img" --manifest "$d/m.txt" || bail "serve async"
+u4="nbd+unix:///gold?socket=$d/g4.sock"
+nbdcopy "$u4" "$d/a1.img" 2>"$d/a1.err" &
+p1=$!
+qemu-img convert -f raw -O raw "$u4" "$d/a2.img" 2>"$d/a2.err" &
+p2=$!
+qemu-io -r -f raw -c 'read 0 6M' "$u4" >"$d/a3.out" 2>&1 &
+p3=$!
+wait $p1
+r1=$?
+wait $p2
+r2=$?
+wait $p3
+r3=$?
+is "$r1/$r2/$r3" 0/0/0 "async source: nbdcopy, qemu-img and qemu-io at once on an empty cache"
+t_run "  nbdcopy's copy byte-identical" cmp "$d/export.img" "$d/a1.img"
+t_run "  qemu-img's copy byte-identical" cmp "$d/export.img" "$d/a2.img"
+agent_stop
+is "$(agent_json_field "$d/empty" '.slots[0].state')" complete "  cache complete"
+t_run "  cache check against the manifest" goldagent cache check --manifest "$d/m.txt" "$d/empty"
+
 # tampered source: chunk 4 altered; the manifest rejects it
 cp "$d/export.img" "$d/bad.img"
 printf 'TAMPERED' | dd of="$d/bad.img" bs=1 seek=$((4 * 262144 + 1000)) conv=notrunc 2>/dev/null
@@ -77,6 +102,7 @@ agent_serve "$d/t.log" --cache "$d/t" --gold-socket "$d/g3.sock" --source-file "
 	--manifest "$d/m.txt" || bail "serve tampered"
 t_fails "serving: the tampered chunk reads as EIO" \
 	qemu-io -r -f raw -c 'read 1M 4K' "nbd+unix:///gold?socket=$d/g3.sock"
+like "$(cat "$d/t.log")" "chunk 4 from file .* does not match its hash: not stored" "  and the log says why"
 t_run "serving: a good chunk reads" qemu-io -r -f raw -c 'read -P 0 3M 4K' "nbd+unix:///gold?socket=$d/g3.sock"
 agent_stop
 is "$(agent_json_field "$d/t" '.slots[0].present')" 1 "  only the good chunk stored"

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The machine volume as a real block device: ext4 made and written through
 # nbdfuse + loop + mount (inside a private mount namespace), goldagent stopped
-# and started again, the files are still there; every volume block holding
-# data is in the dirty map (what a sync would upload), and cache check passes.
+# and started again, the files are still there; more written and goldagent
+# killed with -9: after a restart e2fsck is clean and every file intact;
+# every volume block holding data is in the dirty map (what a sync would
+# upload), and cache check passes.
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-agent.sh"
-need goldagent nbdfuse losetup mkfs.ext4 mount umount unshare fusermount3 nbdcopy perl sha256sum
+need goldagent nbdfuse losetup mkfs.ext4 e2fsck mount umount unshare fusermount3 nbdcopy perl sha256sum
 
 d=$T_DIR
 mkdir -p "$d/fuse" "$d/mnt"
@@ -51,6 +53,24 @@ t_run "after restart: mount, the files are there" in_mountns "
 mount -o ro \"\$loop\" \"$d/mnt\"
 grep -qx 'hello from the machine volume' \"$d/mnt/hello.txt\"
 cmp \"$d/payload\" \"$d/mnt/dir/payload\"
+umount \"$d/mnt\""
+# more files, then kill -9 instead of a clean stop
+head -c $((5 << 20)) /dev/urandom >"$d/payload2"
+t_run "write more, sync, umount" in_mountns "
+mount \"\$loop\" \"$d/mnt\"
+cp \"$d/payload2\" \"$d/mnt/dir/payload2\"
+sync
+umount \"$d/mnt\""
+agent_kill
+is "$(agent_json_field "$d/c" '.volume_open')" true "kill -9 left the volume open"
+agent_serve "$d/serve.log" --cache "$d/c" --volume-socket "$d/v.sock" || bail "serve after kill"
+is "$(agent_json_field "$d/c" '.unclean_stops')" 1 "restart counted the unclean stop"
+t_run "after kill -9: e2fsck clean, every file intact" in_mountns "
+e2fsck -fn \"\$loop\" >/dev/null
+mount -o ro \"\$loop\" \"$d/mnt\"
+grep -qx 'hello from the machine volume' \"$d/mnt/hello.txt\"
+cmp \"$d/payload\" \"$d/mnt/dir/payload\"
+cmp \"$d/payload2\" \"$d/mnt/dir/payload2\"
 umount \"$d/mnt\""
 t_run "export the volume" nbdcopy "nbd+unix:///volume?socket=$d/v.sock" "$d/vol.img"
 agent_kill
