@@ -24,6 +24,38 @@ static int first_name_cb(const struct registry_machine *m, void *arg)
 	return 1;
 }
 
+/* A registry written by schema version 1 (before hydrate orders) opens,
+ * migrates to 2 and keeps its rows. */
+static void test_migrate_v1(const char *dir)
+{
+	char *path = xasprintf("%s/v1.db", dir);
+	struct registry *r = NULL;
+	struct registry_machine m;
+	sqlite3 *db = NULL;
+
+	sqlite3_open(path, &db);
+	sqlite3_exec(db,
+		     "CREATE TABLE machines(mac TEXT PRIMARY KEY NOT NULL, name TEXT UNIQUE,"
+		     " first_seen INTEGER NOT NULL, last_boot INTEGER, last_sync INTEGER,"
+		     " state_at INTEGER, assigned_profile TEXT, state TEXT,"
+		     " token_hash TEXT UNIQUE, token_at INTEGER) WITHOUT ROWID;"
+		     "INSERT INTO machines(mac, name, first_seen, assigned_profile)"
+		     " VALUES ('52:54:00:00:00:07', 'old', 42, 'desk');"
+		     "PRAGMA user_version = 1;",
+		     NULL, NULL, NULL);
+	sqlite3_close(db);
+	is_int(registry_open(path, &r), 0, "a version 1 registry opens (migrated)");
+	is_int(registry_get_by_mac(r, "52:54:00:00:00:07", &m), 0, "its row is kept");
+	ok(!strcmp(m.name, "old") && m.first_seen == 42 && !strcmp(m.assigned_profile, "desk") &&
+		   m.hydrate == NULL,
+	   "with its values, and no hydrate order");
+	registry_machine_release(&m);
+	is_int(registry_set_hydrate(r, "52:54:00:00:00:07", "{\"id\":2}"), 0,
+	       "the new column is writable");
+	registry_free(r);
+	free(path);
+}
+
 int main(void)
 {
 	char *dir = tap_tmpdir();
@@ -33,6 +65,7 @@ int main(void)
 	char token[REGISTRY_TOKEN_HASH_HEX + 1], mac[18], first[65];
 	int n = 0;
 
+	test_migrate_v1(dir);
 	is_int(registry_open(path, &r), 0, "open creates the registry");
 	is_int(registry_get_by_mac(r, "52:54:00:00:00:01", &m), -ENOENT, "unknown MAC");
 	is_int(registry_record_boot(r, "52:54:00:00:00:01", "pc1", 1000), 0, "first boot");
