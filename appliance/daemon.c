@@ -134,12 +134,6 @@ struct want {
 	struct export *exp;
 };
 
-/* Registry assignments (MAC -> profile name), read once per refresh. */
-struct assignment {
-	char mac[18];
-	char profile[65];
-};
-
 struct daemon {
 	struct loop *loop;
 	const struct config *cfg; /* current: the caller's, or owned_cfg after a reload */
