@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,31 @@ static void job_free(struct job *j)
 	free(j);
 }
 
+/* After a commit, the uploaded chunks live in the store: their ranges of the
+ * upload file are freed (holes), so an appliance with many machines does not
+ * keep a second copy of every volume. Best effort: a failure costs only
+ * space. The agent never writes to the LUN while its commit runs (that data
+ * would fail verification), so no newer data is punched away. */
+static void punch_claims(const struct job *j)
+{
+	int fd = open(j->upload, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	for (size_t i = 0; i < j->c->nclaims; i++) {
+		uint64_t off = j->c->claims[i].index * j->c->chunk_size;
+		uint64_t len = MIN((uint64_t)j->c->chunk_size, j->c->volume_size - off);
+
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			      (off_t)len) < 0) {
+			log_debug("cannot free '%s' at %llu: %s", j->upload,
+				  (unsigned long long)off, strerror(errno));
+			break;
+		}
+	}
+	close(fd);
+}
+
 /* In the forked child. */
 static int job_run(void *arg)
 {
@@ -296,6 +322,8 @@ static int job_run(void *arg)
 	}
 	r = snapshot_commit(st, &rq, j->res);
 	store_free(st);
+	if (r == 0)
+		punch_claims(j);
 	return r;
 }
 

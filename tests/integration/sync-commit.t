@@ -132,6 +132,8 @@ st=$(commit_wait)
 is "$(jq -r .state <<<"$st")" "done" "the commit is done"
 is "$(jq -r .snapshot <<<"$st")" 1 "snapshot 1"
 is "$(jq -r .changed <<<"$st")" 40 "40 changed chunks"
+ok "$([ "$(stat -c %b "$UP1")" -lt 2048 ]; echo $?)" \
+	"the committed ranges of the upload file are freed ($(stat -c %b "$UP1") blocks left)"
 t_run "goldctl machine export pc1" sctl export pc1 "$D/out1"
 t_run "the snapshot is bit-identical to the volume" cmp "$D/vol1" "$D/out1"
 ok "$([ "$(stat -c %b "$D/out1")" -lt $((50 * 2048)) ]; echo $?)" "export is sparse where zero"
@@ -214,7 +216,11 @@ is "$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commi
 	none "after the restart no commit is known"
 wait_lun2 pc1 "$UP1"
 ok $? "LUN 2 is back"
-is "$(post "$D/body4.json")" 202 "the same commit again"
+# the agent saw no acknowledgement: its chunks are still dirty, so it uploads
+# them again (a commit that did finish freed them from the upload file)
+upload "$D/vol4" --base "$D/vol2" --base-snapshot 2 >"$D/body4.json"
+ok $? "the agent uploads its dirty chunks again"
+is "$(post "$D/body4.json")" 202 "and commits again"
 st=$(commit_wait)
 is "$(jq -r .state <<<"$st")" "done" "goes through"
 last=$(jq -r .snapshot <<<"$st")
