@@ -88,7 +88,22 @@ ok $? "second boot: the previous boot's write is there"
 ok "$(qemu_log | grep -c 'is blank: formatting')" "second boot: the volume is not formatted again"
 qemu_wait_exit 30
 ok $? "the guest powers off"
-diag "guest uptime at stage root: first boot $t1 s, second boot $(qemu_stage_time root) s"
+t2=$(qemu_stage_time root)
+
+# stream mode: gold from the agent, RAM upper; the volume is not used
+qemu_boot_args "$img" \
+	"goldcache.machine=lab-11 goldcache.mode=stream goldcache.net=off goldcache.onfail=poweroff goldcache-tiny.poweroff=1"
+qemu_start boot3 -nic none "${disks[@]}" "${QEMU_BOOT_ARGS[@]}"
+qemu_wait 'goldcache: stage nbd gold=/dev/nbd0 t=' 90
+ok $? "stream mode: only the gold export is connected"
+qemu_wait 'goldcache: stage root lower=/dev/nbd0 upper=ram' 30
+ok $? "stream mode: overlay root with a RAM upper"
+qemu_wait '^goldcache-tiny: root writable' 30
+ok $? "stream mode: the root is writable"
+ok "$(qemu_log | grep -c "previous boot's write present")" "stream mode: nothing of the volume's writes shows"
+qemu_wait_exit 30
+ok $? "the guest powers off"
+diag "guest uptime at stage root: cache first boot $t1 s, second $t2 s, stream $(qemu_stage_time root) s"
 diag "$(printf '%s\n' "$st" | sed -n '2p;4p' | tr '\n' ';')"
 
 done_testing
