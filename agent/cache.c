@@ -758,6 +758,13 @@ int cache_chunk_present(const struct cache *c, int slot, uint64_t idx)
 	return bit_get(c->pmap[slot], idx);
 }
 
+int cache_chunk_pending(const struct cache *c, int slot, uint64_t idx)
+{
+	if (!slot_ok(c, slot) || idx >= slot_nchunks(&c->hdr, slot))
+		return 0;
+	return bit_get(c->pend[slot], idx);
+}
+
 uint64_t cache_slot_present_count(const struct cache *c, int slot)
 {
 	if (!slot_ok(c, slot))

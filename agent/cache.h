@@ -141,6 +141,8 @@ uint64_t cache_slot_chunks(const struct cache *c, int slot); /* chunks of its im
 /* Bytes of chunk idx in slot (the last one may be short). */
 size_t cache_chunk_len(const struct cache *c, int slot, uint64_t idx);
 int cache_chunk_present(const struct cache *c, int slot, uint64_t idx);
+/* Written and waiting for cache_commit() (not present yet). */
+int cache_chunk_pending(const struct cache *c, int slot, uint64_t idx);
 uint64_t cache_slot_present_count(const struct cache *c, int slot);
 
 /* Assigns slot to an image version: header (EMPTY) durable, present map

@@ -9,7 +9,7 @@
  *   goldagent status [--json] --cache FILE
  *   goldagent hydrate --cache FILE --source-file F [--manifest F | --hashes F]
  *   goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]
- *                   [--source-file F] [--manifest F | --hashes F]
+ *                   [--source-file F [--hydrate]] [--manifest F | --hashes F]
  *
  * --manifest (lib/manifest.h, e.g. from `goldctl image manifest`) or --hashes
  * (one SHA-256 or "zero" per line) name each chunk's expected content: a
@@ -52,6 +52,7 @@ enum {
 	OPT_VERBOSE,
 	OPT_MANIFEST,
 	OPT_COMMIT,
+	OPT_HYDRATE,
 };
 
 static const struct option long_opts[] = {
@@ -74,6 +75,7 @@ static const struct option long_opts[] = {
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"manifest", required_argument, NULL, OPT_MANIFEST},
 	{"commit-every", required_argument, NULL, OPT_COMMIT},
+	{"hydrate", no_argument, NULL, OPT_HYDRATE},
 	{NULL, 0, NULL, 0},
 };
 
@@ -81,7 +83,7 @@ struct args {
 	const char *image, *version, *hashes, *manifest, *source, *cache, *gold_sock, *vol_sock,
 		*file;
 	uint64_t chunk, size, volsize, dirtyblk, capacity, commit;
-	int force, repair, json, slot;
+	int force, repair, json, slot, hydrate;
 };
 
 static void usage(void)
@@ -97,7 +99,8 @@ static void usage(void)
 	      "  goldagent hydrate --cache FILE --source-file F [--manifest F | --hashes F]\n"
 	      "                    [--slot A|B] [--commit-every BYTES]\n"
 	      "  goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]\n"
-	      "                  [--source-file F] [--manifest F | --hashes F] [--slot A|B]\n"
+	      "                  [--source-file F [--hydrate]] [--manifest F | --hashes F]\n"
+	      "                  [--slot A|B]\n"
 	      "sizes take K, M, G, T suffixes (binary); -v / --verbose logs more\n",
 	      stderr);
 	exit(2);
@@ -154,6 +157,9 @@ static void parse_args(int argc, char **argv, struct args *a)
 			break;
 		case OPT_MANIFEST:
 			a->manifest = optarg;
+			break;
+		case OPT_HYDRATE:
+			a->hydrate = 1;
 			break;
 		case OPT_COMMIT:
 			a->commit = size_arg("commit-every", optarg);
@@ -545,6 +551,9 @@ static int cmd_serve(struct args *a)
 	o.hashes = a->hashes || a->manifest ? &hs : NULL;
 	o.gold_socket = a->gold_sock;
 	o.volume_socket = a->vol_sock;
+	if (a->hydrate && !src)
+		die(2, "--hydrate needs a source (--source-file)");
+	o.hydrate_depth = a->hydrate ? 4 : 0;
 	if (o.hashes && o.hashes->n != cache_slot_chunks(c, o.gold_slot)) {
 		log_error("hash list '%s' has %llu chunks, the gold image %llu", a->hashes,
 			  (unsigned long long)o.hashes->n,

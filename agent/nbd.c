@@ -53,6 +53,7 @@ struct fetch {
 	uint8_t *buf;
 	size_t len;
 	int done, err;
+	int background; /* started by the hydrator, not by a reader */
 	struct nbd_session **waiters;
 	size_t nwaiters, cap;
 };
@@ -68,7 +69,15 @@ struct nbd_server {
 	uint32_t src_events;
 	int src_fd;
 	sigset_t oldmask;
+	/* background hydration */
+	uint64_t hyd_next; /* next chunk to consider */
+	unsigned hyd_inflight; /* background fetches not completed */
+	uint64_t hyd_since; /* bytes written since the last commit */
+	uint64_t hyd_fetched, hyd_rejected;
+	int hyd_done;
 };
+
+#define HYD_COMMIT_BYTES (32ull << 20)
 
 /* ---- gold export ---- */
 
@@ -86,10 +95,21 @@ static void fetch_done(void *arg, uint64_t idx, int err)
 	}
 	if (err == 0)
 		err = cache_chunk_write(c, srv->o.gold_slot, idx, f->buf, f->len);
-	if (err == 0)
+	if (err == 0 && f->background) {
+		srv->hyd_fetched++;
+		srv->hyd_since += f->len;
+	}
+	/* a reader waits: present now; background only: in batches */
+	if (err == 0 && (!f->background || f->nwaiters || srv->hyd_since >= HYD_COMMIT_BYTES)) {
 		err = cache_commit(c);
+		srv->hyd_since = 0;
+	}
+	if (err < 0 && f->background)
+		srv->hyd_rejected++;
 	if (err < 0 && err != -EIO)
 		err = -EIO;
+	if (f->background)
+		srv->hyd_inflight--;
 	f->done = 1;
 	f->err = err;
 	for (size_t i = 0; i < f->nwaiters; i++)
@@ -124,6 +144,14 @@ static int gold_read(void *priv, void *waiter, void *buf, uint64_t off, uint32_t
 
 		if (r != -ENODATA)
 			return r;
+		if (cache_chunk_pending(c, slot, missing)) {
+			/* hydrated in the background, not committed yet: now */
+			r = cache_commit(c);
+			srv->hyd_since = 0;
+			if (r < 0)
+				return -EIO;
+			continue;
+		}
 		if (!srv->o.source) {
 			log_error(
 				"gold '%s@%s': read at %llu+%u needs chunk %llu (bytes %llu-%llu), "
@@ -561,8 +589,74 @@ static void run_woken(struct nbd_server *srv)
 	}
 }
 
+/* Starts background fetches up to the depth; at most depth per call, so the
+ * loop serves clients between batches even with a synchronous source.
+ * Returns 1 while there is more to start. */
+static int hydrate_pump(struct nbd_server *srv)
+{
+	struct cache *c = srv->o.cache;
+	int slot = srv->o.gold_slot;
+	uint64_t n = cache_slot_chunks(c, slot), cs = cache_header(c)->geo.chunk_size;
+	unsigned started = 0;
+
+	if (!srv->o.hydrate_depth || !srv->o.source || srv->hyd_done)
+		return 0;
+	while (srv->hyd_inflight < srv->o.hydrate_depth && started < srv->o.hydrate_depth &&
+	       srv->hyd_next < n) {
+		uint64_t i = srv->hyd_next++;
+		struct fetch *f;
+		int r;
+
+		if (cache_chunk_present(c, slot, i) || cache_chunk_pending(c, slot, i))
+			continue;
+		for (f = srv->fetches; f; f = f->next)
+			if (f->idx == i)
+				break;
+		if (f)
+			continue; /* a reader's fetch has it */
+		f = xcalloc(1, sizeof(*f));
+		f->srv = srv;
+		f->idx = i;
+		f->background = 1;
+		f->len = cache_chunk_len(c, slot, i);
+		f->buf = xmalloc(f->len);
+		f->next = srv->fetches;
+		srv->fetches = f;
+		srv->hyd_inflight++;
+		started++;
+		if (srv->o.hashes && i < srv->o.hashes->n && srv->o.hashes->zero[i]) {
+			memset(f->buf, 0, f->len);
+			fetch_done(f, i, 0);
+		} else {
+			r = srv->o.source->ops->start(srv->o.source, i, i * cs, f->buf, f->len,
+						      fetch_done, f);
+			if (r < 0)
+				fetch_done(f, i, r);
+		}
+	}
+	if (srv->hyd_next < n)
+		return 1;
+	if (srv->hyd_inflight)
+		return 0;
+	/* everything started has completed */
+	cache_commit(c);
+	srv->hyd_since = 0;
+	srv->hyd_done = 1;
+	if (cache_slot_present_count(c, slot) == n)
+		log_info("background hydration complete: %llu chunks fetched",
+			 (unsigned long long)srv->hyd_fetched);
+	else
+		log_error("background hydration ended with %llu of %llu chunks present "
+			  "(%llu rejected or failed): the rest is fetched on demand",
+			  (unsigned long long)cache_slot_present_count(c, slot),
+			  (unsigned long long)n, (unsigned long long)srv->hyd_rejected);
+	return 0;
+}
+
 int nbd_server_run(struct nbd_server *srv)
 {
+	int more = srv->o.hydrate_depth > 0; /* start hydrating before any client */
+
 	struct epoll_event evs[64];
 
 	log_info("serving%s%s%s%s (cache '%s')", srv->path[0] ? " gold on " : "",
@@ -570,7 +664,9 @@ int nbd_server_run(struct nbd_server *srv)
 		 srv->path[1] ? srv->path[1] : "", cache_path(srv->o.cache));
 	for (;;) {
 		int n = epoll_wait(srv->epfd, evs, (int)ARRAY_SIZE(evs),
-				   srv->src_fd >= 0 ? 1000 : -1);
+				   more		      ? 0
+				   : srv->src_fd >= 0 ? 1000
+						      : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -620,6 +716,8 @@ int nbd_server_run(struct nbd_server *srv)
 				srv->src_events = want;
 			}
 		}
+		run_woken(srv);
+		more = hydrate_pump(srv);
 		run_woken(srv);
 	}
 }

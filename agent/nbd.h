@@ -5,7 +5,9 @@
  * A gold read that touches an absent chunk asks the chunk source (if any) for
  * it, verifies it against the expected hashes, stores it (data, fdatasync,
  * present bit) and then answers; with no source the read fails with EIO and
- * the log names the missing chunk. */
+ * the log names the missing chunk. With hydrate_depth, the loop also fills
+ * every absent chunk in the background (between client requests), committing
+ * in batches; a reader that needs one of them gets it committed at once. */
 #ifndef GC_AGENT_NBD_H
 #define GC_AGENT_NBD_H
 
@@ -23,6 +25,7 @@ struct nbd_server_opts {
 	const char *gold_socket; /* NULL: no gold export */
 	const char *volume_socket; /* NULL: no volume export */
 	unsigned max_clients; /* 0: 64 */
+	unsigned hydrate_depth; /* >0: fetch absent chunks in the background (needs a source) */
 };
 
 struct nbd_server;

@@ -89,6 +89,23 @@ agent_stop
 is "$(agent_json_field "$d/empty" '.slots[0].state')" complete "  cache complete"
 t_run "  cache check against the manifest" goldagent cache check --manifest "$d/m.txt" "$d/empty"
 
+# background hydration while a client reads, synchronous and asynchronous source
+state_complete() { [ "$(agent_json_field "$1" '.slots[0].state')" = complete ]; }
+for mode in sync async; do
+	goldagent cache init --force --manifest "$d/m.txt" --volume-size 16M "$d/bg" >/dev/null
+	defer=0
+	[ $mode = async ] && defer=1
+	GOLDAGENT_SOURCE_DEFER=$defer agent_serve "$d/bg.log" --cache "$d/bg" --gold-socket "$d/g5.sock" \
+		--source-file "$d/export.img" --manifest "$d/m.txt" --hydrate || bail "serve --hydrate"
+	t_run "$mode: a client reads while the background hydrates" \
+		nbdcopy "nbd+unix:///gold?socket=$d/g5.sock" "$d/bg.img"
+	t_run "  byte-identical" cmp "$d/export.img" "$d/bg.img"
+	t_run "  background hydration completes" wait_for 60 state_complete "$d/bg"
+	agent_stop
+	like "$(cat "$d/bg.log")" "background hydration complete" "  and says so"
+	t_run "  cache check against the manifest" goldagent cache check --manifest "$d/m.txt" "$d/bg"
+done
+
 # tampered source: chunk 4 altered; the manifest rejects it
 cp "$d/export.img" "$d/bad.img"
 printf 'TAMPERED' | dd of="$d/bad.img" bs=1 seek=$((4 * 262144 + 1000)) conv=notrunc 2>/dev/null
@@ -106,5 +123,11 @@ like "$(cat "$d/t.log")" "chunk 4 from file .* does not match its hash: not stor
 t_run "serving: a good chunk reads" qemu-io -r -f raw -c 'read -P 0 3M 4K' "nbd+unix:///gold?socket=$d/g3.sock"
 agent_stop
 is "$(agent_json_field "$d/t" '.slots[0].present')" 1 "  only the good chunk stored"
+agent_serve "$d/t.log" --cache "$d/t" --gold-socket "$d/g3.sock" --source-file "$d/bad.img" \
+	--manifest "$d/m.txt" --hydrate || bail "serve tampered --hydrate"
+t_run "background hydration from the tampered source ends" \
+	wait_for 60 grep -q 'background hydration ended with 23 of 24' "$d/t.log"
+agent_stop
+is "$(agent_json_field "$d/t" '.slots[0].present')" 23 "  23 chunks present, not the tampered one"
 t_run "cache check against the manifest passes" goldagent cache check --manifest "$d/m.txt" "$d/t"
 done_testing
