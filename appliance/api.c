@@ -1062,6 +1062,26 @@ static int need_sync(struct ctx *c)
 	return -ENODEV;
 }
 
+struct pin_ctx {
+	const char *name;
+	struct sync_commit *sc;
+};
+
+static int pin_row(const struct registry_machine *rm, void *arg)
+{
+	struct pin_ctx *p = arg;
+	json_t *h = rm->hydrate ? json_loads(rm->hydrate, 0, NULL) : NULL;
+	const char *from = json_string_value(json_object_get(h, "from"));
+	json_int_t id = json_integer_value(json_object_get(h, "snapshot"));
+
+	if (from && strcmp(from, p->name) == 0 && id > 0 && id <= MANIFEST_MAX_VERSION) {
+		p->sc->pinned = xrealloc(p->sc->pinned, (p->sc->npinned + 1) * sizeof(uint32_t));
+		p->sc->pinned[p->sc->npinned++] = (uint32_t)id;
+	}
+	json_decref(h);
+	return 0;
+}
+
 static void h_commit(struct ctx *c)
 {
 	const struct config_profile *p;
@@ -1099,6 +1119,8 @@ static void h_commit(struct ctx *c)
 		sync_commit_free(sc);
 		return;
 	}
+	/* snapshots of this machine that pending orders name survive retention */
+	registry_each(c->a->reg, pin_row, &(struct pin_ctx){m.name, sc});
 	rc = sync_commit_start(c->a->sync, m.name, p->retention, sc);
 	if (rc == -EBUSY) {
 		http_error(c->resp, 409, "a commit of '%s' is running: poll GET %s", m.name,

@@ -228,7 +228,18 @@ static int publish(struct store *s, struct manifest *m)
 	}
 }
 
-static int prune_locked(struct store *s, const char *machine, unsigned keep, uint64_t *removed)
+static int is_pinned(uint32_t id, const uint32_t *pinned, size_t npinned)
+{
+	for (size_t i = 0; i < npinned; i++)
+		if (pinned[i] == id)
+			return 1;
+	return 0;
+}
+
+/* Keeps the newest keep snapshots and every pinned one (named by a pending
+ * restore/reset order), tombstones the rest. */
+static int prune_locked(struct store *s, const char *machine, unsigned keep, const uint32_t *pinned,
+			size_t npinned, uint64_t *removed)
 {
 	char dir[4096], from[4096], to[4096];
 	uint32_t *v = NULL, max_used;
@@ -245,6 +256,8 @@ static int prune_locked(struct store *s, const char *machine, unsigned keep, uin
 	if (r < 0 || (r = snap_dir(s, machine, dir, sizeof(dir))) < 0)
 		goto out;
 	for (size_t i = 0; i + keep < n; i++) {
+		if (is_pinned(v[i], pinned, npinned))
+			continue;
 		if ((r = fmt_buf(from, sizeof(from), "%s/%u.manifest", dir, v[i])) < 0 ||
 		    (r = fmt_buf(to, sizeof(to), "%s/%u.removed", dir, v[i])) < 0)
 			goto out;
@@ -270,7 +283,7 @@ int snapshot_prune(struct store *s, const char *machine, unsigned keep, uint64_t
 
 	if (r < 0)
 		return r;
-	r = prune_locked(s, machine, keep, removed);
+	r = prune_locked(s, machine, keep, NULL, 0, removed);
 	store_unlock(s);
 	return r;
 }
@@ -438,7 +451,8 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 	}
 	res->snapshot = m->version;
 	res->elapsed_ms = now_ms() - t0;
-	if ((r = prune_locked(s, rq->machine, rq->retention, &res->pruned)) < 0) {
+	if ((r = prune_locked(s, rq->machine, rq->retention, rq->pinned, rq->npinned,
+			      &res->pruned)) < 0) {
 		/* the snapshot is committed; pruning is retried by the next commit */
 		log_warn("snapshot %s@%u committed, retention pruning failed: %s", rq->machine,
 			 m->version, strerror(-r));

@@ -38,6 +38,8 @@ struct snapshot_commit_req {
 	const struct snapshot_claim *claims; /* any order, each index at most once */
 	size_t nclaims;
 	unsigned retention; /* keep the newest N snapshots after committing; 0: all */
+	const uint32_t *pinned; /* ids of machine kept beyond retention (pending orders) */
+	size_t npinned;
 };
 
 struct snapshot_commit_result {

@@ -143,6 +143,7 @@ void sync_commit_free(struct sync_commit *c)
 	if (!c)
 		return;
 	free(c->claims);
+	free(c->pinned);
 	free(c);
 }
 
@@ -310,6 +311,8 @@ static int job_run(void *arg)
 		.claims = j->c->claims,
 		.nclaims = j->c->nclaims,
 		.retention = j->retention,
+		.pinned = j->c->pinned,
+		.npinned = j->c->npinned,
 	};
 	struct store *st = NULL;
 	int r = store_open(j->s->store_root, 1, &st);

@@ -35,6 +35,9 @@ struct sync_commit {
 	uint32_t base; /* 0: none */
 	struct snapshot_claim *claims;
 	size_t nclaims;
+	uint32_t *pinned; /* snapshots of the machine retention must keep (set by the
+			   * caller: those pending restore/reset orders name), heap */
+	size_t npinned;
 };
 
 /* 0 and *out, or -errno (logged). The upload files live in uploads_dir (created). */

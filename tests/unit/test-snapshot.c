@@ -340,6 +340,27 @@ int main(void)
 	is_int(commit(s, 4, c, 1, 1, &res), 0, "commit with retention 1");
 	is_int(res.snapshot, 5, "fifth snapshot is 5");
 	is_int(nsnaps(s), 1, "1 snapshot left");
+	{
+		uint32_t pin = 5;
+		struct snapshot_commit_req rq = {.machine = "pc1",
+						 .upload_path = upload,
+						 .volume_size = VOL,
+						 .chunk_size = CS,
+						 .base = 5,
+						 .claims = c,
+						 .nclaims = 1,
+						 .retention = 1,
+						 .pinned = &pin,
+						 .npinned = 1};
+
+		is_int(snapshot_commit(s, &rq, &res), 0, "commit with retention 1, 5 pinned");
+		is_int(nsnaps(s), 2, "the pinned snapshot 5 survives retention");
+		rq.base = 6;
+		rq.npinned = 0;
+		is_int(snapshot_commit(s, &rq, &res), 0, "commit with nothing pinned");
+		is_int(res.pruned, 2, "5 and 6 pruned now");
+		is_int(nsnaps(s), 1, "1 snapshot left");
+	}
 
 	{
 		char *st = xasprintf("%s/store", root);

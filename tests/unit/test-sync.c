@@ -282,6 +282,26 @@ static void test_routes(void)
 		free(bad);
 		json_decref(j);
 	}
+	/* a pending order pins its snapshot against the source's retention (2) */
+	is_int(req("POST", "/api/v1/machines/pc3/restore", ADMIN, "{\"from\":\"pc1\"}"), 200,
+	       "restore pc3 from pc1@1 again");
+	for (unsigned k = 0; k < 3; k++) {
+		char *cj;
+
+		claims[0] = '\0';
+		put(claims, sizeof(claims), 2, 0x50 + k, 0);
+		cj = xasprintf("{\"volume_size\":%u,\"chunk_size\":%u,\"base_snapshot\":null,"
+			       "\"chunks\":[%s]}",
+			       VOL, CS, claims);
+		is_int(req("POST", "/api/v1/machines/pc1/commit", t1, cj), 202, "commit %u of pc1",
+		       k);
+		is_str(wait_commit(t1), "done", "done");
+		free(cj);
+	}
+	is_int(req("GET", "/api/v1/machines/pc1/snapshots/1/manifest", t3, NULL), 200,
+	       "pc1@1 outlives retention 2 while pc3's order names it");
+	is_int(req("GET", "/api/v1/machines/pc1/snapshots/2/manifest", ADMIN, NULL), 404,
+	       "while pc1@2 (unpinned) was pruned");
 	is_int(req("POST", "/api/v1/machines/pc1/reset", ADMIN, "{}"), 200, "reset pc1");
 	ok(has("\"kind\":\"reset\"") && has("\"from\":null"), "to a fresh volume");
 	is_int(req("POST", "/api/v1/machines/pc1/reset", ADMIN, "{\"snapshot\":1}"), 200,
@@ -290,7 +310,7 @@ static void test_routes(void)
 	is_int(req("POST", "/api/v1/machines/pc1/reset", ADMIN, "{\"snapshot\":0}"), 400,
 	       "snapshot 0 refused");
 	is_int(req("GET", "/api/v1/machines/pc1", t1, NULL), 200, "pc1's state");
-	ok(has("\"latest_snapshot\":1") && has("\"volume_size\":4194304"),
+	ok(has("\"latest_snapshot\":4") && has("\"volume_size\":4194304"),
 	   "shows its newest snapshot and volume size");
 
 	/* a commit killed by a shutdown: failed, and the gone callback runs */
