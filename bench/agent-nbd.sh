@@ -42,7 +42,7 @@ secs() {
 	t0=$(date +%s%N)
 	"$@" >/dev/null 2>&1
 	t1=$(date +%s%N)
-	echo "scale=3; ($t1 - $t0) / 1000000000" | bc
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'
 }
 best() { sort -n | head -1; }
 direct() { dd if="$d/c" of=/dev/null bs=1M iflag=skip_bytes,count_bytes skip="$slot" count=$((mb << 20)); }
@@ -65,11 +65,12 @@ cd_=$(pick cd)
 cn=$(pick cn)
 wd=$(pick wd)
 wn=$(pick wn)
-rate() { echo "scale=0; $mb / $1" | bc; }
+rate() { awk -v m="$mb" -v t="$1" 'BEGIN { printf "%d\n", m / t }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
 printf 'agent-nbd: %d MiB of gold from a complete cache, best of %d (interleaved)\n' "$mb" "$reps"
 printf '  %-44s %6s MiB/s\n' "cold: direct read (dd of the slot)" "$(rate "$cd_")" \
 	"cold: goldagent NBD (nbdcopy to null:)" "$(rate "$cn")" \
 	"warm: direct read (dd of the slot)" "$(rate "$wd")" \
 	"warm: goldagent NBD (nbdcopy to null:)" "$(rate "$wn")"
-printf '  ratio nbd/direct, cold cache file: %sx (goal >= 0.7x)\n' "$(echo "scale=2; $cd_ / $cn" | bc)"
-printf '  ratio nbd/direct, warm (page cache): %sx\n' "$(echo "scale=2; $wd / $wn" | bc)"
+printf '  ratio nbd/direct, cold cache file: %sx (goal >= 0.7x)\n' "$(ratio "$cd_" "$cn")"
+printf '  ratio nbd/direct, warm (page cache): %sx\n' "$(ratio "$wd" "$wn")"
