@@ -1030,15 +1030,21 @@ static void h_health(struct ctx *c)
 
 /* ---- sync back, snapshots, restore (docs/sync.md) ---- */
 
-size_t api_body_limit(void *arg, const char *method, const char *path)
+size_t api_body_limit(void *arg, const char *method, const char *path, const char *authorization)
 {
-	char caps[MAX_CAPS][SEG_MAX + 1];
+	struct http_response resp = {.fd = -1};
+	struct http_request req = {.method = method, .path = path, .authorization = authorization};
+	struct ctx c = {.a = arg, .req = &req, .resp = &resp};
+	struct mref m;
+	size_t lim = 0;
 
-	(void)arg;
 	if (strcmp(method, "POST") == 0 &&
-	    api_route_match("/api/v1/machines/*/commit", path, caps, MAX_CAPS) == 1)
-		return SYNC_MAX_BODY;
-	return 0;
+	    api_route_match("/api/v1/machines/*/commit", path, c.caps, MAX_CAPS) == 1 &&
+	    authenticate(&c, WHO_SELF) == 0 && !c.caller.admin &&
+	    mref_resolve(c.a, c.caps[0], &m) == 0 && strcmp(c.caller.mac, m.mac_str) == 0)
+		lim = SYNC_MAX_BODY;
+	free(resp.body); /* authenticate's error, if any: the route answers itself */
+	return lim;
 }
 
 /* The profile machine m boots, from its registry row; NULL: refused. */

@@ -58,8 +58,10 @@ void api_free(struct api *a);
 /* Points the API at a new config (SIGHUP); the old one may be freed after. */
 void api_set_config(struct api *a, const struct config *cfg);
 
-/* http_opts.body_limit: larger bodies for POST .../commit (SYNC_MAX_BODY). */
-size_t api_body_limit(void *arg, const char *method, const char *path);
+/* http_opts.body_limit: SYNC_MAX_BODY for POST /api/v1/machines/NAME/commit
+ * carrying NAME's own agent token (checked before the body is read, so
+ * strangers cannot make goldcached buffer large bodies); 0 otherwise. */
+size_t api_body_limit(void *arg, const char *method, const char *path, const char *authorization);
 
 /* The http_handler: arg is the struct api. */
 void api_handle(void *arg, const struct http_request *req, struct http_response *resp);

@@ -41,7 +41,8 @@ struct http_server {
 	http_handler handler;
 	void *arg;
 	size_t max_body;
-	size_t (*body_limit)(void *arg, const char *method, const char *path);
+	size_t (*body_limit)(void *arg, const char *method, const char *path,
+			     const char *authorization);
 	char *log_path;
 	int log_fd;
 	uint16_t port;
@@ -268,7 +269,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
 		snprintf(r->method, sizeof(r->method), "%s", method);
 		r->max_body = s->max_body;
 		if (s->body_limit && !r->bad_uri) {
-			size_t lim = s->body_limit(s->arg, r->method, r->path);
+			size_t lim = s->body_limit(
+				s->arg, r->method, r->path,
+				MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+							    MHD_HTTP_HEADER_AUTHORIZATION));
 
 			if (lim)
 				r->max_body = lim;

@@ -48,9 +48,11 @@ struct http_opts {
 	unsigned max_conns;
 	unsigned timeout_s;
 	const char *access_log; /* path, appended to; NULL: no access log */
-	/* Optional: the body limit of one request (a route that takes large bodies),
-	 * asked once its method and path are known; arg is the handler's. 0: max_body. */
-	size_t (*body_limit)(void *arg, const char *method, const char *path);
+	/* Optional: the body limit of one request (a route that takes large bodies
+	 * from authenticated callers), asked once its method, path and headers are
+	 * known; authorization may be NULL; arg is the handler's. 0: max_body. */
+	size_t (*body_limit)(void *arg, const char *method, const char *path,
+			     const char *authorization);
 };
 
 struct http_server;

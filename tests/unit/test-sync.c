@@ -181,11 +181,6 @@ static void test_routes(void)
 	char claims[8192] = "", *json, *t1, *t2, *t3, path[256];
 	struct stat st;
 
-	is_int(api_body_limit(NULL, "POST", "/api/v1/machines/pc1/commit"), (int)SYNC_MAX_BODY,
-	       "commit bodies get the large limit");
-	is_int(api_body_limit(NULL, "POST", "/api/v1/machines/pc1/state"), 0, "others do not");
-	is_int(api_body_limit(NULL, "GET", "/api/v1/machines/pc1/commit"), 0, "nor GETs");
-
 	is_int(sync_upload_ensure(uploads, "pc1", VOL), 0, "upload file for pc1");
 	snprintf(path, sizeof(path), "%s/pc1.img", uploads);
 	ok(stat(path, &st) == 0 && st.st_size == VOL && st.st_blocks == 0, "sized and sparse");
@@ -196,6 +191,24 @@ static void test_routes(void)
 	t2 = token("pc2");
 	t3 = token("pc3");
 	ok(t1 && t2 && t3, "agent tokens");
+	{
+		char a1[128], a3[128];
+
+		snprintf(a1, sizeof(a1), "Bearer %s", t1);
+		snprintf(a3, sizeof(a3), "Bearer %s", t3);
+		is_int(api_body_limit(api, "POST", "/api/v1/machines/pc1/commit", a1),
+		       (int)SYNC_MAX_BODY, "pc1's commit body gets the large limit");
+		is_int(api_body_limit(api, "POST", "/api/v1/machines/pc1/commit", a3), 0,
+		       "not with another machine's token");
+		is_int(api_body_limit(api, "POST", "/api/v1/machines/pc1/commit", NULL), 0,
+		       "nor without a token");
+		is_int(api_body_limit(api, "POST", "/api/v1/machines/pc1/commit", "Bearer " ADMIN),
+		       0, "nor with the admin token");
+		is_int(api_body_limit(api, "POST", "/api/v1/machines/pc1/state", a1), 0,
+		       "nor on other routes");
+		is_int(api_body_limit(api, "GET", "/api/v1/machines/pc1/commit", a1), 0,
+		       "nor for GETs");
+	}
 	put(claims, sizeof(claims), 0, 0x11, 0);
 	put(claims, sizeof(claims), 5, 0x22, 0);
 	json = xasprintf("{\"volume_size\":%u,\"chunk_size\":%u,\"base_snapshot\":null,"
