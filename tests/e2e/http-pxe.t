@@ -7,6 +7,7 @@
 # appliance's health URL. Checks the guest's console and goldcached's registry
 # and access log.
 # gc-test: once
+# gc-test: slow (pxe-appliance.t covers the same chain in make check)
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-lab.sh"
 . "$GC_SRC/tests/lib-qemu.sh"
