@@ -10,6 +10,10 @@
 #   qemu_wait_exit [TIMEOUT_S]         wait until the guest powers off
 #   qemu_stop                          stop the guest (by PID)
 #   qemu_log                           the serial log so far
+#   qemu_agent_initramfs GOLD NAME VOLSIZE OUT
+#                                      an initramfs whose "goldagent attach" is the real
+#                                      goldagent serving GOLD (the guest's /dev/vda) from
+#                                      a cache on /dev/vdb (until attach exists)
 # The guest runs as a child of the test, tracked by PID; set QEMU_NETNS to start it
 # inside a network namespace (for a tap device made there). Images come from
 # GC_IMAGES (default build/images of the source tree), shared by all test runs.
@@ -119,4 +123,48 @@ qemu_stop() {
 # qemu_stage_time NAME: the guest uptime (s) at which /init announced stage NAME.
 qemu_stage_time() {
 	qemu_log | sed -n "s/^goldcache: stage $1 .*t=\([0-9.]*\).*/\1/p; s/^goldcache: stage $1 t=\([0-9.]*\).*/\1/p" | head -n 1
+}
+
+# qemu_agent_initramfs GOLD NAME VOLSIZE OUT: an initramfs (OUT) with the real goldagent
+# behind a stand-in for "goldagent attach" (not written yet): it initialises the cache
+# on the guest's /dev/vdb when it has none (image NAME@1, 1 MiB chunks, a VOLSIZE
+# machine volume), then runs "goldagent serve" with the bytes of /dev/vda (the gold
+# image GOLD, standing in for the appliance's LUN) as chunk source, checked against
+# GOLD's SHA-256 list computed here. GOLD's size must be a multiple of 1 MiB.
+qemu_agent_initramfs() {
+	local gold=$1 name=$2 volsize=$3 out=$4 chunks i hashes script
+	need goldagent
+	chunks=$(($(stat -c %s "$gold") / 1048576))
+	hashes=$(for ((i = 0; i < chunks; i++)); do
+		dd if="$gold" bs=1M skip=$i count=1 status=none | sha256sum | cut -c1-64
+	done)
+	script=$T_DIR/goldagent-attach
+	cat >"$script" <<STANDIN
+#!/bin/sh
+# stand-in for "goldagent attach": cache on /dev/vdb, gold hydrated from /dev/vda
+[ "\$1" = attach ] || exec /sbin/goldagent.bin "\$@"
+shift
+rundir=/run/goldcache/agent
+while [ \$# -gt 1 ]; do
+	[ "\$1" = --run-dir ] && rundir=\$2
+	shift 2
+done
+cache=/dev/vdb
+if ! /sbin/goldagent.bin status --cache "\$cache" >/dev/null 2>&1; then
+	echo "goldagent-attach: initialising the cache on \$cache"
+	/sbin/goldagent.bin cache init --image $name --version 1 --chunk-size 1M \\
+		--size "\$(blockdev --getsize64 /dev/vda)" --volume-size $volsize "\$cache" || exit 1
+fi
+cat >/run/goldcache/gold.hashes <<HASHES
+$hashes
+HASHES
+# the file source takes regular files: the stand-in LUN's bytes, in RAM
+cat /dev/vda >/run/goldcache/gold.src
+exec -a @goldagent /sbin/goldagent.bin serve --cache "\$cache" --gold-socket "\$rundir/gold.sock" \\
+	--volume-socket "\$rundir/volume.sock" --source-file /run/goldcache/gold.src \\
+	--hashes /run/goldcache/gold.hashes
+STANDIN
+	chmod +x "$script"
+	bash "$GC_SRC/image-build/initramfs.sh" --agent "$script" \
+		--add "$(command -v goldagent):/sbin/goldagent.bin" --out "$out"
 }

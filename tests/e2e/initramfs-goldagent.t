@@ -6,7 +6,8 @@
 # the gold image on demand into its cache on the machine's disk (/dev/vdb) and tracks
 # the image's writes as dirty volume blocks; the next boot finds them. Until goldagent
 # has "attach", a wrapper maps it to "cache init" + "serve" with /dev/vda's bytes as
-# the chunk source (standing in for the appliance's LUN) and their SHA-256 list.
+# the chunk source (standing in for the appliance's LUN) and their SHA-256 list
+# (qemu_agent_initramfs in tests/lib-qemu.sh).
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-qemu.sh"
@@ -15,39 +16,8 @@ need qemu-system-x86_64 goldagent mkfs.ext4
 qemu_images tiny
 gold=$GC_IMAGES/tiny.ext4
 chunks=$(($(stat -c %s "$gold") / 1048576))
-hashes=$(for ((i = 0; i < chunks; i++)); do
-	dd if="$gold" bs=1M skip=$i count=1 status=none | sha256sum | cut -c1-64
-done)
-cat >"$T_DIR/goldagent-attach" <<EOF
-#!/bin/sh
-# stand-in for "goldagent attach": cache on /dev/vdb, gold hydrated from /dev/vda
-[ "\$1" = attach ] || exec /sbin/goldagent.bin "\$@"
-shift
-rundir=/run/goldcache/agent
-while [ \$# -gt 1 ]; do
-	[ "\$1" = --run-dir ] && rundir=\$2
-	shift 2
-done
-cache=/dev/vdb
-if ! /sbin/goldagent.bin status --cache "\$cache" >/dev/null 2>&1; then
-	echo "goldagent-attach: initialising the cache on \$cache"
-	/sbin/goldagent.bin cache init --image tiny --version 1 --chunk-size 1M \\
-		--size "\$(blockdev --getsize64 /dev/vda)" --volume-size 16M "\$cache" || exit 1
-fi
-cat >/run/goldcache/tiny.hashes <<HASHES
-$hashes
-HASHES
-# the file source takes regular files: the stand-in LUN's bytes, in RAM
-cat /dev/vda >/run/goldcache/tiny.src
-exec /sbin/goldagent.bin serve --cache "\$cache" --gold-socket "\$rundir/gold.sock" \\
-	--volume-socket "\$rundir/volume.sock" --source-file /run/goldcache/tiny.src \\
-	--hashes /run/goldcache/tiny.hashes
-EOF
-chmod +x "$T_DIR/goldagent-attach"
 img=$T_DIR/initramfs-goldagent.img
-t_run "initramfs with goldagent (and its libraries)" \
-	bash "$GC_SRC/image-build/initramfs.sh" --agent "$T_DIR/goldagent-attach" \
-	--add "$(command -v goldagent):/sbin/goldagent.bin" --out "$img"
+t_run "initramfs with goldagent (and its libraries)" qemu_agent_initramfs "$gold" tiny 16M "$img"
 
 before=$(sha256sum <"$gold")
 disk=$T_DIR/disk.img
