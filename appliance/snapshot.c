@@ -322,7 +322,6 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 	uint8_t *buf = NULL;
 	struct stat st;
 	int fd = -1, r, locked = 0;
-
 	uint64_t t0 = now_ms();
 
 	memset(res, 0, sizeof(*res));
@@ -417,14 +416,14 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 			       (unsigned long long)i);
 		}
 		hash_buf(buf, len, &h);
-		if (!hash_equal(&h, &c->id))
+		if (!hash_equal(&h, &c->id)) {
 			res->bad_chunk = (int64_t)i;
-		if (!hash_equal(&h, &c->id))
 			REFUSE(-EBADMSG,
 			       "chunk %llu (offset %llu): uploaded data hashes to %s, the commit "
 			       "claims %s",
 			       (unsigned long long)i, (unsigned long long)(i * rq->chunk_size),
 			       hash_to_hex(&h, hex), hash_to_hex(&c->id, hex2));
+		}
 		if (is_zero(buf, len)) {
 			m->chunks[i].zero = 1;
 			memset(&m->chunks[i].id, 0, sizeof(m->chunks[i].id));
