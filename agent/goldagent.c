@@ -7,7 +7,10 @@
  *   goldagent cache check [--repair] [--manifest F | --hashes F] [--source-file F] FILE
  *   goldagent cache dirty FILE        (dirty volume ranges: "OFFSET LENGTH")
  *   goldagent status [--json] --cache FILE
- *   goldagent hydrate --cache FILE --source-file F [--manifest F | --hashes F]
+ *   goldagent cache assign --slot A|B --manifest F FILE   (gold update: the other slot)
+ *   goldagent cache activate --slot A|B [--force] FILE    (switch, or roll back)
+ *   goldagent hydrate --cache FILE [--source-file F] [--manifest F [--other-manifest F]
+ *                     | --hashes F]   (--other-manifest: copy equal chunks from the other slot)
  *   goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]
  *                   [--source-file F [--hydrate]] [--manifest F | --hashes F]
  *
@@ -53,6 +56,7 @@ enum {
 	OPT_MANIFEST,
 	OPT_COMMIT,
 	OPT_HYDRATE,
+	OPT_OTHER,
 };
 
 static const struct option long_opts[] = {
@@ -76,12 +80,13 @@ static const struct option long_opts[] = {
 	{"manifest", required_argument, NULL, OPT_MANIFEST},
 	{"commit-every", required_argument, NULL, OPT_COMMIT},
 	{"hydrate", no_argument, NULL, OPT_HYDRATE},
+	{"other-manifest", required_argument, NULL, OPT_OTHER},
 	{NULL, 0, NULL, 0},
 };
 
 struct args {
-	const char *image, *version, *hashes, *manifest, *source, *cache, *gold_sock, *vol_sock,
-		*file;
+	const char *image, *version, *hashes, *manifest, *other, *source, *cache, *gold_sock,
+		*vol_sock, *file;
 	uint64_t chunk, size, volsize, dirtyblk, capacity, commit;
 	int force, repair, json, slot, hydrate;
 };
@@ -95,8 +100,12 @@ static void usage(void)
 	      "  goldagent cache check [--repair] [--manifest F | --hashes F] [--source-file F]\n"
 	      "                        [--slot A|B] FILE\n"
 	      "  goldagent cache dirty FILE\n"
+	      "  goldagent cache assign --slot A|B --manifest F FILE\n"
+	      "  goldagent cache activate --slot A|B [--force] FILE\n"
 	      "  goldagent status [--json] --cache FILE\n"
-	      "  goldagent hydrate --cache FILE --source-file F [--manifest F | --hashes F]\n"
+	      "  goldagent hydrate --cache FILE [--source-file F] [--manifest F [--other-manifest "
+	      "F]\n"
+	      "                    | --hashes F]\n"
 	      "                    [--slot A|B] [--commit-every BYTES]\n"
 	      "  goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]\n"
 	      "                  [--source-file F [--hydrate]] [--manifest F | --hashes F]\n"
@@ -157,6 +166,9 @@ static void parse_args(int argc, char **argv, struct args *a)
 			break;
 		case OPT_MANIFEST:
 			a->manifest = optarg;
+			break;
+		case OPT_OTHER:
+			a->other = optarg;
 			break;
 		case OPT_HYDRATE:
 			a->hydrate = 1;
@@ -255,6 +267,7 @@ static int cmd_init(struct args *a)
 }
 
 struct verify_ctx {
+	int slot; /* the slot the manifest, hashes or source describe */
 	struct chunk_hashes *hs;
 	struct chunk_source *src;
 	uint8_t *buf;
@@ -266,7 +279,8 @@ static int verify_chunk(void *arg, int slot, uint64_t idx, const void *data, siz
 	struct verify_ctx *v = arg;
 	int r;
 
-	(void)slot;
+	if (slot != v->slot)
+		return 0; /* nothing to check the other slot against */
 	if (v->hs)
 		return chunk_hashes_verify(v->hs, idx, data, len) == 0 ? 0 : -EBADMSG;
 	r = chunk_source_fetch(v->src, idx, idx * v->chunk_size, v->buf, len);
@@ -284,47 +298,117 @@ static int gold_slot(const struct args *a, const struct cache *c)
 	return h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
 }
 
-/* Loads what chunks are checked against (--manifest or --hashes) and the
- * source file (--source-file). A manifest must describe slot's image: same
- * name, version, size and chunk size, and the very file recorded at init. */
-static int load_verifiers(struct args *a, const struct cache *c, int slot, struct chunk_hashes *hs,
-			  struct chunk_source **src)
+/* Loads manifest path as the hashes of slot's image: it must describe that
+ * image (name, version, size, chunk size) and be the very file recorded in
+ * the slot, when one was. */
+static int slot_manifest_load(const char *path, const struct cache *c, int slot,
+			      struct chunk_hashes *hs)
 {
 	const struct cache_header *h = cache_header(c);
 	const struct cache_slot_info *si = &h->slot[slot];
+	struct manifest *m;
+	struct hash mh, zero = {{0}};
+	char ver[16];
+	int bad;
 
+	if (manifest_load_file(path, &m, &mh) < 0)
+		return -1;
+	snprintf(ver, sizeof(ver), "%u", m->version);
+	bad = strcmp(m->name, si->name) != 0 || strcmp(ver, si->version) != 0 ||
+	      m->size != si->image_size || m->chunk_size != h->geo.chunk_size ||
+	      (!hash_equal(&si->manifest, &zero) && !hash_equal(&si->manifest, &mh));
+	if (bad) {
+		log_error("manifest '%s' (%s@%s, %llu bytes, chunks of %u) is not the one of "
+			  "slot %c (%s@%s, %llu bytes, chunks of %u)",
+			  path, m->name, ver, (unsigned long long)m->size, m->chunk_size,
+			  'A' + slot, si->name, si->version, (unsigned long long)si->image_size,
+			  h->geo.chunk_size);
+		manifest_free(m);
+		return -1;
+	}
+	chunk_hashes_from_manifest(m, hs);
+	manifest_free(m);
+	return 0;
+}
+
+/* Loads what chunks are checked against (--manifest or --hashes) and the
+ * source file (--source-file). */
+static int load_verifiers(struct args *a, const struct cache *c, int slot, struct chunk_hashes *hs,
+			  struct chunk_source **src)
+{
 	if (a->manifest && a->hashes)
 		die(2, "--manifest and --hashes: give one");
-	if (a->manifest) {
-		struct manifest *m;
-		struct hash mh, zero = {{0}};
-		char ver[16];
-		int bad;
-
-		if (manifest_load_file(a->manifest, &m, &mh) < 0)
-			return -1;
-		snprintf(ver, sizeof(ver), "%u", m->version);
-		bad = strcmp(m->name, si->name) != 0 || strcmp(ver, si->version) != 0 ||
-		      m->size != si->image_size || m->chunk_size != h->geo.chunk_size ||
-		      (!hash_equal(&si->manifest, &zero) && !hash_equal(&si->manifest, &mh));
-		if (bad) {
-			log_error(
-				"manifest '%s' (%s@%s, %llu bytes, chunks of %u) is not the one of "
-				"slot %c (%s@%s, %llu bytes, chunks of %u)",
-				a->manifest, m->name, ver, (unsigned long long)m->size,
-				m->chunk_size, 'A' + slot, si->name, si->version,
-				(unsigned long long)si->image_size, h->geo.chunk_size);
-			manifest_free(m);
-			return -1;
-		}
-		chunk_hashes_from_manifest(m, hs);
-		manifest_free(m);
-	}
+	if (a->manifest && slot_manifest_load(a->manifest, c, slot, hs) < 0)
+		return -1;
 	if (a->hashes && chunk_hashes_load(a->hashes, hs) < 0)
 		return -1;
 	if (a->source && chunk_source_file_new(a->source, src) < 0)
 		return -1;
 	return 0;
+}
+
+/* goldagent cache assign --slot S --manifest F FILE: the slot now follows
+ * that image version (its present map cleared; the active slot refused). */
+static int cmd_assign(struct args *a)
+{
+	struct manifest *m;
+	struct hash mh;
+	struct cache *c;
+	char ver[16];
+	int r;
+
+	if (!a->file || !a->manifest || a->slot < 0)
+		die(2, "cache assign needs --slot A|B, --manifest F and FILE");
+	if (manifest_load_file(a->manifest, &m, &mh) < 0)
+		return 1;
+	if (cache_open(a->file, 0, &c) < 0) {
+		manifest_free(m);
+		return 1;
+	}
+	snprintf(ver, sizeof(ver), "%u", m->version);
+	if (m->chunk_size != cache_header(c)->geo.chunk_size) {
+		log_error("manifest '%s': chunks of %u, the cache's are %u", a->manifest,
+			  m->chunk_size, cache_header(c)->geo.chunk_size);
+		r = -EINVAL;
+	} else {
+		r = cache_slot_assign(c, a->slot, m->name, ver, m->size, &mh);
+		if (r == -EBUSY)
+			log_error("slot %c is the active slot: assign the other one",
+				  'A' + a->slot);
+		else if (r == -EINVAL)
+			log_error("image '%s@%s' (%llu bytes) does not fit a slot of %llu bytes",
+				  m->name, ver, (unsigned long long)m->size,
+				  (unsigned long long)cache_header(c)->geo.gold_capacity);
+	}
+	if (r == 0)
+		printf("slot %c: %s@%s assigned, empty\n", 'A' + a->slot, m->name, ver);
+	manifest_free(m);
+	return (cache_close(c) < 0 || r < 0) ? 1 : 0;
+}
+
+/* goldagent cache activate --slot S [--force] FILE: serve that slot from the
+ * next start on; an incomplete slot only with --force (it needs the
+ * appliance for what is missing). */
+static int cmd_activate(struct args *a)
+{
+	struct cache *c;
+	int r;
+
+	if (!a->file || a->slot < 0)
+		die(2, "cache activate needs --slot A|B and FILE");
+	if (cache_open(a->file, 0, &c) < 0)
+		return 1;
+	if (cache_header(c)->slot[a->slot].state != CACHE_SLOT_COMPLETE && !a->force) {
+		log_error("slot %c is not complete: hydrate it first (or --force, and the missing "
+			  "chunks are fetched when read)",
+			  'A' + a->slot);
+		cache_free(c);
+		return 1;
+	}
+	r = cache_slot_set_active(c, a->slot);
+	if (r == 0)
+		printf("slot %c active\n", 'A' + a->slot);
+	return (cache_close(c) < 0 || r < 0) ? 1 : 0;
 }
 
 static int cmd_check(struct args *a)
@@ -342,6 +426,7 @@ static int cmd_check(struct args *a)
 		return 1;
 	if (load_verifiers(a, c, gold_slot(a, c), &hs, &src) < 0)
 		goto out;
+	v.slot = gold_slot(a, c);
 	v.hs = a->hashes || a->manifest ? &hs : NULL;
 	v.src = src;
 	v.chunk_size = cache_header(c)->geo.chunk_size;
@@ -504,26 +589,34 @@ static int cmd_status(struct args *a)
 
 static int cmd_hydrate(struct args *a)
 {
-	struct chunk_hashes hs = {0};
+	struct chunk_hashes hs = {0}, other = {0};
 	struct chunk_source *src = NULL;
 	struct hydrate_stats st;
 	struct cache *c;
 	int r, rc = 1, slot;
 
-	if (!a->cache || !a->source)
-		die(2, "hydrate needs --cache FILE and --source-file IMAGE");
+	if (!a->cache || (!a->source && !a->other))
+		die(2, "hydrate needs --cache FILE and --source-file IMAGE (or --other-manifest)");
+	if (a->other && !a->manifest)
+		die(2, "--other-manifest needs --manifest (chunks are matched by hash)");
 	if (cache_open(a->cache, 0, &c) < 0)
 		return 1;
 	slot = gold_slot(a, c);
 	if (load_verifiers(a, c, slot, &hs, &src) < 0)
 		goto out;
-	r = hydrate_slot(c, slot, src, a->hashes || a->manifest ? &hs : NULL, a->commit, &st);
-	printf("slot %c: %llu chunks fetched (%llu bytes), %llu already present, %llu rejected\n",
+	if (a->other && slot_manifest_load(a->other, c, 1 - slot, &other) < 0)
+		goto out;
+	r = hydrate_slot(c, slot, src, a->hashes || a->manifest ? &hs : NULL,
+			 a->other ? &other : NULL, a->commit, &st);
+	printf("slot %c: %llu chunks fetched (%llu bytes), %llu copied from slot %c, %llu zero, "
+	       "%llu already present, %llu rejected\n",
 	       'A' + slot, (unsigned long long)st.fetched, (unsigned long long)st.bytes,
+	       (unsigned long long)st.copied, 'A' + (1 - slot), (unsigned long long)st.zero,
 	       (unsigned long long)st.skipped, (unsigned long long)st.rejected);
 	rc = r < 0;
 out:
 	chunk_hashes_release(&hs);
+	chunk_hashes_release(&other);
 	chunk_source_free(src);
 	rc |= cache_close(c) < 0;
 	return rc;
@@ -594,6 +687,10 @@ int main(int argc, char **argv)
 			return cmd_check(&a);
 		if (strcmp(argv[2], "dirty") == 0)
 			return cmd_dirty(&a);
+		if (strcmp(argv[2], "assign") == 0)
+			return cmd_assign(&a);
+		if (strcmp(argv[2], "activate") == 0)
+			return cmd_activate(&a);
 		usage();
 	}
 	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "hydrate") == 0 ||

@@ -150,6 +150,7 @@ static const struct chunk_source_ops file_ops = {
 
 int chunk_source_file_new(const char *path, struct chunk_source **out)
 {
+	const char *defer;
 	struct file_source *f;
 	struct chunk_source *s;
 	struct stat st;
@@ -171,7 +172,8 @@ int chunk_source_file_new(const char *path, struct chunk_source **out)
 	f->path = xstrdup(path);
 	f->efd = -1;
 	f->qtail = &f->q;
-	if (getenv("GOLDAGENT_SOURCE_DEFER") && strcmp(getenv("GOLDAGENT_SOURCE_DEFER"), "1") == 0)
+	defer = getenv("GOLDAGENT_SOURCE_DEFER");
+	if (defer && strcmp(defer, "1") == 0)
 		f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s = xcalloc(1, sizeof(*s));
 	s->ops = &file_ops;
@@ -355,16 +357,61 @@ int chunk_hashes_verify(const struct chunk_hashes *hs, uint64_t idx, const void 
 
 /* ---- hydration ---- */
 
+/* (hash, chunk) of the other slot's present chunks, sorted by hash. */
+struct donor {
+	struct hash h;
+	uint64_t idx;
+};
+
+static int donor_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct donor *)a)->h, &((const struct donor *)b)->h, HASH_LEN);
+}
+
+static struct donor *donors_build(struct cache *c, int slot, const struct chunk_hashes *other,
+				  size_t *n)
+{
+	uint64_t cnt = cache_slot_chunks(c, slot);
+	struct donor *d;
+
+	*n = 0;
+	if (!other || other->n != cnt || cnt == 0)
+		return NULL;
+	d = xcalloc((size_t)cnt, sizeof(*d));
+	for (uint64_t i = 0; i < cnt; i++)
+		if (!other->zero[i] && cache_chunk_present(c, slot, i))
+			d[(*n)++] = (struct donor){other->h[i], i};
+	qsort(d, *n, sizeof(*d), donor_cmp);
+	return d;
+}
+
+/* Fills buf with chunk i of slot from the other slot when a chunk with its
+ * hash is present there and verifies. 0 or -ENOENT. */
+static int copy_local(struct cache *c, int other_slot, const struct donor *d, size_t nd,
+		      const struct chunk_hashes *hs, uint64_t i, void *buf, size_t len)
+{
+	struct donor key = {hs->h[i], 0};
+	const struct donor *hit = nd ? bsearch(&key, d, nd, sizeof(*d), donor_cmp) : NULL;
+
+	if (!hit || cache_chunk_len(c, other_slot, hit->idx) != len ||
+	    cache_chunk_read_raw(c, other_slot, hit->idx, buf, len) < 0 ||
+	    chunk_hashes_verify(hs, i, buf, len) < 0)
+		return -ENOENT;
+	return 0;
+}
+
 int hydrate_slot(struct cache *c, int slot, struct chunk_source *src, const struct chunk_hashes *hs,
-		 uint64_t commit_bytes, struct hydrate_stats *st)
+		 const struct chunk_hashes *other, uint64_t commit_bytes, struct hydrate_stats *st)
 {
 	const struct cache_header *h = cache_header(c);
 	uint64_t n = cache_slot_chunks(c, slot), since = 0;
+	struct donor *donors = NULL;
+	size_t ndonors = 0;
 	uint8_t *buf;
 	int r = 0, rejected = 0;
 
 	memset(st, 0, sizeof(*st));
-	if (n == 0)
+	if (n == 0 || slot < 0 || slot >= CACHE_NSLOTS)
 		return -EINVAL;
 	if (hs && hs->n != n) {
 		log_error("slot %c ('%s@%s'): hash list has %llu chunks, the image has %llu",
@@ -372,28 +419,44 @@ int hydrate_slot(struct cache *c, int slot, struct chunk_source *src, const stru
 			  (unsigned long long)hs->n, (unsigned long long)n);
 		return -EINVAL;
 	}
+	if (hs && other)
+		donors = donors_build(c, 1 - slot, other, &ndonors);
 	if (commit_bytes == 0)
 		commit_bytes = 64ull << 20;
 	buf = xmalloc(h->geo.chunk_size);
 	for (uint64_t i = 0; i < n; i++) {
 		size_t len = cache_chunk_len(c, slot, i);
 		uint64_t off = i * h->geo.chunk_size;
+		int fetched = 0;
 
 		if (cache_chunk_present(c, slot, i)) {
 			st->skipped++;
 			continue;
 		}
-		if (hs && hs->zero[i])
+		if (hs && hs->zero[i]) {
 			memset(buf, 0, len);
-		else
-			r = chunk_source_fetch(src, i, off, buf, len);
-		if (r < 0)
+			st->zero++;
+		} else if (hs && copy_local(c, 1 - slot, donors, ndonors, hs, i, buf, len) == 0) {
+			st->copied++;
+		} else if (!src) {
+			log_error(
+				"slot %c ('%s@%s'): chunk %llu is not in the other slot and there "
+				"is no source to fetch it from",
+				'A' + slot, h->slot[slot].name, h->slot[slot].version,
+				(unsigned long long)i);
+			r = -ENODATA;
 			break;
+		} else {
+			r = chunk_source_fetch(src, i, off, buf, len);
+			if (r < 0)
+				break;
+			fetched = 1;
+		}
 		if (hs && chunk_hashes_verify(hs, i, buf, len) < 0) {
 			log_error("slot %c ('%s@%s'): chunk %llu from %s does not match its hash: "
 				  "not stored",
 				  'A' + slot, h->slot[slot].name, h->slot[slot].version,
-				  (unsigned long long)i, src->desc);
+				  (unsigned long long)i, src ? src->desc : "the other slot");
 			st->rejected++;
 			rejected = 1;
 			continue;
@@ -401,8 +464,10 @@ int hydrate_slot(struct cache *c, int slot, struct chunk_source *src, const stru
 		r = cache_chunk_write(c, slot, i, buf, len);
 		if (r < 0)
 			break;
-		st->fetched++;
-		st->bytes += len;
+		if (fetched) {
+			st->fetched++;
+			st->bytes += len;
+		}
 		since += len;
 		if (since >= commit_bytes) {
 			r = cache_commit(c);
@@ -414,6 +479,7 @@ int hydrate_slot(struct cache *c, int slot, struct chunk_source *src, const stru
 	if (r == 0)
 		r = cache_commit(c);
 	free(buf);
+	free(donors);
 	if (r == 0 && rejected)
 		r = -EBADMSG;
 	return r;

@@ -73,17 +73,24 @@ void chunk_hashes_release(struct chunk_hashes *hs);
 int chunk_hashes_verify(const struct chunk_hashes *hs, uint64_t idx, const void *data, size_t len);
 
 struct hydrate_stats {
-	uint64_t fetched; /* chunks written and made present */
+	uint64_t fetched; /* chunks read from the source, written, made present */
+	uint64_t copied; /* chunks copied from the other slot (same hash) */
+	uint64_t zero; /* zero chunks written without fetching */
 	uint64_t skipped; /* already present */
 	uint64_t rejected; /* hash mismatch: not written */
-	uint64_t bytes;
+	uint64_t bytes; /* bytes read from the source */
 };
 
 /* Fills every absent chunk of slot from src (verified against hs when given),
  * committing every commit_bytes (0: 64 MiB) so an interrupted run resumes
- * where it was. Returns 0 when the slot is complete, -EBADMSG when chunks
- * were rejected (the rest is filled), or the first I/O error. */
+ * where it was. With other (the hashes of the other slot's image, e.g. the
+ * previous version) and hs, a chunk whose hash is present in the other slot
+ * is copied from there (and verified) instead of fetched: a gold update
+ * fetches only the chunks that differ. src may be NULL when every chunk is
+ * local. Returns 0 when the slot is complete, -EBADMSG when chunks were
+ * rejected (the rest is filled), -ENODATA when one was needed from a missing
+ * source, or the first I/O error. */
 int hydrate_slot(struct cache *c, int slot, struct chunk_source *src, const struct chunk_hashes *hs,
-		 uint64_t commit_bytes, struct hydrate_stats *st);
+		 const struct chunk_hashes *other, uint64_t commit_bytes, struct hydrate_stats *st);
 
 #endif

@@ -436,14 +436,15 @@ static void test_hashes(void)
 		ok(0, "source");
 		return;
 	}
-	is_int(hydrate_slot(c, 0, src, &hs, 2 * CHUNK, &st), -EBADMSG, "hydrate reports rejection");
+	is_int(hydrate_slot(c, 0, src, &hs, NULL, 2 * CHUNK, &st), -EBADMSG,
+	       "hydrate reports rejection");
 	is_int(st.rejected, 1, "one chunk rejected");
 	is_int(st.fetched, 10, "ten stored");
 	ok(!cache_chunk_present(c, 0, 6), "tampered chunk never present");
 	c = reopen(c);
 	ok(c && !cache_chunk_present(c, 0, 6) && cache_slot_present_count(c, 0) == 10,
 	   "after restart: 10 present, tampered one absent");
-	is_int(hydrate_slot(c, 0, src, &hs, 0, &st), -EBADMSG, "resume: still rejected");
+	is_int(hydrate_slot(c, 0, src, &hs, NULL, 0, &st), -EBADMSG, "resume: still rejected");
 	is_int(st.skipped, 10, "resume skips present chunks");
 	chunk_source_free(src);
 	cache_free(c);
