@@ -3,11 +3,13 @@
  * the same functions). Text output is for people; --json output is one
  * document per command with stable keys (docs/cli.md). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "appliance/ctl.h"
 #include "appliance/gc.h"
@@ -56,7 +58,7 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	const char *kind = NULL, *cs = NULL, *promote = NULL;
 	struct store *s;
 	uint64_t csv;
-	int r;
+	int r, fd;
 
 	if (take(c, &argc, argv, "--kind", 1, &kind) ||
 	    take(c, &argc, argv, "--chunk-size", 1, &cs) ||
@@ -83,6 +85,13 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 		o.chunk_size = (uint32_t)csv;
 	}
 	o.promote = promote != NULL;
+	/* the input first: a bad file must not even create an empty store */
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "goldctl: cannot open '%s': %s\n", argv[1], strerror(errno));
+		return CTL_FAILED;
+	}
+	close(fd);
 	if ((r = ctl_open_store(c, 1, &s)) != 0)
 		return r;
 	r = image_import(s, argv[0], argv[1], &o, &res);

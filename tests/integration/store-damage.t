@@ -27,12 +27,15 @@ t_run "sound store verifies" goldctl image verify
 before=$(snap)
 t_fails "missing file" goldctl image import img nosuch.img
 like "$T_OUT" "cannot open 'nosuch.img': No such file" "names the file and the reason"
+is "$(goldctl image import img nosuch.img >/dev/null 2>&1; echo $?)" 1 "a bad input file is exit 1"
 t_fails "a directory" goldctl image import img "$T_DIR"
 like "$T_OUT" "not a regular file" "says it is not a regular file"
+chmod 755 "$T_DIR"
 chmod 600 a.img
 t_fails "unreadable file (as nobody)" setpriv --reuid=nobody --regid=nogroup --clear-groups \
 	env GOLDCACHE_STORE="$GOLDCACHE_STORE" "$GC_BUILD/bin/goldctl" image import img "$T_DIR/a.img"
-like "$T_OUT" "Permission denied" "permission error named"
+like "$T_OUT" "cannot open '$T_DIR/a.img': Permission denied" "names the file and the reason"
+chmod 700 "$T_DIR"
 head -c 1000 /dev/urandom >odd.img
 t_fails "size not a multiple of 512" goldctl image import img odd.img
 like "$T_OUT" "not a multiple of 512" "says why"
@@ -53,6 +56,8 @@ t_fails "unknown command" goldctl image frobnicate
 t_fails "unknown option" goldctl image list --frob
 t_fails "store that does not exist" goldctl --store "$T_DIR/none" image list
 like "$T_OUT" "no store at" "says there is no store"
+t_fails "import of a missing file into a new store" goldctl --store "$T_DIR/none" image import x nosuch.img
+ok "$([ -e "$T_DIR/none" ] && echo 1 || echo 0)" "creates no store"
 none x.out
 ok $? "no output file from failed exports"
 is "$(snap)" "$before" "store unchanged by all bad input"
