@@ -12,7 +12,9 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -151,6 +153,7 @@ static const struct chunk_source_ops file_ops = {
 int chunk_source_file_new(const char *path, struct chunk_source **out)
 {
 	const char *defer;
+	uint64_t size;
 	struct file_source *f;
 	struct chunk_source *s;
 	struct stat st;
@@ -162,10 +165,17 @@ int chunk_source_file_new(const char *path, struct chunk_source **out)
 		log_error("source '%s': cannot open: %s", path, strerror(errno));
 		return r;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_error("source '%s': not a regular file", path);
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		log_error("source '%s': not a regular file or block device", path);
 		close(fd);
 		return -EINVAL;
+	}
+	size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &size) < 0) {
+		r = -errno;
+		log_error("source '%s': cannot read its size: %s", path, strerror(errno));
+		close(fd);
+		return r;
 	}
 	f = xcalloc(1, sizeof(*f));
 	f->fd = fd;
@@ -179,7 +189,7 @@ int chunk_source_file_new(const char *path, struct chunk_source **out)
 	s->ops = &file_ops;
 	s->priv = f;
 	s->desc = xasprintf("file '%s'", path);
-	s->size = (uint64_t)st.st_size;
+	s->size = size;
 	*out = s;
 	return 0;
 }

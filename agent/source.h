@@ -40,7 +40,8 @@ struct chunk_source {
 	uint64_t size; /* bytes the source holds */
 };
 
-/* A local raw image file (an exported gold image): reads with pread. */
+/* A local raw image (an exported gold image; a regular file or a block
+ * device): reads with pread. */
 int chunk_source_file_new(const char *path, struct chunk_source **out);
 void chunk_source_free(struct chunk_source *s);
 /* Blocking fetch through any source (drives service() for async ones). */

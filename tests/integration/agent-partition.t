@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cache on a block device (a loop device standing in for the machine's
 # cache partition): init refuses a device too small, formats one large
-# enough (zeroing maps and volume), hydrates, serves the gold image
-# byte-identical and keeps volume writes across a restart.
+# enough (zeroing maps and volume), hydrates (from a block device source too),
+# serves the gold image byte-identical and keeps volume writes across a
+# restart.
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-agent.sh"
 need goldagent losetup nbdcopy qemu-io cmp
@@ -23,7 +24,9 @@ t_fails "init refuses a device smaller than the layout" \
 like "$T_OUT" "device has 8388608 bytes, the layout needs" "  saying how much it needs"
 t_run "init on a block device" \
 	goldagent cache init --image deb --version 1 --chunk-size 64K --size 4M --volume-size 16M "$dev"
-t_run "hydrate it" goldagent hydrate --cache "$dev" --source-file "$d/img"
+srcdev=$(losetup -f --show -r "$d/img") || bail "losetup source"
+on_exit "losetup -d $srcdev"
+t_run "hydrate it from a block device source" goldagent hydrate --cache "$dev" --source-file "$srcdev"
 agent_serve "$d/serve.log" --cache "$dev" --gold-socket "$d/g.sock" --volume-socket "$d/v.sock" ||
 	bail "serve"
 t_run "gold read back through NBD" nbdcopy "nbd+unix:///gold?socket=$d/g.sock" "$d/out"
