@@ -86,7 +86,7 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	}
 	o.promote = promote != NULL;
 	/* the input first: a bad file must not even create an empty store */
-	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		fprintf(stderr, "goldctl: cannot open '%s': %s\n", argv[1], strerror(errno));
 		return CTL_FAILED;
@@ -139,17 +139,18 @@ static int cmd_export(struct ctl *c, int argc, char **argv)
 	if ((r = ctl_open_store(c, 0, &s)) != 0)
 		return r;
 	r = image_manifest_load(s, name, version, &m);
-	if (r == 0) {
-		version = m->version;
-		manifest_free(m);
-		r = image_export_to_file(s, name, version, argv[1], &o);
+	if (r < 0) {
+		store_free(s);
+		return r == -ENOENT ? not_found(name, version) : ctl_exit_code(r);
 	}
+	version = m->version;
+	manifest_free(m);
+	r = image_export_to_file(s, name, version, argv[1], &o);
 	ctl_progress_end(c);
 	store_free(s);
-	if (r == -ENOENT)
-		return not_found(name, version);
+	/* the version exists: ENOENT now is about OUT (its folder), logged as such */
 	if (r < 0)
-		return ctl_exit_code(r);
+		return r == -EBADMSG ? CTL_DAMAGED : CTL_FAILED;
 	if (c->json)
 		ctl_json_print(json_pack("{s:s, s:I, s:s}", "name", name, "version",
 					 (json_int_t)version, "path", argv[1]));

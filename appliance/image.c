@@ -410,7 +410,8 @@ int image_import(struct store *s, const char *name, const char *path, const stru
 		log_error("invalid chunk size %u: use a power of two from 4K to 64M", cs);
 		return -EINVAL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must be refused below, not block the open */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		r = -errno;
 		log_error("cannot open '%s': %s", path, strerror(-r));

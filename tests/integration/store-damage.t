@@ -49,6 +49,13 @@ is "$(goldctl image export nosuch x.out >/dev/null 2>&1; echo $?)" 3 "not found 
 t_fails "unknown version" goldctl image export img@9 x.out
 like "$T_OUT" "no version 9 of image 'img'" "names the version"
 t_fails "bad version syntax" goldctl image export img@x x.out
+t_fails "export into a missing folder" goldctl image export img@1 nodir/x.out
+like "$T_OUT" "cannot write 'nodir/x.out'" "names the output, not the image"
+is "$(goldctl image export img@1 nodir/x.out >/dev/null 2>&1; echo $?)" 1 "exit 1"
+mkfifo fifo.img
+t_fails "a FIFO is refused (without blocking)" timeout 10 goldctl image import img fifo.img
+like "$T_OUT" "not a regular file" "says why"
+rm -f fifo.img
 t_fails "promote unknown version" goldctl image promote img@9
 t_fails "rm unknown version" goldctl image rm img@9
 t_fails "verify unknown image" goldctl image verify nosuch
