@@ -31,6 +31,7 @@ struct fetch {
 	uint64_t size;
 	unsigned inflight;
 	int error; /* sticky session error */
+	int closing; /* fetch_free: completions free, never call back */
 	char iqn[256];
 };
 
@@ -63,13 +64,14 @@ static void req_done(struct iscsi_context *iscsi, int status, void *command_data
 	struct scsi_task *task = command_data;
 	int err = status_errno(status, task);
 
-	if (err && err != -ECANCELED)
+	if (err && err != -ECANCELED && !r->f->closing)
 		log_warn("iSCSI %s of %zu bytes at %llu on '%s' failed: %s", "transfer", r->len,
 			 (unsigned long long)r->off, r->f->iqn, iscsi_get_error(iscsi));
 	r->f->inflight--;
 	if (task)
 		scsi_free_scsi_task(task);
-	r->cb(r->arg, err, r->off, r->len);
+	if (!r->f->closing)
+		r->cb(r->arg, err, r->off, r->len);
 	free(r);
 }
 
@@ -191,7 +193,14 @@ void fetch_free(struct fetch *f)
 {
 	if (!f)
 		return;
-	if (iscsi_is_logged_in(f->iscsi))
+	/* queued requests' buffers may be gone: their completions must not call
+	 * back (the chunk_source contract) */
+	f->closing = 1;
+	/* cancel before logging out: a read completing during logout would
+	 * write into a buffer its owner may already have freed */
+	if (f->inflight)
+		iscsi_scsi_cancel_all_tasks(f->iscsi);
+	if (iscsi_is_logged_in(f->iscsi) && !f->error)
 		iscsi_logout_sync(f->iscsi);
 	/* destroying the context completes queued tasks with CANCELLED */
 	iscsi_destroy_context(f->iscsi);

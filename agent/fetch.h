@@ -26,6 +26,8 @@ typedef void (*fetch_cb)(void *arg, int err, uint64_t off, size_t len);
  * timeout_s. Returns 0 and *out (free with fetch_free), or -ECONNREFUSED,
  * -EACCES (login refused: CHAP or ACL), -ENOENT (no such LUN), -ETIMEDOUT, -EIO. */
 int fetch_open(const struct fetch_target *t, int timeout_s, struct fetch **out);
+/* Ends the session. Requests still queued are cancelled without calling their
+ * callbacks, and no data lands in their buffers afterwards. */
 void fetch_free(struct fetch *f);
 
 uint64_t fetch_size(const struct fetch *f);
