@@ -1423,6 +1423,57 @@ out:
 }
 
 /* Prometheus text format: what an operator graphs for a boot storm. */
+/* The machine's own iSCSI login (docs/api.md): portal, target and initiator
+ * names, CHAP user and secret, and the image version its LUN 1 serves. Only
+ * for the machine's own agent token (not the admin's: an operator reads the
+ * secret file on the appliance). goldagent calls it at every attach, so the
+ * secret never travels through a boot script or the kernel command line. */
+static void h_iscsi(struct ctx *c)
+{
+	const struct config_appliance *ap = &c->a->cfg->appliance;
+	const struct config_profile *p;
+	char tiqn[IQN_MAX + 1], iiqn[IQN_MAX + 1], addr[INET_ADDRSTRLEN], portal[64];
+	char *secret = NULL;
+	uint32_t version = 0;
+	struct mref m;
+	json_t *j;
+	int rc;
+
+	if (path_machine(c, &m) < 0)
+		return;
+	if (c->caller.admin) {
+		http_error(c->resp, 403, "the iSCSI login is given to the machine's own agent token only");
+		return;
+	}
+	if (check_self(c, &m) < 0)
+		return;
+	p = machine_profile_now(c->a, &m);
+	if (!p || !p->image_ref || image_version(c->a, p->image_ref, &version) < 0) {
+		http_error(c->resp, 503, "machine '%s' has no profile with a usable image version",
+			   m.name);
+		return;
+	}
+	rc = iqn_machine_target(ap->iscsi.iqn_prefix, m.name, tiqn, sizeof(tiqn));
+	if (rc == 0)
+		rc = iqn_machine_initiator(ap->iscsi.iqn_prefix, m.name, iiqn, sizeof(iiqn));
+	if (rc == 0)
+		rc = chap_secret(c->a, &m, &secret);
+	if (rc < 0) {
+		http_error(c->resp, 503, "machine '%s' has no iSCSI target or CHAP secret", m.name);
+		return;
+	}
+	inet_ntop(AF_INET, &ap->iscsi.portal_addr, addr, sizeof(addr));
+	snprintf(portal, sizeof(portal), "%s:%u", addr, (unsigned)ap->iscsi.portal_port);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:I, s:o}", "portal", portal, "target",
+		      tiqn, "initiator", iiqn, "user", m.name, "secret", secret, "gold_lun", 1,
+		      "image", p->image_ref->name, "version", (json_int_t)version, "upload_lun",
+		      p->mode == CONFIG_MODE_CACHE && p->persist ? json_integer(2) : json_null());
+	explicit_bzero(secret, strlen(secret));
+	free(secret);
+	log_info("machine '%s': iSCSI login handed to its agent (%s)", m.name, c->req->peer);
+	send_json(c, 200, j);
+}
+
 static void h_metrics(struct ctx *c)
 {
 	struct api *a = c->a;
@@ -1490,6 +1541,7 @@ static const struct route routes[] = {
 	{"POST", "/api/v1/machines/*/restore", WHO_ADMIN, h_restore},
 	{"POST", "/api/v1/machines/*/reset", WHO_ADMIN, h_reset},
 	{"POST", "/api/v1/machines/*/hydrated", WHO_SELF, h_hydrated},
+	{NULL, "/api/v1/machines/*/iscsi", WHO_SELF, h_iscsi},
 	{NULL, "/api/v1/images", WHO_ANY, h_images},
 	{NULL, "/api/v1/images/*", WHO_ANY, h_image},
 	{NULL, "/api/v1/images/*/*/manifest", WHO_ANY, h_manifest},
