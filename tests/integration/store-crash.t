@@ -27,18 +27,26 @@ check_store() {
 want=4
 [ "${GC_FULL:-}" = 1 ] && want=25
 killed=0
+ln src.img ver-1.img # the source of each complete version, to compare exports
+latest() { goldctl --json image versions img | jq '[.[].version] | max'; }
 # until want imports were killed while running (an import that finished before
-# its kill counts as a plain import; at most 3 * want tries)
+# its kill counts as a plain import; at most 3 * want tries). Fresh data each
+# time, so every import really writes its ~770 chunks.
 for ((i = 1; killed < want && i <= 3 * want; i++)); do
-	# 64 KiB chunks: ~900 chunk files per import, so a kill lands mid-way
-	goldctl image import --chunk-size 64K img src.img >/dev/null 2>&1 &
+	head -c $((48 * 1048576)) /dev/urandom >it.img
+	truncate -s 56M it.img
+	before=$(latest)
+	goldctl image import --chunk-size 64K img it.img >/dev/null 2>&1 &
 	pid=$!
 	track $pid
 	sleep "0.$((RANDOM % 40))"
 	kill -KILL $pid 2>/dev/null && killed=$((killed + 1))
 	wait $pid 2>/dev/null
 	check_store "kill -9 #$i"
+	after=$(latest)
+	if [ "$after" != "$before" ]; then mv it.img "ver-$after.img"; fi
 done
+rm -f it.img
 iters=$((i - 1))
 ok $((killed >= want ? 0 : 1)) "$killed imports killed while running (wanted $want)"
 diag "killed $killed of $iters imports while running"
@@ -94,12 +102,13 @@ is "$left" 0 "gc removed the crashed imports' temp files"
 check_store "after gc"
 out=$(goldctl image import --chunk-size 64K img src.img)
 like "$out" "^img@[0-9]+$" "re-import completes ($out)"
+ln src.img "ver-${out#img@}.img"
 t_run "re-imported version exports" goldctl image export "$out" out.img
 t_run "and is bit-identical" cmp src.img out.img
 rm -f out.img
 fail=0
 for v in $(goldctl --json image versions img | jq -r '.[].version'); do
-	if ! goldctl image export "img@$v" out.img || ! cmp -s src.img out.img; then
+	if ! goldctl image export "img@$v" out.img || ! cmp -s "ver-$v.img" out.img; then
 		diag "img@$v differs"
 		fail=1
 	fi
