@@ -35,6 +35,15 @@ is "$out" "sp@2" "qcow2 imported as a new version"
 t_run "qcow2 import exports the raw bytes" goldctl image export sp@2 sp2.out
 t_run "qcow2 round trip is bit-identical" cmp sparse.img sp2.out
 
+# edge sizes: empty, one 512-byte sector, fewer chunks than the export ring
+: >empty.img
+head -c 512 /dev/urandom >sector.img
+head -c $((3 * 1048576 + 512)) /dev/urandom >three.img
+for f in empty sector three; do
+	goldctl image import "$f" "$f.img" >/dev/null && goldctl image export "$f" "$f.out" && cmp "$f.img" "$f.out"
+	ok $? "$f image round trip is bit-identical"
+done
+
 # export refuses to replace a file unless --force
 t_fails "export refuses an existing file" goldctl image export sp@2 sp2.out
 like "$T_OUT" "exists" "and says why"
