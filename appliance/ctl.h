@@ -33,6 +33,7 @@ struct ctl_command {
 extern const struct ctl_command ctl_image_commands[];
 extern const struct ctl_command ctl_machine_commands[]; /* ctl-machine.c */
 extern const struct ctl_command ctl_snapshot_commands[]; /* ctl-snapshot.c */
+extern const struct ctl_command ctl_vm_commands[]; /* ctl-vm.c */
 
 /* For command files that change a machine through goldcached (ctl-snapshot.c):
  * takes --url/--token-file out of argv, which must then hold NAME only, POSTs

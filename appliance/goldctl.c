@@ -20,7 +20,7 @@
 #include "lib/util.h"
 
 static const struct ctl_command *const tables[] = {ctl_image_commands, ctl_machine_commands,
-						   ctl_snapshot_commands};
+						   ctl_snapshot_commands, ctl_vm_commands};
 
 static void help(FILE *f)
 {
