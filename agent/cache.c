@@ -67,6 +67,7 @@ struct cache {
 	uint64_t present[CACHE_NSLOTS];
 	uint8_t *dmap;
 	uint64_t ndirty;
+	uint8_t *wseen; /* blocks written since cache_dirty_track(on), or NULL */
 	char *notes;
 	size_t notes_len;
 };
@@ -682,6 +683,7 @@ void cache_free(struct cache *c)
 		free(c->pend[s]);
 	}
 	free(c->dmap);
+	free(c->wseen);
 	free(c->notes);
 	free(c->path);
 	free(c);
@@ -1075,6 +1077,10 @@ int cache_vol_write(struct cache *c, const void *buf, uint64_t off, size_t len, 
 	r = mark_dirty(c, off, len);
 	if (r < 0)
 		return r;
+	if (c->wseen)
+		for (uint64_t b = off / c->hdr.geo.dirty_block_size;
+		     b <= (off + len - 1) / c->hdr.geo.dirty_block_size; b++)
+			bit_set(c->wseen, b);
 	r = io_pwrite_all(c->fd, buf, len, (off_t)(c->hdr.geo.volume_off + off));
 	if (r == 0 && fua)
 		r = io_fdatasync(c->fd);
@@ -1125,6 +1131,63 @@ int cache_block_dirty(const struct cache *c, uint64_t block)
 uint64_t cache_dirty_count(const struct cache *c)
 {
 	return (c->hdr.flags & CACHE_F_DIRTY_ALL) ? c->hdr.geo.nblocks : c->ndirty;
+}
+
+void cache_dirty_track(struct cache *c, int on)
+{
+	free(c->wseen);
+	c->wseen = on ? xcalloc((size_t)(c->hdr.geo.nblocks + 7) / 8, 1) : NULL;
+}
+
+/* Sync done: bits cleared in memory, the changed pages written and
+ * fdatasynced, then the header (DIRTY_ALL off, last_sync). A crash before the
+ * map fdatasync leaves the bits set (the blocks are uploaded again: harmless);
+ * a block written during the upload keeps its bit. */
+int cache_sync_done(struct cache *c, const uint64_t *blocks, size_t n, int all, int64_t when,
+		    uint64_t *cleared)
+{
+	const struct cache_geometry *g = &c->hdr.geo;
+	uint64_t lo = UINT64_MAX, hi = 0, cnt = 0, nb = all ? g->nblocks : n;
+	struct cache_header nh;
+	int r = 0;
+
+	if (c->rdonly)
+		return -EROFS;
+	for (uint64_t k = 0; k < nb; k++) {
+		uint64_t b = all ? k : blocks[k];
+
+		if (b >= g->nblocks || !bit_get(c->dmap, b) ||
+		    (c->wseen && bit_get(c->wseen, b)))
+			continue;
+		bit_clear(c->dmap, b);
+		cnt++;
+		lo = MIN(lo, b >> 3);
+		hi = MAX(hi, (b >> 3) + 1);
+	}
+	if (cnt) {
+		r = map_write(c, c->dmap, g->dmap_off, lo, hi);
+		if (r == 0)
+			r = io_fdatasync(c->fd);
+		if (r < 0) {
+			log_error("cache '%s': cannot write the dirty map after a sync: %s",
+				  c->path, strerror(-r));
+			return r;
+		}
+		c->ndirty -= MIN(c->ndirty, cnt);
+	}
+	nh = c->hdr;
+	nh.last_sync = when;
+	/* every block was uploaded; one written meanwhile has its bit (write-ahead) */
+	if (all)
+		nh.flags &= ~CACHE_F_DIRTY_ALL;
+	r = header_update(c, &nh);
+	if (r == 0) {
+		c->ndirty = bits_count(c->dmap, g->nblocks);
+		if (cleared)
+			*cleared = cnt;
+	}
+	cache_dirty_track(c, 0);
+	return r;
 }
 
 /* ---- check ---- */

@@ -189,6 +189,18 @@ int cache_flush(struct cache *c);
 int cache_block_dirty(const struct cache *c, uint64_t block);
 uint64_t cache_dirty_count(const struct cache *c); /* blocks (all if DIRTY_ALL) */
 
+/* ---- sync (agent/uploader.c) ---- */
+/* on: from now on, remember in memory which volume blocks are written (a
+ * sync's upload has started); off: forget. */
+void cache_dirty_track(struct cache *c, int on);
+/* After the appliance acknowledged a commit: clears the dirty bits of
+ * blocks[0..n) (with all: of every block, and CACHE_F_DIRTY_ALL) except those
+ * written since cache_dirty_track(c, 1); the map pages are written and
+ * fdatasynced, then the header records last_sync = when. *cleared (may be
+ * NULL): bits cleared. Stops tracking. */
+int cache_sync_done(struct cache *c, const uint64_t *blocks, size_t n, int all, int64_t when,
+		    uint64_t *cleared);
+
 /* ---- check ---- */
 struct cache_check_report {
 	unsigned problems; /* inconsistencies found */

@@ -28,6 +28,7 @@
 
 #include <jansson.h>
 
+#include "agent/attach.h"
 #include "agent/cache.h"
 #include "agent/nbd.h"
 #include "agent/source.h"
@@ -675,6 +676,8 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		usage();
 	cmd = argv[1];
+	if (attach_wants(argc, argv)) /* attach, sync, hydrate/serve --appliance */
+		return attach_main(argc, argv);
 	if (strcmp(cmd, "cache") == 0) {
 		struct args a;
 

@@ -56,6 +56,7 @@ struct hyd {
 	uint64_t n, next, since, commit_bytes, last_progress;
 	uint8_t *rejected, *zero_buf;
 	int session_err, io_err;
+	unsigned delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS */
 };
 
 static void sleep_ms(unsigned ms)
@@ -99,6 +100,8 @@ static void chunk_done(void *arg, uint64_t idx, int err)
 	h->st->h.bytes += len;
 	h->since += len;
 	h->last_progress = now_ms();
+	if (h->delay_ms) /* tests: widen the window for kills and link cuts */
+		sleep_ms(h->delay_ms);
 }
 
 /* Next chunk to fetch from h->next on (zero chunks are stored on the way);
@@ -173,6 +176,8 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 		return -EINVAL;
 	}
 	h.depth = o->depth ? o->depth : 8;
+	if (getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"))
+		parse_int(getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"), 0, 10000, (int *)&h.delay_ms);
 	h.commit_bytes = o->commit_bytes ? o->commit_bytes : 64ull << 20;
 	h.slots = xcalloc(h.depth, sizeof(*h.slots));
 	for (unsigned i = 0; i < h.depth; i++) {

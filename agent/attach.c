@@ -1,0 +1,587 @@
+/* goldagent's commands that talk to the appliance:
+ *
+ *   goldagent hydrate --cache FILE --appliance URL --machine NAME [...]
+ *   goldagent serve   --cache FILE --appliance URL --machine NAME [...]
+ *   goldagent sync    --cache FILE --appliance URL --machine NAME [...]
+ *   goldagent attach  [--appliance URL] [--machine NAME] [--cache FILE] [...]
+ *
+ * The flow (docs/agent.md "Attach"): the machine token (token file, or
+ * enrollment), the iSCSI login and image version (GET .../iscsi), the
+ * machine's state (volume size), the manifest (strictly decoded, kept next to
+ * the cache for offline starts), then the cache: created when missing, the
+ * other slot assigned when the appliance serves another version (activated
+ * once complete). Gold chunks come over iSCSI from LUN 1 of the machine's
+ * target (its initiator name + CHAP), verified before they count.
+ *
+ * Offline: when the appliance cannot be reached (connection refused, time-out,
+ * no route), a cache whose active slot is complete is served with the
+ * manifest kept from the last online start; an incomplete one is refused with
+ * a message saying how much is missing, exit 1. Any other API failure (token
+ * refused, unknown machine) is an error, not "offline". */
+#include "agent/attach.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/apiclient.h"
+#include "agent/cache.h"
+#include "agent/fetch.h"
+#include "agent/hydrator.h"
+#include "agent/nbd.h"
+#include "agent/source-iscsi.h"
+#include "agent/source.h"
+#include "agent/uploader.h"
+#include "lib/io.h"
+#include "lib/log.h"
+#include "lib/manifest.h"
+#include "lib/util.h"
+
+struct aargs {
+	const char *cmd;
+	const char *cache, *url, *machine, *token_file, *state_dir, *mode, *run_dir;
+	const char *gold_sock, *vol_sock;
+	uint64_t volume_size, commit, give_up_ms;
+	unsigned depth, sync_interval;
+	int timeout_s, no_hydrate;
+	char token_buf[512], manifest_path[512], sync_path[512], dir_buf[512];
+	char gsock_buf[512], vsock_buf[512];
+};
+
+enum {
+	O_CACHE = 256,
+	O_URL,
+	O_MACHINE,
+	O_TOKEN,
+	O_STATE,
+	O_MODE,
+	O_RUN,
+	O_GSOCK,
+	O_VSOCK,
+	O_VOLSIZE,
+	O_COMMIT,
+	O_GIVEUP,
+	O_DEPTH,
+	O_INTERVAL,
+	O_TIMEOUT,
+	O_NOHYD,
+	O_HELP,
+};
+
+static const struct option opts[] = {
+	{"cache", required_argument, NULL, O_CACHE},
+	{"appliance", required_argument, NULL, O_URL},
+	{"url", required_argument, NULL, O_URL},
+	{"machine", required_argument, NULL, O_MACHINE},
+	{"token-file", required_argument, NULL, O_TOKEN},
+	{"state-dir", required_argument, NULL, O_STATE},
+	{"mode", required_argument, NULL, O_MODE},
+	{"run-dir", required_argument, NULL, O_RUN},
+	{"gold-socket", required_argument, NULL, O_GSOCK},
+	{"volume-socket", required_argument, NULL, O_VSOCK},
+	{"volume-size", required_argument, NULL, O_VOLSIZE},
+	{"commit-every", required_argument, NULL, O_COMMIT},
+	{"give-up", required_argument, NULL, O_GIVEUP},
+	{"depth", required_argument, NULL, O_DEPTH},
+	{"sync-interval", required_argument, NULL, O_INTERVAL},
+	{"timeout", required_argument, NULL, O_TIMEOUT},
+	{"no-hydrate", no_argument, NULL, O_NOHYD},
+	{"help", no_argument, NULL, O_HELP},
+	{NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *o)
+{
+	fprintf(o,
+		"usage: goldagent hydrate|serve|sync --cache FILE --appliance URL --machine NAME\n"
+		"           [--token-file F] [--state-dir DIR] [--depth N] [--give-up SECONDS]\n"
+		"           [--volume-size BYTES] [--commit-every BYTES] [--timeout SECONDS]\n"
+		"           [--gold-socket P] [--volume-socket P] [--no-hydrate]   (serve)\n"
+		"       goldagent attach [--appliance URL] [--machine NAME] [--mode cache|stream]\n"
+		"           [--cache FILE] [--run-dir DIR] [--sync-interval SECONDS] [...]\n"
+		"attach reads goldcache.url, goldcache.machine, goldcache.mode and\n"
+		"goldcache.cache from /proc/cmdline for what the flags do not give.\n");
+}
+
+int attach_wants(int argc, char **argv)
+{
+	if (argc < 2)
+		return 0;
+	if (strcmp(argv[1], "attach") == 0 || strcmp(argv[1], "sync") == 0)
+		return 1;
+	if (strcmp(argv[1], "hydrate") != 0 && strcmp(argv[1], "serve") != 0)
+		return 0;
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--appliance") == 0 || strncmp(argv[i], "--appliance=", 12) == 0)
+			return 1;
+	return 0;
+}
+
+static uint64_t num(const char *opt, const char *s)
+{
+	uint64_t v;
+
+	if (parse_size(s, &v) < 0)
+		die(2, "%s: '%s' is not a number or size", opt, s);
+	return v;
+}
+
+/* goldcache.KEY=VALUE from the kernel command line (static storage). */
+static const char *cmdline_get(const char *key)
+{
+	static char *line;
+	static size_t len;
+	char want[64];
+	size_t wl;
+
+	if (!line && io_read_file("/proc/cmdline", 8192, &line, &len) < 0)
+		return NULL;
+	wl = (size_t)snprintf(want, sizeof(want), "goldcache.%s=", key);
+	for (char *p = line; p && *p;) {
+		char *end = p + strcspn(p, " \n");
+
+		if ((size_t)(end - p) > wl && strncmp(p, want, wl) == 0) {
+			size_t n = (size_t)(end - p) - wl;
+			char *v = xmalloc(n + 1);
+
+			memcpy(v, p + wl, n);
+			v[n] = '\0';
+			return v;
+		}
+		p = end + strspn(end, " \n");
+	}
+	return NULL;
+}
+
+static void parse(int argc, char **argv, struct aargs *a)
+{
+	int c;
+
+	a->cmd = argv[1];
+	a->timeout_s = 10;
+	a->give_up_ms = 300000;
+	a->sync_interval = 300;
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_CACHE: a->cache = optarg; break;
+		case O_URL: a->url = optarg; break;
+		case O_MACHINE: a->machine = optarg; break;
+		case O_TOKEN: a->token_file = optarg; break;
+		case O_STATE: a->state_dir = optarg; break;
+		case O_MODE: a->mode = optarg; break;
+		case O_RUN: a->run_dir = optarg; break;
+		case O_GSOCK: a->gold_sock = optarg; break;
+		case O_VSOCK: a->vol_sock = optarg; break;
+		case O_VOLSIZE: a->volume_size = num("--volume-size", optarg); break;
+		case O_COMMIT: a->commit = num("--commit-every", optarg); break;
+		case O_GIVEUP: a->give_up_ms = num("--give-up", optarg) * 1000; break;
+		case O_DEPTH: a->depth = (unsigned)num("--depth", optarg); break;
+		case O_INTERVAL: a->sync_interval = (unsigned)num("--sync-interval", optarg); break;
+		case O_TIMEOUT: a->timeout_s = (int)num("--timeout", optarg); break;
+		case O_NOHYD: a->no_hydrate = 1; break;
+		case O_HELP:
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(2);
+		}
+	}
+	if (optind < argc)
+		die(2, "unexpected argument '%s'", argv[optind]);
+	if (strcmp(a->cmd, "attach") == 0) {
+		if (!a->url)
+			a->url = cmdline_get("url");
+		if (!a->machine)
+			a->machine = cmdline_get("machine");
+		if (!a->mode)
+			a->mode = cmdline_get("mode");
+		if (!a->cache)
+			a->cache = cmdline_get("cache");
+		if (!a->run_dir)
+			a->run_dir = "/run/goldcache/agent";
+		if (!a->cache)
+			a->cache = "/var/lib/goldagent/cache.img";
+		fmt_buf(a->gsock_buf, sizeof(a->gsock_buf), "%s/gold.sock", a->run_dir);
+		fmt_buf(a->vsock_buf, sizeof(a->vsock_buf), "%s/volume.sock", a->run_dir);
+		if (!a->gold_sock)
+			a->gold_sock = a->gsock_buf;
+		if (!a->vol_sock && (!a->mode || strcmp(a->mode, "stream") != 0))
+			a->vol_sock = a->vsock_buf;
+	}
+	if (!a->cache || !a->url || !a->machine) {
+		usage(stderr);
+		die(2, "%s needs --cache, --appliance URL and --machine NAME", a->cmd);
+	}
+	if (!name_is_valid(a->machine))
+		die(2, "machine name '%s' is not valid", a->machine);
+	if (!a->state_dir) {
+		struct stat st;
+		char tmp[512];
+
+		if (stat(a->cache, &st) == 0 && S_ISBLK(st.st_mode)) {
+			a->state_dir = "/var/lib/goldagent";
+		} else {
+			fmt_buf(tmp, sizeof(tmp), "%s", a->cache);
+			fmt_buf(a->dir_buf, sizeof(a->dir_buf), "%s", dirname(tmp));
+			a->state_dir = a->dir_buf;
+		}
+	}
+	if (!a->token_file) {
+		fmt_buf(a->token_buf, sizeof(a->token_buf), "%s/%s.token", a->state_dir, a->machine);
+		a->token_file = a->token_buf;
+	}
+	fmt_buf(a->manifest_path, sizeof(a->manifest_path), "%s/%s.manifest", a->state_dir,
+		a->machine);
+	fmt_buf(a->sync_path, sizeof(a->sync_path), "%s/%s.sync", a->state_dir, a->machine);
+}
+
+/* What an online start learned, or what an offline one has. */
+struct session {
+	struct apic api;
+	struct apic_iscsi login;
+	struct apic_machine mach;
+	struct fetch_target tgt;
+	struct chunk_hashes hs;
+	struct cache *c;
+	int slot; /* the slot being filled / served */
+	int online;
+	int timeout_s;
+};
+
+/* One goldagent per cache: two hydrating or syncing the same file would
+ * interleave header and map writes. The lock lives as long as the process. */
+static int lock_cache(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		close(fd);
+		if (e == EWOULDBLOCK) {
+			log_error("cache '%s' is in use by another goldagent", path);
+			return -EBUSY;
+		}
+		return -e;
+	}
+	return 0; /* fd kept open: the lock is held until exit */
+}
+
+static int open_iscsi(void *arg, struct chunk_source **out)
+{
+	struct session *s = arg;
+
+	return chunk_source_iscsi_new(&s->tgt, s->timeout_s, out);
+}
+
+static int load_saved_manifest(const char *path, const struct cache *c, int slot,
+			       struct chunk_hashes *hs)
+{
+	const struct cache_slot_info *si = &cache_header(c)->slot[slot];
+	struct manifest *m;
+	struct hash fh;
+
+	if (manifest_load_file(path, &m, &fh) < 0)
+		return -ENOENT;
+	if (!hash_equal(&fh, &si->manifest)) {
+		log_error("manifest '%s' is not the one of the cache's slot %c (%s@%s)", path,
+			  'A' + slot, si->name, si->version);
+		manifest_free(m);
+		return -EBADMSG;
+	}
+	chunk_hashes_from_manifest(m, hs);
+	manifest_free(m);
+	return 0;
+}
+
+/* The appliance could not be reached: serve what the cache holds, if whole. */
+static int go_offline(struct aargs *a, struct session *s)
+{
+	const struct cache_header *h;
+	uint64_t have, want;
+	int r = cache_open(a->cache, 0, &s->c), slot;
+
+	if (r < 0) {
+		log_error("appliance %s unreachable and no usable cache at '%s': cannot start "
+			  "offline (connect to the boot network and retry)",
+			  a->url, a->cache);
+		return -ENODATA;
+	}
+	h = cache_header(s->c);
+	slot = h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
+	have = cache_slot_present_count(s->c, slot);
+	want = cache_slot_chunks(s->c, slot);
+	if (h->slot[slot].state != CACHE_SLOT_COMPLETE) {
+		log_error("appliance %s unreachable and the cache holds %llu of %llu chunks of "
+			  "%s@%s (%.1f%%): cannot start offline; connect to the boot network "
+			  "and retry",
+			  a->url, (unsigned long long)have, (unsigned long long)want,
+			  h->slot[slot].name, h->slot[slot].version,
+			  want ? 100.0 * (double)have / (double)want : 0.0);
+		fprintf(stderr, "goldagent: offline and the cache is incomplete (%llu/%llu chunks)\n",
+			(unsigned long long)have, (unsigned long long)want);
+		return -ENODATA;
+	}
+	s->slot = slot;
+	if (load_saved_manifest(a->manifest_path, s->c, slot, &s->hs) < 0)
+		log_warn("no manifest kept for slot %c: serving without re-verification",
+			 'A' + slot);
+	log_info("appliance %s unreachable: cache complete (%s@%s), serving offline", a->url,
+		 h->slot[slot].name, h->slot[slot].version);
+	s->online = 0;
+	return 0;
+}
+
+/* Online: token, login, manifest, cache (created or slot assigned).
+ * 0 online, 1 offline (cache complete), <0 error. */
+static int session_start(struct aargs *a, struct session *s)
+{
+	char ver[16], *text = NULL;
+	size_t tlen = 0;
+	struct manifest *m = NULL;
+	struct hash fh;
+	const struct cache_header *h;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->timeout_s = a->timeout_s;
+	if (lock_cache(a->cache) < 0)
+		return -EBUSY;
+	s->api = (struct apic){.url = a->url, .machine = a->machine,
+			       .timeout_ms = a->timeout_s * 1000};
+	if (io_mkdir_p(a->state_dir, 0700) < 0)
+		log_warn("cannot create state dir '%s'", a->state_dir);
+	r = apic_token(&s->api, a->token_file);
+	if (r == 0)
+		r = apic_iscsi_get(&s->api, &s->login);
+	if (r == 0)
+		r = apic_machine_get(&s->api, &s->mach);
+	if (r == 0)
+		r = apic_manifest_get(&s->api, s->login.image, s->login.version, &text, &tlen, &m,
+				      &fh);
+	if (r < 0 && apic_unreachable(r))
+		return go_offline(a, s) < 0 ? -ENODATA : 1;
+	if (r < 0)
+		return r;
+	s->online = 1;
+	s->tgt = (struct fetch_target){.portal = s->login.portal, .iqn = s->login.target,
+				       .initiator = s->login.initiator, .user = s->login.user,
+				       .secret = s->login.secret, .lun = s->login.gold_lun};
+	chunk_hashes_from_manifest(m, &s->hs);
+	snprintf(ver, sizeof(ver), "%u", m->version);
+	r = cache_open(a->cache, 0, &s->c);
+	if (r == -ENOENT || r == -EBADMSG) {
+		struct cache_params p = {.image = m->name, .version = ver, .image_size = m->size,
+					 .chunk_size = m->chunk_size, .manifest = &fh,
+					 .volume_size = s->mach.volume_size ? s->mach.volume_size
+						       : a->volume_size ? a->volume_size
+									: 64ull << 20};
+		log_info("creating cache '%s' for %s@%s (volume %llu bytes)", a->cache, m->name,
+			 ver, (unsigned long long)p.volume_size);
+		r = cache_create(a->cache, &p);
+		if (r == 0)
+			r = lock_cache(a->cache);
+		if (r == 0)
+			r = cache_open(a->cache, 0, &s->c);
+	}
+	if (r < 0)
+		goto out;
+	h = cache_header(s->c);
+	s->slot = h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
+	if (strcmp(h->slot[s->slot].name, m->name) != 0 || strcmp(h->slot[s->slot].version, ver) != 0) {
+		int other = 1 - s->slot;
+
+		if (h->geo.chunk_size != m->chunk_size || m->size > h->geo.gold_capacity) {
+			log_error("the cache's geometry (chunks of %u, %llu bytes per slot) cannot "
+				  "hold %s@%s; re-create it (goldagent cache init --force)",
+				  h->geo.chunk_size, (unsigned long long)h->geo.gold_capacity,
+				  m->name, ver);
+			r = -EINVAL;
+			goto out;
+		}
+		if (strcmp(h->slot[other].name, m->name) != 0 ||
+		    strcmp(h->slot[other].version, ver) != 0 ||
+		    !hash_equal(&h->slot[other].manifest, &fh)) {
+			log_info("gold update: slot %c gets %s@%s", 'A' + other, m->name, ver);
+			r = cache_slot_assign(s->c, other, m->name, ver, m->size, &fh);
+			if (r < 0)
+				goto out;
+		}
+		s->slot = other;
+	}
+	r = io_write_file_atomic(a->manifest_path, text, tlen, 0644);
+	if (r < 0)
+		log_error("cannot keep the manifest in '%s': %s", a->manifest_path, strerror(-r));
+out:
+	free(text);
+	manifest_free(m);
+	return r;
+}
+
+static void session_end(struct session *s)
+{
+	chunk_hashes_release(&s->hs);
+	apic_release(&s->api);
+	explicit_bzero(s->login.secret, sizeof(s->login.secret));
+}
+
+static int do_hydrate(struct aargs *a, struct session *s)
+{
+	struct hydr_opts o = {.depth = a->depth, .commit_bytes = a->commit,
+			      .give_up_ms = a->give_up_ms, .open = open_iscsi, .open_arg = s};
+	struct hydr_stats st;
+	int r = hydrate_pipelined(s->c, s->slot, &s->hs, &o, &st);
+
+	printf("slot %c: %llu chunks fetched (%llu bytes), %llu zero, %llu already present, "
+	       "%llu rejected, %u reconnects, %llu ms\n",
+	       'A' + s->slot, (unsigned long long)st.h.fetched, (unsigned long long)st.h.bytes,
+	       (unsigned long long)st.h.zero, (unsigned long long)st.h.skipped,
+	       (unsigned long long)st.h.rejected, st.reconnects, (unsigned long long)st.elapsed_ms);
+	fflush(stdout);
+	if (r == 0 && cache_header(s->c)->active_slot != (uint32_t)s->slot) {
+		r = cache_slot_set_active(s->c, s->slot);
+		if (r == 0)
+			log_info("slot %c is complete and now active", 'A' + s->slot);
+	}
+	if (r < 0)
+		log_error("hydration of slot %c incomplete: %s", 'A' + s->slot, strerror(-r));
+	return r;
+}
+
+static int cmd_hydrate(struct aargs *a)
+{
+	struct session s;
+	int r = session_start(a, &s), rc;
+
+	if (r < 0) {
+		session_end(&s);
+		if (s.c)
+			cache_close(s.c);
+		return 1;
+	}
+	rc = r == 1 ? 0 : do_hydrate(a, &s) < 0;
+	if (cache_close(s.c) < 0)
+		rc = 1;
+	session_end(&s);
+	return rc;
+}
+
+static int serve_loop(struct aargs *a, struct session *s)
+{
+	struct nbd_server_opts o = {0};
+	struct chunk_source *src = NULL;
+	struct nbd_server *srv;
+	int gslot = s->slot, r;
+
+	if (s->online && cache_header(s->c)->active_slot != (uint32_t)s->slot) {
+		/* a gold update: fill the new slot first, it is activated when whole */
+		r = do_hydrate(a, s);
+		if (r < 0)
+			return r;
+	}
+	gslot = (int)cache_header(s->c)->active_slot;
+	if (s->online && cache_header(s->c)->slot[gslot].state != CACHE_SLOT_COMPLETE) {
+		r = chunk_source_iscsi_new(&s->tgt, s->timeout_s, &src);
+		if (r < 0) {
+			log_error("cannot log in to %s for on-demand chunks: %s", s->login.target,
+				  strerror(-r));
+			return r;
+		}
+	}
+	o.cache = s->c;
+	o.gold_slot = gslot;
+	o.source = src;
+	o.hashes = s->hs.n ? &s->hs : NULL;
+	o.gold_socket = a->gold_sock;
+	o.volume_socket = a->vol_sock;
+	o.hydrate_depth = src && !a->no_hydrate ? (a->depth ? a->depth : 4) : 0;
+	if (a->run_dir && io_mkdir_p(a->run_dir, 0700) < 0)
+		log_warn("cannot create '%s'", a->run_dir);
+	r = nbd_server_new(&o, &srv);
+	if (r == 0) {
+		r = nbd_server_run(srv);
+		nbd_server_free(srv);
+	}
+	chunk_source_free(src);
+	return r;
+}
+
+static int cmd_serve(struct aargs *a)
+{
+	struct session s;
+	int r, rc;
+
+	if (!a->gold_sock && !a->vol_sock)
+		die(2, "serve needs --gold-socket and/or --volume-socket");
+	log_set_timestamps(1);
+	r = session_start(a, &s);
+	if (r < 0) {
+		session_end(&s);
+		if (s.c)
+			cache_close(s.c);
+		return 1;
+	}
+	rc = serve_loop(a, &s) < 0;
+	if (cache_close(s.c) < 0)
+		rc = 1;
+	session_end(&s);
+	return rc;
+}
+
+static int cmd_sync(struct aargs *a)
+{
+	struct session s;
+	struct upl_opts o;
+	int r, rc = 1;
+
+	memset(&s, 0, sizeof(s));
+	s.api = (struct apic){.url = a->url, .machine = a->machine, .timeout_ms = a->timeout_s * 1000};
+	r = apic_token(&s.api, a->token_file);
+	if (r == 0)
+		r = apic_iscsi_get(&s.api, &s.login);
+	if (r < 0) {
+		if (apic_unreachable(r))
+			log_error("appliance %s unreachable: nothing synced (the dirty blocks stay "
+				  "dirty)", a->url);
+		goto out;
+	}
+	if (!s.login.upload_lun) {
+		log_error("machine '%s' keeps no machine volume at the appliance (profile "
+			  "without persist): nothing to sync", a->machine);
+		goto out;
+	}
+	if (lock_cache(a->cache) < 0 || cache_open(a->cache, 0, &s.c) < 0)
+		goto out;
+	s.tgt = (struct fetch_target){.portal = s.login.portal, .iqn = s.login.target,
+				      .initiator = s.login.initiator, .user = s.login.user,
+				      .secret = s.login.secret, .lun = s.login.upload_lun};
+	o = (struct upl_opts){.api = &s.api, .target = &s.tgt, .depth = a->depth,
+			      .timeout_s = a->timeout_s, .state_path = a->sync_path};
+	rc = upload_sync(s.c, &o, NULL) < 0;
+	if (cache_close(s.c) < 0)
+		rc = 1;
+out:
+	session_end(&s);
+	return rc;
+}
+
+int attach_main(int argc, char **argv)
+{
+	struct aargs a = {0};
+
+	parse(argc, argv, &a);
+	if (strcmp(a.cmd, "hydrate") == 0)
+		return cmd_hydrate(&a);
+	if (strcmp(a.cmd, "sync") == 0)
+		return cmd_sync(&a);
+	/* serve and attach: attach is serve with defaults from /proc/cmdline */
+	return cmd_serve(&a);
+}
