@@ -540,6 +540,7 @@ static int cmd_sync(struct aargs *a)
 {
 	struct session s;
 	struct upl_opts o;
+	struct upl_stats st;
 	int r, rc = 1;
 
 	memset(&s, 0, sizeof(s));
@@ -565,7 +566,13 @@ static int cmd_sync(struct aargs *a)
 				      .secret = s.login.secret, .lun = s.login.upload_lun};
 	o = (struct upl_opts){.api = &s.api, .target = &s.tgt, .depth = a->depth,
 			      .timeout_s = a->timeout_s, .state_path = a->sync_path};
-	rc = upload_sync(s.c, &o, NULL) < 0;
+	rc = upload_sync(s.c, &o, &st) < 0;
+	printf("sync: snapshot %u, %llu dirty bytes, %llu bytes sent (%.3f), %llu blocks, "
+	       "%llu bits cleared, upload %llu ms, commit %llu ms, %u attempts\n",
+	       st.snapshot, (unsigned long long)st.dirty_bytes, (unsigned long long)st.sent_bytes,
+	       st.dirty_bytes ? (double)st.sent_bytes / (double)st.dirty_bytes : 0.0,
+	       (unsigned long long)st.sent_blocks, (unsigned long long)st.cleared,
+	       (unsigned long long)st.upload_ms, (unsigned long long)st.commit_ms, st.attempts);
 	if (cache_close(s.c) < 0)
 		rc = 1;
 out:

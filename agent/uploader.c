@@ -66,6 +66,7 @@ struct up {
 	size_t nitems;
 	int err;
 	uint64_t sent;
+	int delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS */
 };
 
 static void sleep_ms(unsigned ms)
@@ -118,6 +119,8 @@ static int issue(struct up *u, struct up_slot *s)
 		u->items[u->nitems].block = b;
 		hash_buf(s->buf, (size_t)MIN((uint64_t)u->bs, u->vsize - off), &u->items[u->nitems].id);
 		u->nitems++;
+		if (u->delay_ms) /* tests: widen the window for kills */
+			sleep_ms((unsigned)u->delay_ms);
 		s->busy = 1;
 		r = fetch_write(u->f, off, s->buf, len, write_done, s);
 		if (r < 0) {
@@ -213,6 +216,8 @@ int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp
 	size_t nblocks = 0;
 
 	memset(st, 0, sizeof(*st));
+	if (getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"))
+		parse_int(getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"), 0, 10000, &u.delay_ms);
 	if (read_base(o->state_path, &base) < 0)
 		base = 0;
 	full = base == 0 && h->last_sync != 0;
