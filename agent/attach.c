@@ -167,7 +167,7 @@ static void parse(int argc, char **argv, struct aargs *a)
 	a->cmd = argv[1];
 	a->timeout_s = 10;
 	a->give_up_ms = 300000;
-	a->sync_interval = 300;
+	a->sync_interval = ~0u; /* attach: 300 s; serve: none */
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -194,6 +194,8 @@ static void parse(int argc, char **argv, struct aargs *a)
 	}
 	if (optind < argc)
 		die(2, "unexpected argument '%s'", argv[optind]);
+	if (a->sync_interval == ~0u)
+		a->sync_interval = strcmp(a->cmd, "attach") == 0 ? 300 : 0;
 	if (strcmp(a->cmd, "attach") == 0) {
 		if (!a->url)
 			a->url = cmdline_get("url");
@@ -474,8 +476,57 @@ static int cmd_hydrate(struct aargs *a)
 	return rc;
 }
 
+struct ticker {
+	struct aargs *a;
+	struct session *s;
+	unsigned syncs, failures;
+};
+
+/* Periodic sync on the serve loop (clients wait: one point in time). Offline
+ * or failing: the dirty bits stay and the next tick tries again, so the first
+ * tick after the appliance is back is the sync "on reconnect". */
+static void sync_tick(void *arg)
+{
+	struct ticker *t = arg;
+	struct session *s = t->s;
+	struct fetch_target tgt;
+	struct upl_opts o;
+	struct upl_stats st;
+	int r = 0;
+
+	if (cache_dirty_count(s->c) == 0)
+		return;
+	if (!s->api.token)
+		r = apic_token(&s->api, t->a->token_file);
+	if (r == 0 && !s->login.upload_lun)
+		r = apic_iscsi_get(&s->api, &s->login);
+	if (r < 0 || !s->login.upload_lun) {
+		if (r == 0)
+			log_info("sync: the profile keeps no machine volume at the appliance");
+		t->failures++;
+		return;
+	}
+	tgt = (struct fetch_target){.portal = s->login.portal, .iqn = s->login.target,
+				    .initiator = s->login.initiator, .user = s->login.user,
+				    .secret = s->login.secret, .lun = s->login.upload_lun};
+	o = (struct upl_opts){.api = &s->api, .target = &tgt, .depth = t->a->depth,
+			      .timeout_s = t->a->timeout_s, .state_path = t->a->sync_path,
+			      .attempts = 2};
+	r = upload_sync(s->c, &o, &st);
+	if (r < 0) {
+		t->failures++;
+		return;
+	}
+	t->syncs++;
+	log_info("sync: snapshot %u (%llu bytes sent for %llu dirty bytes) in %llu ms",
+		 st.snapshot, (unsigned long long)st.sent_bytes,
+		 (unsigned long long)st.dirty_bytes,
+		 (unsigned long long)(st.upload_ms + st.commit_ms));
+}
+
 static int serve_loop(struct aargs *a, struct session *s)
 {
+	struct ticker tk = {.a = a, .s = s};
 	struct nbd_server_opts o = {0};
 	struct chunk_source *src = NULL;
 	struct nbd_server *srv;
@@ -503,6 +554,11 @@ static int serve_loop(struct aargs *a, struct session *s)
 	o.gold_socket = a->gold_sock;
 	o.volume_socket = a->vol_sock;
 	o.hydrate_depth = src && !a->no_hydrate ? (a->depth ? a->depth : 4) : 0;
+	if (a->sync_interval && a->vol_sock) {
+		o.tick = sync_tick;
+		o.tick_arg = &tk;
+		o.tick_ms = a->sync_interval * 1000;
+	}
 	if (a->run_dir && io_mkdir_p(a->run_dir, 0700) < 0)
 		log_warn("cannot create '%s'", a->run_dir);
 	r = nbd_server_new(&o, &srv);

@@ -662,11 +662,22 @@ int nbd_server_run(struct nbd_server *srv)
 	log_info("serving%s%s%s%s (cache '%s')", srv->path[0] ? " gold on " : "",
 		 srv->path[0] ? srv->path[0] : "", srv->path[1] ? " volume on " : "",
 		 srv->path[1] ? srv->path[1] : "", cache_path(srv->o.cache));
+	uint64_t next_tick = srv->o.tick_ms ? now_ms() + srv->o.tick_ms : 0;
+
 	for (;;) {
-		int n = epoll_wait(srv->epfd, evs, (int)ARRAY_SIZE(evs),
-				   more		      ? 0
-				   : srv->src_fd >= 0 ? 1000
-						      : -1);
+		int wait_ms = more ? 0 : srv->src_fd >= 0 ? 1000 : -1, n;
+
+		if (next_tick) {
+			uint64_t now = now_ms();
+
+			if (now >= next_tick) {
+				srv->o.tick(srv->o.tick_arg);
+				next_tick = now_ms() + srv->o.tick_ms;
+			}
+			if (wait_ms < 0 || (uint64_t)wait_ms > next_tick - now_ms())
+				wait_ms = (int)MIN(next_tick - MIN(now_ms(), next_tick), 1000u);
+		}
+		n = epoll_wait(srv->epfd, evs, (int)ARRAY_SIZE(evs), wait_ms);
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -26,6 +26,12 @@ struct nbd_server_opts {
 	const char *volume_socket; /* NULL: no volume export */
 	unsigned max_clients; /* 0: 64 */
 	unsigned hydrate_depth; /* >0: fetch absent chunks in the background (needs a source) */
+	/* every tick_ms (0: never), between requests, with no request half done:
+	 * tick(tick_arg) runs on the loop (the agent's periodic sync: clients wait
+	 * meanwhile, so what it reads is one point in time) */
+	void (*tick)(void *arg);
+	void *tick_arg;
+	unsigned tick_ms;
 };
 
 struct nbd_server;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `goldagent attach` (what the initramfs runs) against the real goldcached
+# and tgtd: from an empty cache it serves gold.sock and volume.sock in the run
+# dir at once, reads fetch chunks on demand while the rest hydrates in the
+# background (the gold export equals `goldctl image export`), and writes to the
+# volume reach a snapshot by the periodic sync (the export equals the volume).
+# gc-test: once
+. "$GC_SRC/tests/lib.sh"
+. "$GC_SRC/tests/lib-attach.sh"
+need goldcached goldctl goldagent curl jq tgtd tgtadm ss cmp nbdcopy qemu-io
+
+D=$T_DIR
+MB=1048576
+mkdir -p "$D/a"
+head -c $((24 * MB)) /dev/urandom >"$D/gold.img"
+attach_lab "$D" "$D/gold.img" || bail "lab"
+# shellcheck disable=SC2016 # expanded when the cleanup runs
+on_exit 'tail -n 20 "$D/goldcached.log" 2>/dev/null | sed "s/^/# log: /" >&2'
+attach_gc_start "$D" || bail "goldcached did not start"
+goldctl --store "$D/store" image export deb "$D/want.img" >/dev/null || bail "export"
+goldctl machine token pc1 --url "$URL" --token-file "$ADMIN" >"$D/a/pc1.token" || bail "token"
+
+RUN=$D/run
+goldagent attach --appliance "$URL" --machine pc1 --mode cache \
+	--cache "$D/a/c.img" --run-dir "$RUN" --sync-interval 1 >"$D/attach.log" 2>&1 &
+AP=$!
+track "$AP"
+wait_for 30 test -S "$RUN/volume.sock"
+ok $? "attach serves gold.sock and volume.sock in the run dir"
+t_run "the gold export reads back (on demand + background hydration)" \
+	nbdcopy "nbd+unix:///gold?socket=$RUN/gold.sock" "$D/got.img"
+t_run "equal to goldctl image export" cmp "$D/want.img" "$D/got.img"
+wait_for 30 grep -q "background hydration complete" "$D/attach.log"
+ok $? "background hydration completes"
+
+t_run "write to the machine volume" qemu-io -f raw -c "write -P 77 1M 200K" -c "write -P 78 20M 4K" \
+	"nbd+unix:///volume?socket=$RUN/volume.sock"
+wait_for 30 grep -q "sync: snapshot 1 " "$D/attach.log"
+ok $? "the periodic sync commits snapshot 1"
+t_run "read the volume" nbdcopy "nbd+unix:///volume?socket=$RUN/volume.sock" "$D/vol.img"
+t_run "goldctl machine export pc1" goldctl --store "$D/store" machine export pc1 "$D/snap.img"
+t_run "the snapshot equals the volume" cmp "$D/vol.img" "$D/snap.img"
+like "$(grep 'sync: snapshot 1 ' "$D/attach.log")" "\\(([0-9]+) bytes sent for \\1 dirty bytes\\)" \
+	"bytes sent = dirty bytes"
+kill -TERM "$AP"
+wait "$AP"
+is "$?" 0 "attach stops cleanly on SIGTERM"
+is "$(goldagent status --json --cache "$D/a/c.img" | jq .dirty_blocks)" 0 "nothing left dirty"
+done_testing
