@@ -1125,6 +1125,11 @@ static void h_commit(struct ctx *c)
 		sync_commit_free(sc);
 		return;
 	}
+	/* the agent names the gold version it ran; else record what this machine
+	 * is assigned now (it may still run an older one until its next attach) */
+	if (!sc->gold_image[0] && p->image_ref &&
+	    image_version(c->a, p->image_ref, &sc->gold_version) == 0)
+		snprintf(sc->gold_image, sizeof(sc->gold_image), "%s", p->image_ref->name);
 	/* snapshots of this machine that pending orders name survive retention */
 	registry_each(c->a->reg, pin_row, &(struct pin_ctx){m.name, sc});
 	rc = sync_commit_start(c->a->sync, m.name, p->retention, sc);
@@ -1442,7 +1447,8 @@ static void h_iscsi(struct ctx *c)
 	if (path_machine(c, &m) < 0)
 		return;
 	if (c->caller.admin) {
-		http_error(c->resp, 403, "the iSCSI login is given to the machine's own agent token only");
+		http_error(c->resp, 403,
+			   "the iSCSI login is given to the machine's own agent token only");
 		return;
 	}
 	if (check_self(c, &m) < 0)

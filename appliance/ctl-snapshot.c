@@ -61,33 +61,43 @@ static int cmd_snapshots(struct ctl *c, int argc, char **argv)
 	if (c->json) {
 		json_t *arr = json_array();
 
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr,
-					      json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-							"snapshot", (json_int_t)v[i].id, "created",
-							(json_int_t)v[i].created, "size",
-							(json_int_t)v[i].size, "chunk_size",
-							(json_int_t)v[i].chunk_size, "chunks",
-							(json_int_t)v[i].nchunks, "zero_chunks",
-							(json_int_t)v[i].zero_chunks,
-							"changed_chunks", (json_int_t)v[i].changed,
-							"parent", (json_int_t)v[i].parent));
+		for (size_t i = 0; i < n; i++) {
+			json_t *o = json_pack(
+				"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "snapshot",
+				(json_int_t)v[i].id, "created", (json_int_t)v[i].created, "size",
+				(json_int_t)v[i].size, "chunk_size", (json_int_t)v[i].chunk_size,
+				"chunks", (json_int_t)v[i].nchunks, "zero_chunks",
+				(json_int_t)v[i].zero_chunks, "changed_chunks",
+				(json_int_t)v[i].changed, "parent", (json_int_t)v[i].parent);
+
+			json_object_set_new(
+				o, "gold",
+				v[i].gold_version
+					? json_sprintf("%s@%u", v[i].gold_image, v[i].gold_version)
+					: json_null());
+			json_array_append_new(arr, o);
+		}
 		ctl_json_print(arr);
 	} else {
-		printf("%-8s %-20s %10s %8s %8s %6s\n", "SNAPSHOT", "CREATED (UTC)", "SIZE",
-		       "CHUNKS", "CHANGED", "PARENT");
+		printf("%-8s %-20s %10s %8s %8s %6s  %s\n", "SNAPSHOT", "CREATED (UTC)", "SIZE",
+		       "CHUNKS", "CHANGED", "PARENT", "GOLD");
 		for (size_t i = 0; i < n; i++) {
 			time_t t = (time_t)v[i].created;
 			struct tm tm;
-			char par[16];
+			char par[16], gold[80];
 
 			gmtime_r(&t, &tm);
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
 			snprintf(par, sizeof(par), "%u", v[i].parent);
-			printf("%-8u %-20s %10s %8llu %8llu %6s\n", v[i].id, when,
+			if (v[i].gold_version)
+				snprintf(gold, sizeof(gold), "%s@%u", v[i].gold_image,
+					 v[i].gold_version);
+			else
+				snprintf(gold, sizeof(gold), "-");
+			printf("%-8u %-20s %10s %8llu %8llu %6s  %s\n", v[i].id, when,
 			       fmt_size(sz, sizeof(sz), v[i].size),
 			       (unsigned long long)v[i].nchunks, (unsigned long long)v[i].changed,
-			       v[i].parent ? par : "-");
+			       v[i].parent ? par : "-", gold);
 		}
 	}
 	free(v);

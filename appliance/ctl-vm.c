@@ -3,18 +3,19 @@
  * goldcached config) into struct vm_opts and prints; the work is in
  * appliance/vm.h.
  *
- * Which gold version the snapshot runs on: snapshot manifests do not record
- * it (the agent's commit names no image), so it comes from --image
- * NAME[@VERSION], else from the config: the machine's profile's image, pinned
- * version or the store's current one. The kernel, initramfs and extra kernel
- * arguments come from --kernel/--initrd/--append or from that config image;
- * never from a build folder. Reads the store only (no daemon needed). */
+ * Which gold version the snapshot runs on: --image NAME[@VERSION], else the
+ * one recorded beside the snapshot at commit (snapshot_gold: the agent's
+ * "gold", or what goldcached assigned the machine then), else the config's:
+ * the machine's profile's image, pinned version or the store's current one. The kernel, initramfs
+ * and extra kernel arguments come from --kernel/--initrd/--append or from that config image; never
+ * from a build folder. Reads the store only (no daemon needed). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "appliance/ctl.h"
+#include "appliance/snapshot.h"
 #include "appliance/vm.h"
 #include "config/config.h"
 #include "lib/util.h"
@@ -89,6 +90,7 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	struct vm_opts o = {0};
 	struct export_opts eo = {.progress = ctl_progress, .progress_arg = c};
 	struct config *cfg = NULL;
+	const struct config_image *profile_img = NULL;
 	struct config_diag diag;
 	struct vm_plan p = {0};
 	struct store *s = NULL;
@@ -147,8 +149,6 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	}
 
 	if (conf) {
-		const struct config_image *ci = NULL;
-
 		config_diag_init(&diag);
 		r = config_load_file(conf, &cfg, &diag);
 		if (r < 0) {
@@ -160,29 +160,43 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 		/* the config's store, unless --store or GOLDCACHE_STORE named another */
 		if (strcmp(c->store_dir, STORE_DEFAULT_DIR) == 0)
 			c->store_dir = cfg->appliance.store_dir;
-		if ((rc = from_config(cfg, machine, &ci)) != 0)
+		if ((rc = from_config(cfg, machine, &profile_img)) != 0)
 			goto out;
-		if (!o.image) {
-			o.image = ci->name;
-			o.image_version = ci->version_id;
+		if (!o.work_dir)
+			o.work_dir = wd = xasprintf("%s/vm", cfg->appliance.state_dir);
+	}
+	if ((rc = ctl_open_store(c, 0, &s)) != 0)
+		goto out;
+	/* the gold version: --image, else what the snapshot recorded, else the config */
+	if (!o.image) {
+		uint32_t id = snap;
+
+		if ((id || snapshot_latest(s, machine, &id) == 0) &&
+		    snapshot_gold(s, machine, id, img, &ver) == 0) {
+			o.image = img;
+			o.image_version = ver;
+		} else if (profile_img) {
+			o.image = profile_img->name;
+			o.image_version = profile_img->version_id;
 		}
-		/* boot files of the gold image the VM runs (the --image one when named) */
-		ci = config_image_by_name(cfg, o.image);
+	}
+	if (!o.image) {
+		fprintf(stderr,
+			"goldctl: which gold image does '%s' run? its snapshot does not record it: "
+			"give --image NAME[@VERSION] or the goldcached config with -c FILE\n",
+			machine);
+		rc = CTL_USAGE;
+		goto out;
+	}
+	if (cfg) {
+		/* boot files of the gold image the VM runs */
+		const struct config_image *ci = config_image_by_name(cfg, o.image);
+
 		if (ci) {
 			o.kernel = o.kernel ? o.kernel : ci->kernel;
 			o.initrd = o.initrd ? o.initrd : ci->initrd;
 			o.cmdline = ci->cmdline;
 		}
-		if (!o.work_dir)
-			o.work_dir = wd = xasprintf("%s/vm", cfg->appliance.state_dir);
-	}
-	if (!o.image) {
-		fprintf(stderr,
-			"goldctl: which gold image does '%s' run? snapshots do not record it: give "
-			"--image NAME[@VERSION] or the goldcached config with -c FILE\n",
-			machine);
-		rc = CTL_USAGE;
-		goto out;
 	}
 	if (!o.kernel || !o.initrd) {
 		fprintf(stderr,
@@ -194,9 +208,6 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	}
 	if (!o.work_dir)
 		o.work_dir = "/var/tmp/goldcache-vm";
-
-	if ((rc = ctl_open_store(c, 0, &s)) != 0)
-		goto out;
 	r = vm_plan(s, &o, &p);
 	if (r < 0) {
 		fprintf(stderr, "goldctl: %s\n", p.error);

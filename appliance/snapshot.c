@@ -4,6 +4,12 @@
  *     machines/NAME/snapshots/N.manifest   snapshot N of machine NAME
  *     machines/NAME/snapshots/N.removed    tombstone of a pruned snapshot (empty):
  *                                          keeps N from being allocated again
+ *     machines/NAME/snapshots/N.gold       optional: "IMAGE@VERSION\n", the gold
+ *                                          version the volume was written over
+ *                                          (goldctl machine vm boots it on that);
+ *                                          written after N.manifest (a crash in
+ *                                          between leaves it unrecorded), removed
+ *                                          with it by retention
  * A snapshot manifest is an ordinary lib/manifest.h manifest: name = the
  * machine, version = the snapshot id, kind fs, parent = the base snapshot of
  * the same machine (0 for the first one, or a base on another machine).
@@ -228,6 +234,54 @@ static int publish(struct store *s, struct manifest *m)
 	}
 }
 
+static int gold_path(struct store *s, const char *machine, uint32_t id, char *buf, size_t size)
+{
+	if (!name_is_valid(machine))
+		return -EINVAL;
+	return store_path(s, buf, size, "machines/%s/snapshots/%u.gold", machine, id);
+}
+
+/* Best effort: the snapshot is committed already; without the record an
+ * operator names the gold version himself (goldctl machine vm --image). */
+static void record_gold(struct store *s, const char *machine, uint32_t id, const char *image,
+			uint32_t version)
+{
+	char p[4096], line[96];
+	int r, n;
+
+	n = snprintf(line, sizeof(line), "%s@%u\n", image, version);
+	if (!name_is_valid(image) || n < 0 || (size_t)n >= sizeof(line) ||
+	    gold_path(s, machine, id, p, sizeof(p)) < 0)
+		return;
+	if ((r = io_write_file_atomic(p, line, (size_t)n, 0444)) < 0)
+		log_warn("snapshot %s@%u: cannot record its gold image %s@%u: %s", machine, id,
+			 image, version, strerror(-r));
+}
+
+int snapshot_gold(struct store *s, const char *machine, uint32_t id, char image[65],
+		  uint32_t *version)
+{
+	char p[4096], *text = NULL;
+	size_t len;
+	int r;
+
+	if ((r = gold_path(s, machine, id, p, sizeof(p))) < 0)
+		return r;
+	if ((r = io_read_file(p, 128, &text, &len)) < 0)
+		return r;
+	if (len > 0 && text[len - 1] == '\n')
+		text[len - 1] = '\0';
+	r = image_ref_parse(text, image, version);
+	if (r == 0 && *version == 0)
+		r = -EINVAL;
+	if (r < 0) {
+		log_warn("snapshot %s@%u: '%s' is not IMAGE@VERSION: ignored", machine, id, p);
+		r = -ENOENT;
+	}
+	free(text);
+	return r;
+}
+
 static int is_pinned(uint32_t id, const uint32_t *pinned, size_t npinned)
 {
 	for (size_t i = 0; i < npinned; i++)
@@ -268,6 +322,8 @@ static int prune_locked(struct store *s, const char *machine, unsigned keep, con
 		}
 		if (truncate(to, 0) < 0)
 			log_warn("cannot truncate tombstone '%s': %s", to, strerror(errno));
+		if (fmt_buf(to, sizeof(to), "%s/%u.gold", dir, v[i]) == 0)
+			unlink(to);
 		if (removed)
 			(*removed)++;
 	}
@@ -449,6 +505,8 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 		REFUSE(r, "cannot publish the snapshot: %s", strerror(-r));
 	}
 	res->snapshot = m->version;
+	if (rq->gold_image && rq->gold_version)
+		record_gold(s, rq->machine, m->version, rq->gold_image, rq->gold_version);
 	res->elapsed_ms = now_ms() - t0;
 	if ((r = prune_locked(s, rq->machine, rq->retention, rq->pinned, rq->npinned,
 			      &res->pruned)) < 0) {
@@ -500,6 +558,10 @@ int snapshot_list(struct store *s, const char *machine, struct snapshot_info **o
 		v[i].size = m->size;
 		v[i].nchunks = m->nchunks;
 		v[i].chunk_size = m->chunk_size;
+		if (snapshot_gold(s, machine, ids[i], v[i].gold_image, &v[i].gold_version) < 0) {
+			v[i].gold_image[0] = '\0';
+			v[i].gold_version = 0;
+		}
 		if (m->parent && prev && prev->version == m->parent)
 			par = prev;
 		else if (m->parent && snapshot_manifest_load(s, machine, m->parent, &par) < 0)

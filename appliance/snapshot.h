@@ -40,6 +40,8 @@ struct snapshot_commit_req {
 	unsigned retention; /* keep the newest N snapshots after committing; 0: all */
 	const uint32_t *pinned; /* ids of machine kept beyond retention (pending orders) */
 	size_t npinned;
+	const char *gold_image; /* the gold image@version the volume was written over, */
+	uint32_t gold_version; /* recorded beside the snapshot; NULL/0: unknown */
 };
 
 struct snapshot_commit_result {
@@ -70,9 +72,15 @@ struct snapshot_info {
 	uint64_t size, nchunks, zero_chunks;
 	uint32_t chunk_size;
 	uint64_t changed; /* chunks differing from the parent (all non-zero without one) */
+	char gold_image[65]; /* the gold image@version it was written over, */
+	uint32_t gold_version; /* as recorded at commit; "" and 0: not recorded */
 };
 /* Snapshots of machine, ascending. -ENOENT when it has none ever. Caller frees *out. */
 int snapshot_list(struct store *s, const char *machine, struct snapshot_info **out, size_t *n);
+/* The gold image@version recorded for machine@id (N.gold beside N.manifest):
+ * 0, or -ENOENT when none was recorded (snapshots committed without one). */
+int snapshot_gold(struct store *s, const char *machine, uint32_t id, char image[65],
+		  uint32_t *version);
 /* The newest snapshot of machine. -ENOENT when none. */
 int snapshot_latest(struct store *s, const char *machine, uint32_t *id);
 /* Loads machine@id (0: the newest). *out freed with manifest_free. */

@@ -182,10 +182,11 @@ int sync_commit_parse(const char *body, size_t len, struct sync_commit **out, ch
 	json_object_foreach(j, k, v)
 	{
 		if (strcmp(k, "volume_size") != 0 && strcmp(k, "chunk_size") != 0 &&
-		    strcmp(k, "base_snapshot") != 0 && strcmp(k, "chunks") != 0) {
+		    strcmp(k, "base_snapshot") != 0 && strcmp(k, "chunks") != 0 &&
+		    strcmp(k, "gold") != 0) {
 			snprintf(err, errsize,
 				 "unknown key \"%.64s\" (known: volume_size, chunk_size, "
-				 "base_snapshot, chunks)",
+				 "base_snapshot, chunks, gold)",
 				 k);
 			goto out;
 		}
@@ -214,6 +215,15 @@ int sync_commit_parse(const char *body, size_t len, struct sync_commit **out, ch
 	} else {
 		snprintf(err, errsize,
 			 "\"base_snapshot\" must be null, a snapshot id or \"MACHINE@ID\"");
+		goto out;
+	}
+	/* optional: the gold image@version the agent ran the volume over */
+	v = json_object_get(j, "gold");
+	if (v && !json_is_null(v) &&
+	    (!json_is_string(v) ||
+	     image_ref_parse(json_string_value(v), c->gold_image, &c->gold_version) < 0 ||
+	     c->gold_version == 0)) {
+		snprintf(err, errsize, "\"gold\" must be null or \"IMAGE@VERSION\"");
 		goto out;
 	}
 	arr = json_object_get(j, "chunks");
@@ -313,6 +323,8 @@ static int job_run(void *arg)
 		.retention = j->retention,
 		.pinned = j->c->pinned,
 		.npinned = j->c->npinned,
+		.gold_image = j->c->gold_image[0] ? j->c->gold_image : NULL,
+		.gold_version = j->c->gold_version,
 	};
 	struct store *st = NULL;
 	int r = store_open(j->s->store_root, 1, &st);

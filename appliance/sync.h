@@ -38,6 +38,8 @@ struct sync_commit {
 	uint32_t *pinned; /* snapshots of the machine retention must keep (set by the
 			   * caller: those pending restore/reset orders name), heap */
 	size_t npinned;
+	char gold_image[65]; /* "gold": the image@version the volume was written over; */
+	uint32_t gold_version; /* "" and 0: not said (h_commit fills in its own view) */
 };
 
 /* 0 and *out, or -errno (logged). The upload files live in uploads_dir (created). */

@@ -4,7 +4,7 @@
 # mode lays it out (ext4 holding upper/ and work/) with /upper/root/hello.txt
 # is committed as snapshot 1 of `lost-laptop` the way an agent does it (real
 # goldcached + tgtd, gc-upload to its upload LUN, POST commit); the tiny image is
-# the gold image. The VM (TCG) boots the netboot kernel + initramfs from the
+# the gold image, and the commit records tiny@1 beside the snapshot. The VM (TCG) boots the netboot kernel + initramfs from the
 # config, the tiny image's init prints /root/hello.txt: the marker comes from
 # the machine volume (upper) over the gold image (lower). The VM writes to its
 # own copy, never to the store. --dry-run prints the qemu argv; unknown
@@ -91,9 +91,16 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 is "$(jq -r '.state + " " + (.snapshot|tostring)' <<<"$st")" "done 1" "snapshot 1 of lost-laptop committed"
+jq '.gold = "tiny"' "$D/body.json" >"$D/bad-gold.json"
+is "$(curl -sS -o "$D/post.out" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
+	--data-binary "@$D/bad-gold.json" "$URL/api/v1/machines/lost-laptop/commit")" 400 \
+	"a commit whose \"gold\" is not IMAGE@VERSION is refused"
 kill -TERM "$GC_PID"
 wait "$GC_PID" 2>/dev/null
 t_run "the snapshot is the volume" bash -c "goldctl --store '$D/store' machine export lost-laptop '$D/snap1.img' && cmp '$D/vol.img' '$D/snap1.img'"
+is "$(goldctl --store "$D/store" --json machine snapshots lost-laptop | jq -r '.[0].gold')" "tiny@1" \
+	"the snapshot records its gold image@version (what goldcached assigned at commit)"
+like "$(goldctl --store "$D/store" machine snapshots lost-laptop)" "GOLD.*"$'\n'"1 .* tiny@1" "and the table shows it"
 store_before=$(find "$D/store" -type f -newer "$D/snap1.img" | wc -l)
 
 vm() { goldctl machine vm -c "$D/goldcache.yaml" --work-dir "$D/vm" "$@"; }
@@ -122,6 +129,9 @@ out=$(goldctl --store "$D/store" machine vm --image tiny@1 --kernel "$GC_IMAGES/
 	--initrd "$GC_IMAGES/initramfs-plain.img" --work-dir "$D/vm" --dry-run lost-laptop)
 like "$out" "-append 'console=ttyS0 goldcache.root=/dev/vda goldcache.volume=/dev/vdb'" \
 	"without a config: --image, --kernel and --initrd"
+out=$(goldctl --store "$D/store" machine vm --kernel "$GC_IMAGES/vmlinuz" \
+	--initrd "$GC_IMAGES/initramfs-plain.img" --work-dir "$D/vm" --dry-run lost-laptop)
+like "$out" "file=$D/vm/gold-tiny@1.img," "without --image: the gold version the snapshot recorded"
 
 # the boot: the marker from the machine volume over the gold image
 T0=$(date +%s)
@@ -159,9 +169,12 @@ vm --dry-run --kernel "$D/no-such-vmlinuz" lost-laptop >/dev/null 2>&1
 is $? 1 "missing kernel: exit 1"
 t_fails "no kernel at all" goldctl --store "$D/store" machine vm --image tiny --dry-run lost-laptop
 like "$T_OUT" "no netboot kernel .*--kernel FILE" "says how to give one"
-t_fails "no config and no --image" goldctl --store "$D/store" machine vm --kernel "$GC_IMAGES/vmlinuz" \
+rm "$D/store/machines/lost-laptop/snapshots/1.gold"
+t_fails "no config, no --image and no record" goldctl --store "$D/store" machine vm --kernel "$GC_IMAGES/vmlinuz" \
 	--initrd "$GC_IMAGES/initramfs-plain.img" --dry-run lost-laptop
 like "$T_OUT" "which gold image .*--image NAME\[@VERSION\]" "asks for --image or -c"
+out=$(vm --dry-run lost-laptop)
+like "$out" "file=$D/vm/gold-tiny@1.img," "no record: the config's profile image"
 goldctl --store "$D/store" machine vm --image nosuch --kernel "$GC_IMAGES/vmlinuz" \
 	--initrd "$GC_IMAGES/initramfs-plain.img" --dry-run lost-laptop 2>"$D/err"
 is $? 3 "unknown gold image: exit 3"

@@ -362,6 +362,42 @@ int main(void)
 		is_int(nsnaps(s), 1, "1 snapshot left");
 	}
 
+	/* the gold image@version a commit names is recorded beside the snapshot,
+	 * listed, and goes with it when retention prunes it */
+	{
+		struct snapshot_commit_req rq = {.machine = "pc1",
+						 .upload_path = upload,
+						 .volume_size = VOL,
+						 .chunk_size = CS,
+						 .base = 7,
+						 .claims = c,
+						 .nclaims = 1,
+						 .retention = 2,
+						 .gold_image = "deb12",
+						 .gold_version = 4};
+		struct snapshot_info *si = NULL;
+		char img[65] = "";
+		uint32_t ver = 0, id8;
+		size_t ns = 0;
+
+		is_int(snapshot_gold(s, "pc1", 7, img, &ver), -ENOENT, "7: no gold recorded");
+		is_int(snapshot_commit(s, &rq, &res), 0, "commit naming gold deb12@4");
+		id8 = res.snapshot;
+		is_int(snapshot_gold(s, "pc1", id8, img, &ver), 0, "gold record read back");
+		ok(strcmp(img, "deb12") == 0 && ver == 4, "it is deb12@4");
+		is_int(snapshot_list(s, "pc1", &si, &ns), 0, "list");
+		ok(ns == 2 && si[1].gold_version == 4 && strcmp(si[1].gold_image, "deb12") == 0 &&
+			   si[0].gold_version == 0 && si[0].gold_image[0] == '\0',
+		   "the list shows it (and none for 7)");
+		free(si);
+		rq.base = id8;
+		rq.retention = 1;
+		rq.gold_image = NULL;
+		is_int(snapshot_commit(s, &rq, &res), 0, "commit without gold, retention 1");
+		is_int(snapshot_gold(s, "pc1", id8, img, &ver), -ENOENT,
+		       "the pruned snapshot's gold record is gone");
+	}
+
 	{
 		char *st = xasprintf("%s/store", root);
 
