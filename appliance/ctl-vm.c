@@ -86,7 +86,7 @@ static json_t *plan_json(const struct vm_plan *p, int dry_run)
 static int cmd_vm(struct ctl *c, int argc, char **argv)
 {
 	const char *conf = NULL, *image = NULL, *mem = NULL, *dry = NULL, *nonet = NULL;
-	const char *conf2 = NULL, *mem2 = NULL;
+	const char *conf2 = NULL, *mem2 = NULL, *resume = NULL;
 	struct vm_opts o = {0};
 	struct export_opts eo = {.progress = ctl_progress, .progress_arg = c};
 	struct config *cfg = NULL;
@@ -110,6 +110,7 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	    (argc = ctl_take_opt(argc, argv, "--vnc", 1, &o.vnc)) < 0 ||
 	    (argc = ctl_take_opt(argc, argv, "--accel", 1, &o.accel)) < 0 ||
 	    (argc = ctl_take_opt(argc, argv, "--no-net", 0, &nonet)) < 0 ||
+	    (argc = ctl_take_opt(argc, argv, "--resume", 0, &resume)) < 0 ||
 	    (argc = ctl_take_opt(argc, argv, "--dry-run", 0, &dry)) < 0 ||
 	    (argc = ctl_no_more_opts(c, argc, argv)) < 0)
 		return CTL_USAGE;
@@ -143,6 +144,7 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	o.machine = machine;
 	o.snapshot = snap;
 	o.no_net = nonet != NULL;
+	o.resume = resume != NULL;
 	if (image) {
 		o.image = img;
 		o.image_version = ver;
@@ -238,8 +240,9 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	store_free(s);
 	s = NULL;
 	fprintf(stderr,
-		"goldctl: booting %s@%u on %s@%u (%s); disks in %s; the store is not written\n",
-		p.machine, p.snapshot, p.image, p.image_version, p.accel, o.work_dir);
+		"goldctl: booting %s@%u on %s@%u (%s); disks in %s%s; the store is not written\n",
+		p.machine, p.snapshot, p.image, p.image_version, p.accel, o.work_dir,
+		p.resumed ? " (volume: the previous run's copy, --resume)" : "");
 	fflush(stdout);
 	r = vm_run(&p, &code);
 	if (r < 0) {
@@ -251,6 +254,7 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	if (c->json) {
 		json_t *j = plan_json(&p, 0);
 
+		json_object_set_new(j, "resumed", json_boolean(p.resumed));
 		json_object_set_new(j, "exit_code", json_integer(code));
 		ctl_json_print(j);
 	}
@@ -269,7 +273,7 @@ out:
 const struct ctl_command ctl_vm_commands[] = {
 	{"machine", "vm",
 	 "[-c CONFIG] [--image NAME[@VERSION]] [--kernel FILE --initrd FILE] [--append ARGS] "
-	 "[--work-dir DIR] [-m MiB] [--vnc :N] [--accel kvm|tcg] [--no-net] [--dry-run] "
+	 "[--work-dir DIR] [-m MiB] [--vnc :N] [--accel kvm|tcg] [--no-net] [--resume] [--dry-run] "
 	 "NAME[@SNAPSHOT]",
 	 "boot a snapshot (default: newest) of NAME on its gold image as a QEMU VM (the store is "
 	 "only read)",

@@ -14,9 +14,10 @@
  *
  * Work folder: gold-IMAGE@VERSION.img is reused across runs (versions are
  * immutable; image_export_to_file publishes by rename, so a file that exists
- * is whole); MACHINE@SNAPSHOT.img is exported again on every run, so a run
- * always starts from the snapshot and never from an earlier VM's writes. The
- * store is only read. */
+ * is whole; its size is checked against the manifest in case the folder served
+ * another store); MACHINE@SNAPSHOT.img is exported again on every run, so a
+ * run starts from the snapshot and not from an earlier VM's writes, unless
+ * resume keeps it (a VM used as a desktop for days). The store is only read. */
 #include "appliance/vm.h"
 
 #include <assert.h>
@@ -116,6 +117,7 @@ static int resolve(struct store *s, const struct vm_opts *o, struct vm_plan *p)
 			 p->image_version);
 		return r;
 	}
+	p->gold_size = m->size;
 	manifest_free(m);
 	return 0;
 }
@@ -147,6 +149,7 @@ int vm_plan(struct store *s, const struct vm_opts *o, struct vm_plan *p)
 		return -ENAMETOOLONG;
 	}
 	p->accel = pick_accel(o->accel);
+	p->resume = o->resume;
 	p->cmdline = xasprintf("%s goldcache.root=/dev/vda goldcache.volume=/dev/vdb%s%s%s%s%s",
 			       o->vnc ? "console=ttyS0 console=tty0" : "console=ttyS0",
 			       o->no_net ? " goldcache.net=off" : "",
@@ -199,7 +202,14 @@ int vm_materialise(struct store *s, struct vm_plan *p, const struct export_opts 
 			 dir, strerror(-r));
 		return r;
 	}
-	if (stat(p->gold_path, &st) != 0) {
+	if (stat(p->gold_path, &st) != 0 || (uint64_t)st.st_size != p->gold_size) {
+		/* missing, or another store's export of a same-named version */
+		if (unlink(p->gold_path) < 0 && errno != ENOENT) {
+			r = -errno;
+			snprintf(p->error, sizeof(p->error), "cannot replace '%.200s': %s",
+				 p->gold_path, strerror(-r));
+			return r;
+		}
 		r = image_export_to_file(s, p->image, p->image_version, p->gold_path, eo);
 		if (r < 0) {
 			snprintf(p->error, sizeof(p->error), "cannot export %s@%u to '%.200s': %s",
@@ -208,6 +218,10 @@ int vm_materialise(struct store *s, struct vm_plan *p, const struct export_opts 
 		}
 		/* QEMU opens it readonly=on; the mode says so to anyone else too */
 		chmod(p->gold_path, 0444);
+	}
+	if (p->resume && stat(p->volume_path, &st) == 0 && S_ISREG(st.st_mode)) {
+		p->resumed = 1;
+		return 0;
 	}
 	r = snapshot_export_to_file(s, p->machine, p->snapshot, p->volume_path, eo);
 	if (r < 0) {

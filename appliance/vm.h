@@ -29,6 +29,7 @@ struct vm_opts {
 	const char *vnc; /* a QEMU VNC display (":N"); NULL: -nographic serial console */
 	const char *accel; /* "kvm" or "tcg"; NULL: kvm when /dev/kvm opens, else tcg */
 	int no_net; /* 1: no NIC (goldcache.net=off); else QEMU user networking */
+	int resume; /* 1: keep the volume copy an earlier run left (its writes) */
 };
 
 struct vm_plan {
@@ -36,6 +37,7 @@ struct vm_plan {
 	uint32_t snapshot; /* resolved */
 	char image[65];
 	uint32_t image_version; /* resolved */
+	uint64_t gold_size; /* the version's logical size */
 	char gold_path[4096]; /* work_dir/gold-IMAGE@VERSION.img (shared, read-only) */
 	char volume_path[4096]; /* work_dir/MACHINE@SNAPSHOT.img (the VM's own copy) */
 	const char *accel; /* "kvm" or "tcg" */
@@ -43,6 +45,8 @@ struct vm_plan {
 	char **argv; /* qemu's argv, NULL-terminated (heap, each string heap) */
 	size_t argc;
 	int bad_file; /* plan refused the kernel or initramfs file */
+	int resume; /* from vm_opts */
+	int resumed; /* materialise kept an earlier run's volume copy */
 	char error[320]; /* why plan or materialise refused */
 };
 
@@ -53,8 +57,9 @@ struct vm_plan {
 int vm_plan(struct store *s, const struct vm_opts *o, struct vm_plan *p);
 
 /* Creates the work folder and exports the gold version (reused when its file
- * exists: versions are immutable and exports are published whole) and the
- * snapshot (always fresh: each run starts from the snapshot) into it.
+ * exists with the version's size: versions are immutable and exports are
+ * published whole) and the snapshot (fresh, so each run starts from the
+ * snapshot; with resume an existing copy is kept) into it.
  * 0 or -errno (p->error says what). */
 int vm_materialise(struct store *s, struct vm_plan *p, const struct export_opts *eo);
 

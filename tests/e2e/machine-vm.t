@@ -152,6 +152,28 @@ t_run "the store's snapshot is unchanged" bash -c "goldctl --store '$D/store' ma
 is "$(find "$D/store" -type f -newer "$D/snap1.img" | wc -l)" "$store_before" "no file in the store was written"
 is "$(stat -c %a "$D/vm/gold-tiny@1.img")" 444 "the gold export is read-only"
 
+# --resume: the next run keeps the previous run's volume copy (a VM used as a desktop)
+timeout 600 goldctl --json machine vm -c "$D/goldcache.yaml" --work-dir "$D/vm" --accel tcg -m 512 --no-net \
+	--resume lost-laptop </dev/null >"$D/console2.log" 2>"$D/vm2.err"
+is $? 0 "second run with --resume"
+console=$(tr -d '\r' <"$D/console2.log")
+like "$console" "goldcache-tiny: previous boot's write present" "the first run's write is still there"
+is "$(sed -n '/^{/,$p' "$D/console2.log" | jq -r '[.resumed, .exit_code] | join(" ")')" "true 0" \
+	"--json after the run: resumed, QEMU's exit code"
+# by default every run starts from the snapshot; a gold export of the wrong size
+# (another store's, a damaged one) is exported again
+chmod u+w "$D/vm/gold-tiny@1.img"
+truncate -s 1M "$D/vm/gold-tiny@1.img"
+timeout 600 goldctl machine vm -c "$D/goldcache.yaml" --work-dir "$D/vm" --accel tcg -m 512 --no-net \
+	--append "goldcache-tiny.show=/root/hello.txt" lost-laptop </dev/null >"$D/console3.log" 2>"$D/vm3.err"
+is $? 0 "third run, without --resume"
+console=$(tr -d '\r' <"$D/console3.log")
+ok "$(grep -q "previous boot's write present" <<<"$console"; [ $? = 1 ]; echo $?)" \
+	"it starts from the snapshot again (no earlier run's write)"
+like "$console" "goldcache-tiny: show /root/hello.txt: $MARKER" "with the machine's file"
+is "$(stat -c %s "$D/vm/gold-tiny@1.img")" "$(stat -c %s "$GC_IMAGES/tiny.ext4")" \
+	"the wrong-size gold export was replaced"
+
 # refusals
 t_fails "unknown machine" vm --dry-run ghost
 like "$T_OUT" "unknown machine 'ghost'" "names the machine"
