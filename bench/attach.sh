@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# goldagent's full paths against the real goldcached + tgtd on loopback, side
+# by side in one run:
+#   hydrate: `goldagent hydrate --appliance` of an image (default 512 MiB, 1 MiB
+#            chunks: token, iSCSI login with CHAP, manifest, every chunk read
+#            with READ16, SHA-256 verified, written to the cache, committed)
+#            vs iscsi-perf reading the same LUN sequentially as the same
+#            initiator with the same CHAP login, same request size (1 MiB) and
+#            queue depth. Goal: >= 0.9x. Rows for depth 8 and depth 1 (what a
+#            one-chunk-at-a-time hydrator gets).
+#   sync:    scattered writes (4-64 KiB) to the machine volume through NBD,
+#            then `goldagent sync`: bytes sent / dirty bytes (goal <= 1.05).
+set -euo pipefail
+: "${GC_BUILD:?run through make bench}"
+PATH="$GC_BUILD/bin:$PATH"
+size_mb=${BENCH_IMAGE_MB:-512}
+rounds=${BENCH_ROUNDS:-3}
+D=$(mktemp -d)
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+	done
+}
+HTTP_PORT=$(free_port)
+ISCSI_PORT=$(free_port)
+URL=http://127.0.0.1:$HTTP_PORT
+PREFIX=iqn.2026-11.org.goldcache.attachbench
+GC_PID= AG_PID=
+cleanup() {
+	[ -n "$AG_PID" ] && kill -TERM "$AG_PID" 2>/dev/null && wait "$AG_PID" 2>/dev/null
+	[ -n "$GC_PID" ] && kill -TERM "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null
+	rm -rf "$D"
+}
+trap cleanup EXIT
+mkdir -p "$D/tftp" "$D/store" "$D/state" "$D/a"
+head -c 4096 /dev/urandom >"$D/k"
+head -c $((size_mb << 20)) /dev/urandom >"$D/gold.img"
+cat >"$D/gc.yaml" <<-YAML
+	appliance:
+	  interface: lo
+	  listen: 127.0.0.1
+	  http_port: $HTTP_PORT
+	  dhcp: {mode: off}
+	  tftp_root: $D/tftp
+	  iscsi: {portal: 127.0.0.1:$ISCSI_PORT, iqn_prefix: $PREFIX}
+	  store_dir: $D/store
+	  state_dir: $D/state
+	images:
+	  - {name: deb, version: current, kernel: $D/k, initrd: $D/k}
+	profiles:
+	  - {name: desk, image: deb, mode: cache, volume_size: 256M, retention: 100}
+	machines:
+	  - {mac: 52:54:00:30:00:01, name: pc1, profile: desk}
+YAML
+goldctl --store "$D/store" -q image import deb "$D/gold.img" >/dev/null
+rm -f "$D/gold.img"
+goldcached -c "$D/gc.yaml" --log "$D/gc.log" &
+GC_PID=$!
+for _ in $(seq 200); do
+	TGT_IPC_SOCKET="$D/state/run/tgtd.sock" tgtadm -C 0 --lld iscsi --op show --mode target 2>/dev/null |
+		grep -q "exports/deb@1.img" && break
+	sleep 0.1
+done
+goldctl machine token pc1 --url "$URL" --token-file "$D/state/admin.token" >"$D/a/pc1.token"
+secret=$(cat "$D/state/secrets/pc1.chap")
+cat "$D/state/exports/deb@1.img" >/dev/null # page cache warm for both sides
+
+perf_mbs() { # depth
+	timeout -s INT 20 iscsi-perf -i "$PREFIX:i.pc1" -m "$1" -b 2048 -t 6 \
+		"iscsi://pc1%$secret@127.0.0.1:$ISCSI_PORT/$PREFIX:m.pc1/1" 2>&1 |
+		tr '\r' '\n' | sed -n 's/^iops average [0-9]* (\([0-9]*\) MB\/s).*/\1/p' | tail -n 1
+}
+hyd_mbs() { # depth
+	rm -f "$D/a/c.img"
+	goldagent hydrate --cache "$D/a/c.img" --appliance "$URL" --machine pc1 --depth "$1" 2>/dev/null |
+		sed -n 's/.*(\([0-9]*\) bytes).* \([0-9]*\) ms$/\1 \2/p' |
+		awk '{print $1 / 1048576 / ($2 / 1000)}'
+}
+
+printf '%-26s %12s %16s %8s\n' "case (1 MiB requests)" "iscsi-perf" "goldagent hydrate" "ratio"
+for depth in 8 1; do
+	p=0 h=0
+	for _ in $(seq "$rounds"); do
+		p=$(awk -v a="$p" -v b="$(perf_mbs "$depth")" 'BEGIN {print a + b}')
+		h=$(awk -v a="$h" -v b="$(hyd_mbs "$depth")" 'BEGIN {print a + b}')
+	done
+	awk -v p="$p" -v h="$h" -v r="$rounds" -v d="$depth" 'BEGIN {
+		printf "%-26s %7.0f MB/s %11.0f MB/s %7.2fx\n", "qd" d " " '"$size_mb"' " MiB", p / r, h / r, h / p}'
+done
+
+# sync: scattered writes, then goldagent sync
+goldagent serve --cache "$D/a/c.img" --volume-socket "$D/v.sock" >/dev/null 2>&1 &
+AG_PID=$!
+for _ in $(seq 100); do [ -S "$D/v.sock" ] && break; sleep 0.1; done
+cmds=()
+for _ in $(seq 200); do
+	cmds+=(-c "write -P $((RANDOM % 250 + 1)) $(((RANDOM % 4000) * 65536)) $(((RANDOM % 16 + 1) * 4096))")
+done
+qemu-io -f raw "${cmds[@]}" "nbd+unix:///volume?socket=$D/v.sock" >/dev/null
+kill -TERM "$AG_PID"
+wait "$AG_PID" || true
+AG_PID=
+line=$(goldagent sync --cache "$D/a/c.img" --appliance "$URL" --machine pc1)
+echo "$line"
+echo "$line" | sed -n 's/.* \([0-9]*\) dirty bytes, \([0-9]*\) bytes sent.*/\1 \2/p' |
+	awk '{printf "sync: 200 scattered writes of 4-64 KiB: bytes sent / dirty bytes = %.3f (goal <= 1.05)\n", $2 / $1}'
