@@ -39,6 +39,17 @@ static void print_word(const char *a)
 	putchar('\'');
 }
 
+/* ":N" or "ADDR:N" with N a display number (0-99) and ADDR an IPv4 address. */
+static int vnc_ok(const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	uint32_t n;
+
+	if (!colon || colon - v > 15 || strspn(v, "0123456789.") != (size_t)(colon - v))
+		return 0;
+	return parse_u32(colon + 1, &n) == 0 && n < 100;
+}
+
 /* The config's view of machine: its profile's image. 0, CTL_NOT_FOUND (printed). */
 static int from_config(const struct config *cfg, const char *machine,
 		       const struct config_image **img)
@@ -137,8 +148,8 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 		fprintf(stderr, "goldctl: --accel '%s' is not kvm or tcg\n", o.accel);
 		return ctl_usage(c);
 	}
-	if (o.vnc && (o.vnc[0] != ':' || !o.vnc[1])) {
-		fprintf(stderr, "goldctl: --vnc '%s' is not a display like :1\n", o.vnc);
+	if (o.vnc && !vnc_ok(o.vnc)) {
+		fprintf(stderr, "goldctl: --vnc '%s' is not a display like :1 or ADDR:1\n", o.vnc);
 		return ctl_usage(c);
 	}
 	o.machine = machine;
@@ -273,7 +284,8 @@ out:
 const struct ctl_command ctl_vm_commands[] = {
 	{"machine", "vm",
 	 "[-c CONFIG] [--image NAME[@VERSION]] [--kernel FILE --initrd FILE] [--append ARGS] "
-	 "[--work-dir DIR] [-m MiB] [--vnc :N] [--accel kvm|tcg] [--no-net] [--resume] [--dry-run] "
+	 "[--work-dir DIR] [-m MiB] [--vnc [ADDR]:N] [--accel kvm|tcg] [--no-net] [--resume] "
+	 "[--dry-run] "
 	 "NAME[@SNAPSHOT]",
 	 "boot a snapshot (default: newest) of NAME on its gold image as a QEMU VM (the store is "
 	 "only read)",

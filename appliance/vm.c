@@ -180,7 +180,9 @@ int vm_plan(struct store *s, const struct vm_opts *o, struct vm_plan *p)
 	push(p, xstrdup(o->no_net ? "none" : "user,model=virtio-net-pci"));
 	if (o->vnc) {
 		push(p, xstrdup("-vnc"));
-		push(p, xstrdup(o->vnc));
+		/* ":N" listens on loopback only (no password: reach it through ssh -L);
+		 * "ADDR:N" is the operator's explicit choice */
+		push(p, o->vnc[0] == ':' ? xasprintf("127.0.0.1%s", o->vnc) : xstrdup(o->vnc));
 		push(p, xstrdup("-serial"));
 		push(p, xstrdup("mon:stdio"));
 	} else {

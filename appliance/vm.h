@@ -26,7 +26,7 @@ struct vm_opts {
 	const char *append; /* the operator's extra kernel arguments, or NULL */
 	const char *work_dir; /* where the disk files go (created) */
 	unsigned mem_mib; /* 0: VM_DEFAULT_MEM_MIB */
-	const char *vnc; /* a QEMU VNC display (":N"); NULL: -nographic serial console */
+	const char *vnc; /* a VNC display ":N" (on 127.0.0.1) or "ADDR:N"; NULL: -nographic */
 	const char *accel; /* "kvm" or "tcg"; NULL: kvm when /dev/kvm opens, else tcg */
 	int no_net; /* 1: no NIC (goldcache.net=off); else QEMU user networking */
 	int resume; /* 1: keep the volume copy an earlier run left (its writes) */

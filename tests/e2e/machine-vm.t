@@ -119,7 +119,9 @@ like "$out" " -nographic$" "serial console by default"
 ok "$([ ! -e "$D/vm" ]; echo $?)" "--dry-run writes nothing"
 out=$(vm --dry-run --vnc :7 -m 768 --no-net lost-laptop@1)
 like "$out" "-m 768 " "-m sets the memory"
-like "$out" "-vnc :7 -serial mon:stdio$" "--vnc :N"
+like "$out" "-vnc 127.0.0.1:7 -serial mon:stdio$" "--vnc :N listens on loopback"
+t_fails "--vnc with a bad display" vm --dry-run --vnc 7 lost-laptop
+like "$T_OUT" "is not a display" "says so"
 like "$out" "-nic none" "--no-net: no NIC"
 j=$(vm --json --dry-run --accel tcg lost-laptop)
 is "$(jq -r '[.machine, .snapshot, .image, .image_version, .accel, .dry_run] | join(" ")' <<<"$j")" \
