@@ -164,6 +164,24 @@ static void test_parse(void)
 	ok(c && c->base == 3 && !strcmp(c->base_machine, "pc7"), "base pc7@3");
 	sync_commit_free(c);
 	c = NULL;
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":65536,\"gold\":\"deb12@4\","
+		     "\"chunks\":[]}",
+		     &c, err, sizeof(err)),
+	       0, "gold IMAGE@VERSION parses");
+	ok(c && c->gold_version == 4 && !strcmp(c->gold_image, "deb12"), "gold deb12@4");
+	sync_commit_free(c);
+	c = NULL;
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":65536,\"gold\":null,\"chunks\":[]}",
+		     &c, err, sizeof(err)),
+	       0, "gold null parses");
+	ok(c && c->gold_version == 0 && !c->gold_image[0], "no gold");
+	sync_commit_free(c);
+	c = NULL;
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":65536,\"gold\":\"deb12\","
+		     "\"chunks\":[]}",
+		     &c, err, sizeof(err)),
+	       -EINVAL, "gold without a version refused");
+	ok(strstr(err, "gold") != NULL, "says why: %s", err);
 	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":3,\"chunks\":[]}", &c, err,
 		     sizeof(err)),
 	       -EINVAL, "bad chunk size refused");
