@@ -260,8 +260,12 @@ struct session {
  * interleave header and map writes. The lock lives as long as the process. */
 static int lock_cache(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	static int held; /* a second call (after creating the cache) is not a rival */
+	int fd;
 
+	if (held)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -274,6 +278,7 @@ static int lock_cache(const char *path)
 		}
 		return -e;
 	}
+	held = 1;
 	return 0; /* fd kept open: the lock is held until exit */
 }
 
