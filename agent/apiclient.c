@@ -23,9 +23,8 @@
 
 int apic_unreachable(int r)
 {
-	return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH ||
-	       r == -ENETUNREACH || r == -ECONNRESET || r == -EPIPE ||
-	       r == -ENETDOWN || r == -EADDRNOTAVAIL;
+	return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ENETUNREACH ||
+	       r == -ECONNRESET || r == -EPIPE || r == -ENETDOWN || r == -EADDRNOTAVAIL;
 }
 
 static int status_err(int st)
@@ -64,8 +63,8 @@ static int call(struct apic *a, const char *method, const char *path, const char
 		const char *msg =
 			json_string_value(json_object_get(json_object_get(j, "error"), "message"));
 
-		log_error("appliance %s: %s %s: HTTP %d: %s", a->url, method ? method : "GET",
-			  path, r->status, msg ? msg : "(no message)");
+		log_error("appliance %s: %s %s: HTTP %d: %s", a->url, method ? method : "GET", path,
+			  r->status, msg ? msg : "(no message)");
 		json_decref(j);
 		httpc_response_release(r);
 	}
@@ -241,8 +240,8 @@ int apic_iscsi_get(struct apic *a, struct apic_iscsi *out)
 	return rc;
 }
 
-int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char **text,
-		      size_t *len, struct manifest **m, struct hash *file_hash)
+int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char **text, size_t *len,
+		      struct manifest **m, struct hash *file_hash)
 {
 	struct httpc_response r = {0};
 	struct httpc_request q;
@@ -326,8 +325,7 @@ int apic_commit(struct apic *a, const char *body, size_t len, int poll_ms, int t
 	if (r.status != 202) {
 		j = json_loadb(r.body, r.len, 0, NULL);
 		log_error("appliance %s: POST %s: HTTP %d: %s", a->url, path, r.status,
-			  json_string_value(json_object_get(json_object_get(j, "error"),
-							    "message"))
+			  json_string_value(json_object_get(json_object_get(j, "error"), "message"))
 				  ?: "(no message)");
 		json_decref(j);
 		rc = status_err(r.status) ?: -EIO;

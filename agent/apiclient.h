@@ -52,8 +52,8 @@ int apic_iscsi_get(struct apic *a, struct apic_iscsi *out);
  * self-checksum, geometry); checks the name and version against what was
  * asked. *text (heap, caller frees) holds the file's bytes, *file_hash their
  * SHA-256 (recorded in the cache slot). */
-int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char **text,
-		      size_t *len, struct manifest **m, struct hash *file_hash);
+int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char **text, size_t *len,
+		      struct manifest **m, struct hash *file_hash);
 
 struct apic_commit_status {
 	char state[16]; /* done, failed, running, none */

@@ -119,7 +119,8 @@ int attach_wants(int argc, char **argv)
 	if (strcmp(argv[1], "hydrate") != 0 && strcmp(argv[1], "serve") != 0)
 		return 0;
 	for (int i = 2; i < argc; i++)
-		if (strcmp(argv[i], "--appliance") == 0 || strncmp(argv[i], "--appliance=", 12) == 0)
+		if (strcmp(argv[i], "--appliance") == 0 ||
+		    strncmp(argv[i], "--appliance=", 12) == 0)
 			return 1;
 	return 0;
 }
@@ -171,25 +172,61 @@ static void parse(int argc, char **argv, struct aargs *a)
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case O_CACHE: a->cache = optarg; break;
-		case O_URL: a->url = optarg; break;
-		case O_MACHINE: a->machine = optarg; break;
-		case O_TOKEN: a->token_file = optarg; break;
-		case O_STATE: a->state_dir = optarg; break;
-		case O_MODE: a->mode = optarg; break;
-		case O_RUN: a->run_dir = optarg; break;
-		case O_GSOCK: a->gold_sock = optarg; break;
-		case O_VSOCK: a->vol_sock = optarg; break;
-		case O_VOLSIZE: a->volume_size = num("--volume-size", optarg); break;
-		case O_COMMIT: a->commit = num("--commit-every", optarg); break;
-		case O_GIVEUP: a->give_up_ms = num("--give-up", optarg) * 1000; break;
-		case O_DEPTH: a->depth = (unsigned)num("--depth", optarg); break;
-		case O_INTERVAL: a->sync_interval = (unsigned)num("--sync-interval", optarg); break;
-		case O_TIMEOUT: a->timeout_s = (int)num("--timeout", optarg); break;
-		case O_NOHYD: a->no_hydrate = 1; break;
+		case O_CACHE:
+			a->cache = optarg;
+			break;
+		case O_URL:
+			a->url = optarg;
+			break;
+		case O_MACHINE:
+			a->machine = optarg;
+			break;
+		case O_TOKEN:
+			a->token_file = optarg;
+			break;
+		case O_STATE:
+			a->state_dir = optarg;
+			break;
+		case O_MODE:
+			a->mode = optarg;
+			break;
+		case O_RUN:
+			a->run_dir = optarg;
+			break;
+		case O_GSOCK:
+			a->gold_sock = optarg;
+			break;
+		case O_VSOCK:
+			a->vol_sock = optarg;
+			break;
+		case O_VOLSIZE:
+			a->volume_size = num("--volume-size", optarg);
+			break;
+		case O_COMMIT:
+			a->commit = num("--commit-every", optarg);
+			break;
+		case O_GIVEUP:
+			a->give_up_ms = num("--give-up", optarg) * 1000;
+			break;
+		case O_DEPTH:
+			a->depth = (unsigned)num("--depth", optarg);
+			break;
+		case O_INTERVAL:
+			a->sync_interval = (unsigned)num("--sync-interval", optarg);
+			break;
+		case O_TIMEOUT:
+			a->timeout_s = (int)num("--timeout", optarg);
+			break;
+		case O_NOHYD:
+			a->no_hydrate = 1;
+			break;
 		case O_HELP:
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(2);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
 		}
 	}
 	if (optind < argc)
@@ -235,7 +272,8 @@ static void parse(int argc, char **argv, struct aargs *a)
 		}
 	}
 	if (!a->token_file) {
-		fmt_buf(a->token_buf, sizeof(a->token_buf), "%s/%s.token", a->state_dir, a->machine);
+		fmt_buf(a->token_buf, sizeof(a->token_buf), "%s/%s.token", a->state_dir,
+			a->machine);
 		a->token_file = a->token_buf;
 	}
 	fmt_buf(a->manifest_path, sizeof(a->manifest_path), "%s/%s.manifest", a->state_dir,
@@ -333,7 +371,8 @@ static int go_offline(struct aargs *a, struct session *s)
 			  a->url, (unsigned long long)have, (unsigned long long)want,
 			  h->slot[slot].name, h->slot[slot].version,
 			  want ? 100.0 * (double)have / (double)want : 0.0);
-		fprintf(stderr, "goldagent: offline and the cache is incomplete (%llu/%llu chunks)\n",
+		fprintf(stderr,
+			"goldagent: offline and the cache is incomplete (%llu/%llu chunks)\n",
 			(unsigned long long)have, (unsigned long long)want);
 		return -ENODATA;
 	}
@@ -362,8 +401,8 @@ static int session_start(struct aargs *a, struct session *s)
 	s->timeout_s = a->timeout_s;
 	if (lock_cache(a->cache) < 0)
 		return -EBUSY;
-	s->api = (struct apic){.url = a->url, .machine = a->machine,
-			       .timeout_ms = a->timeout_s * 1000};
+	s->api = (struct apic){
+		.url = a->url, .machine = a->machine, .timeout_ms = a->timeout_s * 1000};
 	if (io_mkdir_p(a->state_dir, 0700) < 0)
 		log_warn("cannot create state dir '%s'", a->state_dir);
 	r = apic_token(&s->api, a->token_file);
@@ -378,19 +417,27 @@ static int session_start(struct aargs *a, struct session *s)
 		return go_offline(a, s) < 0 ? -ENODATA : 1;
 	if (r < 0)
 		return r;
+	if (!m)
+		return -EBADMSG;
 	s->online = 1;
-	s->tgt = (struct fetch_target){.portal = s->login.portal, .iqn = s->login.target,
-				       .initiator = s->login.initiator, .user = s->login.user,
-				       .secret = s->login.secret, .lun = s->login.gold_lun};
+	s->tgt = (struct fetch_target){.portal = s->login.portal,
+				       .iqn = s->login.target,
+				       .initiator = s->login.initiator,
+				       .user = s->login.user,
+				       .secret = s->login.secret,
+				       .lun = s->login.gold_lun};
 	chunk_hashes_from_manifest(m, &s->hs);
 	snprintf(ver, sizeof(ver), "%u", m->version);
 	r = cache_open(a->cache, 0, &s->c);
 	if (r == -ENOENT || r == -EBADMSG) {
-		struct cache_params p = {.image = m->name, .version = ver, .image_size = m->size,
-					 .chunk_size = m->chunk_size, .manifest = &fh,
+		struct cache_params p = {.image = m->name,
+					 .version = ver,
+					 .image_size = m->size,
+					 .chunk_size = m->chunk_size,
+					 .manifest = &fh,
 					 .volume_size = s->mach.volume_size ? s->mach.volume_size
-						       : a->volume_size ? a->volume_size
-									: 64ull << 20};
+							: a->volume_size    ? a->volume_size
+									    : 64ull << 20};
 		log_info("creating cache '%s' for %s@%s (volume %llu bytes)", a->cache, m->name,
 			 ver, (unsigned long long)p.volume_size);
 		r = cache_create(a->cache, &p);
@@ -403,7 +450,8 @@ static int session_start(struct aargs *a, struct session *s)
 		goto out;
 	h = cache_header(s->c);
 	s->slot = h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
-	if (strcmp(h->slot[s->slot].name, m->name) != 0 || strcmp(h->slot[s->slot].version, ver) != 0) {
+	if (strcmp(h->slot[s->slot].name, m->name) != 0 ||
+	    strcmp(h->slot[s->slot].version, ver) != 0) {
 		int other = 1 - s->slot;
 
 		if (h->geo.chunk_size != m->chunk_size || m->size > h->geo.gold_capacity) {
@@ -442,8 +490,11 @@ static void session_end(struct session *s)
 
 static int do_hydrate(struct aargs *a, struct session *s)
 {
-	struct hydr_opts o = {.depth = a->depth, .commit_bytes = a->commit,
-			      .give_up_ms = a->give_up_ms, .open = open_iscsi, .open_arg = s};
+	struct hydr_opts o = {.depth = a->depth,
+			      .commit_bytes = a->commit,
+			      .give_up_ms = a->give_up_ms,
+			      .open = open_iscsi,
+			      .open_arg = s};
 	struct hydr_stats st;
 	int r = hydrate_pipelined(s->c, s->slot, &s->hs, &o, &st);
 
@@ -511,11 +562,17 @@ static void sync_tick(void *arg)
 		t->failures++;
 		return;
 	}
-	tgt = (struct fetch_target){.portal = s->login.portal, .iqn = s->login.target,
-				    .initiator = s->login.initiator, .user = s->login.user,
-				    .secret = s->login.secret, .lun = s->login.upload_lun};
-	o = (struct upl_opts){.api = &s->api, .target = &tgt, .depth = t->a->depth,
-			      .timeout_s = t->a->timeout_s, .state_path = t->a->sync_path,
+	tgt = (struct fetch_target){.portal = s->login.portal,
+				    .iqn = s->login.target,
+				    .initiator = s->login.initiator,
+				    .user = s->login.user,
+				    .secret = s->login.secret,
+				    .lun = s->login.upload_lun};
+	o = (struct upl_opts){.api = &s->api,
+			      .target = &tgt,
+			      .depth = t->a->depth,
+			      .timeout_s = t->a->timeout_s,
+			      .state_path = t->a->sync_path,
 			      .attempts = 2};
 	r = upload_sync(s->c, &o, &st);
 	if (r < 0) {
@@ -523,9 +580,8 @@ static void sync_tick(void *arg)
 		return;
 	}
 	t->syncs++;
-	log_info("sync: snapshot %u (%llu bytes sent for %llu dirty bytes) in %llu ms",
-		 st.snapshot, (unsigned long long)st.sent_bytes,
-		 (unsigned long long)st.dirty_bytes,
+	log_info("sync: snapshot %u (%llu bytes sent for %llu dirty bytes) in %llu ms", st.snapshot,
+		 (unsigned long long)st.sent_bytes, (unsigned long long)st.dirty_bytes,
 		 (unsigned long long)(st.upload_ms + st.commit_ms));
 }
 
@@ -535,7 +591,7 @@ static int serve_loop(struct aargs *a, struct session *s)
 	struct nbd_server_opts o = {0};
 	struct chunk_source *src = NULL;
 	struct nbd_server *srv;
-	int gslot = s->slot, r;
+	int gslot, r;
 
 	if (s->online && cache_header(s->c)->active_slot != (uint32_t)s->slot) {
 		/* a gold update: fill the new slot first, it is activated when whole */
@@ -605,28 +661,37 @@ static int cmd_sync(struct aargs *a)
 	int r, rc = 1;
 
 	memset(&s, 0, sizeof(s));
-	s.api = (struct apic){.url = a->url, .machine = a->machine, .timeout_ms = a->timeout_s * 1000};
+	s.api = (struct apic){
+		.url = a->url, .machine = a->machine, .timeout_ms = a->timeout_s * 1000};
 	r = apic_token(&s.api, a->token_file);
 	if (r == 0)
 		r = apic_iscsi_get(&s.api, &s.login);
 	if (r < 0) {
 		if (apic_unreachable(r))
 			log_error("appliance %s unreachable: nothing synced (the dirty blocks stay "
-				  "dirty)", a->url);
+				  "dirty)",
+				  a->url);
 		goto out;
 	}
 	if (!s.login.upload_lun) {
 		log_error("machine '%s' keeps no machine volume at the appliance (profile "
-			  "without persist): nothing to sync", a->machine);
+			  "without persist): nothing to sync",
+			  a->machine);
 		goto out;
 	}
 	if (lock_cache(a->cache) < 0 || cache_open(a->cache, 0, &s.c) < 0)
 		goto out;
-	s.tgt = (struct fetch_target){.portal = s.login.portal, .iqn = s.login.target,
-				      .initiator = s.login.initiator, .user = s.login.user,
-				      .secret = s.login.secret, .lun = s.login.upload_lun};
-	o = (struct upl_opts){.api = &s.api, .target = &s.tgt, .depth = a->depth,
-			      .timeout_s = a->timeout_s, .state_path = a->sync_path};
+	s.tgt = (struct fetch_target){.portal = s.login.portal,
+				      .iqn = s.login.target,
+				      .initiator = s.login.initiator,
+				      .user = s.login.user,
+				      .secret = s.login.secret,
+				      .lun = s.login.upload_lun};
+	o = (struct upl_opts){.api = &s.api,
+			      .target = &s.tgt,
+			      .depth = a->depth,
+			      .timeout_s = a->timeout_s,
+			      .state_path = a->sync_path};
 	rc = upload_sync(s.c, &o, &st) < 0;
 	printf("sync: snapshot %u, %llu dirty bytes, %llu bytes sent (%.3f), %llu blocks, "
 	       "%llu bits cleared, upload %llu ms, commit %llu ms, %u attempts\n",

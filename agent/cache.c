@@ -1156,8 +1156,7 @@ int cache_sync_done(struct cache *c, const uint64_t *blocks, size_t n, int all, 
 	for (uint64_t k = 0; k < nb; k++) {
 		uint64_t b = all ? k : blocks[k];
 
-		if (b >= g->nblocks || !bit_get(c->dmap, b) ||
-		    (c->wseen && bit_get(c->wseen, b)))
+		if (b >= g->nblocks || !bit_get(c->dmap, b) || (c->wseen && bit_get(c->wseen, b)))
 			continue;
 		bit_clear(c->dmap, b);
 		cnt++;

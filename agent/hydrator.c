@@ -356,8 +356,8 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 		}
 		commit_if_due(&h, 0);
 		if (h.session_err) {
-			log_warn("chunk source %s failed (%s): reconnecting in %u ms",
-				 h.src->desc, strerror(-h.session_err), backoff);
+			log_warn("chunk source %s failed (%s): reconnecting in %u ms", h.src->desc,
+				 strerror(-h.session_err), backoff);
 			commit_if_due(&h, 1);
 			drop_source(&h);
 			st->reconnects++;

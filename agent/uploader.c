@@ -117,7 +117,8 @@ static int issue(struct up *u, struct up_slot *s)
 			len += 512 - len % 512;
 		}
 		u->items[u->nitems].block = b;
-		hash_buf(s->buf, (size_t)MIN((uint64_t)u->bs, u->vsize - off), &u->items[u->nitems].id);
+		hash_buf(s->buf, (size_t)MIN((uint64_t)u->bs, u->vsize - off),
+			 &u->items[u->nitems].id);
 		u->nitems++;
 		if (u->delay_ms) /* tests: widen the window for kills */
 			sleep_ms((unsigned)u->delay_ms);
@@ -153,7 +154,8 @@ static int upload_all(struct up *u, unsigned depth)
 		if (u->err || (!more && busy == 0))
 			break;
 		{
-			struct pollfd p = {.fd = fetch_fd(u->f), .events = (short)fetch_events(u->f)};
+			struct pollfd p = {.fd = fetch_fd(u->f),
+					   .events = (short)fetch_events(u->f)};
 			int n = poll(&p, 1, 100), e = fetch_service(u->f, n > 0 ? p.revents : 0);
 
 			if (e < 0 && !u->err)
@@ -177,7 +179,9 @@ static int read_base(const char *path, uint32_t *snap)
 	*snap = 0;
 	if (r < 0)
 		return r;
-	r = sscanf(s, "snapshot %" SCNu32, snap) == 1 ? 0 : -EBADMSG;
+	while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+	r = strncmp(s, "snapshot ", 9) == 0 ? parse_u32(s + 9, snap) : -EBADMSG;
 	free(s);
 	return r;
 }
@@ -196,7 +200,8 @@ static char *commit_body(const struct up *u, uint32_t base, size_t *len)
 	n += (size_t)snprintf(b + n, cap - n, "\"chunks\": [");
 	for (size_t i = 0; i < u->nitems; i++) {
 		hash_to_hex(&u->items[i].id, hex);
-		n += (size_t)snprintf(b + n, cap - n, "%s{\"index\": %" PRIu64 ", \"sha256\": \"%s\"}",
+		n += (size_t)snprintf(b + n, cap - n,
+				      "%s{\"index\": %" PRIu64 ", \"sha256\": \"%s\"}",
 				      i ? ", " : "", u->items[i].block, hex);
 	}
 	n += (size_t)snprintf(b + n, cap - n, "]}");
@@ -207,7 +212,7 @@ static char *commit_body(const struct up *u, uint32_t base, size_t *len)
 int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp)
 {
 	const struct cache_header *h = cache_header(c);
-	struct upl_stats st0, *st = stp ? stp : &st0;
+	struct upl_stats st0 = {0}, *st = stp ? stp : &st0;
 	struct up u = {.c = c, .bs = h->geo.dirty_block_size, .vsize = h->geo.volume_size};
 	unsigned attempts = o->attempts ? o->attempts : 5, backoff = 500;
 	uint32_t base = 0;
@@ -287,7 +292,8 @@ int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp
 			log_warn("sync: commit %s (%s): %s", cs.state, cs.reason, cs.error);
 			if (strcmp(cs.reason, "base_missing") == 0 ||
 			    strcmp(cs.reason, "base_geometry") == 0) {
-				log_warn("sync: base snapshot %u unusable: committing in full", base);
+				log_warn("sync: base snapshot %u unusable: committing in full",
+					 base);
 				base = 0;
 				full = 1;
 				free(blocks);
@@ -311,7 +317,8 @@ int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp
 				  cs.snapshot, o->state_path, strerror(-r));
 			break;
 		}
-		r = cache_sync_done(c, blocks, nblocks, dirty_all || full, now_unix(), &st->cleared);
+		r = cache_sync_done(c, blocks, nblocks, dirty_all || full, now_unix(),
+				    &st->cleared);
 		if (r == 0)
 			log_info("sync: snapshot %u committed: %llu blocks, %llu bytes sent for "
 				 "%llu dirty bytes, %llu dirty bits cleared",

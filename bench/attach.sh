@@ -8,6 +8,9 @@
 #            initiator with the same CHAP login, same request size (1 MiB) and
 #            queue depth. Goal: >= 0.9x. Rows for depth 8 and depth 1 (what a
 #            one-chunk-at-a-time hydrator gets).
+#            The cache is on BENCH_CACHE_DIR (default /dev/shm): this measures
+#            the transfer and verification path, as iscsi-perf measures the
+#            transfer; on a disk the disk's write rate bounds both.
 #   sync:    scattered writes (4-64 KiB) to the machine volume through NBD,
 #            then `goldagent sync`: bytes sent / dirty bytes (goal <= 1.05).
 set -euo pipefail
@@ -16,6 +19,7 @@ PATH="$GC_BUILD/bin:$PATH"
 size_mb=${BENCH_IMAGE_MB:-512}
 rounds=${BENCH_ROUNDS:-3}
 D=$(mktemp -d)
+CD=$(mktemp -d "${BENCH_CACHE_DIR:-/dev/shm}/gc-attach-bench.XXXXXX")
 free_port() {
 	local p
 	while :; do
@@ -27,11 +31,12 @@ HTTP_PORT=$(free_port)
 ISCSI_PORT=$(free_port)
 URL=http://127.0.0.1:$HTTP_PORT
 PREFIX=iqn.2026-11.org.goldcache.attachbench
-GC_PID= AG_PID=
+GC_PID=""
+AG_PID=""
 cleanup() {
 	[ -n "$AG_PID" ] && kill -TERM "$AG_PID" 2>/dev/null && wait "$AG_PID" 2>/dev/null
 	[ -n "$GC_PID" ] && kill -TERM "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null
-	rm -rf "$D"
+	rm -rf "$D" "$CD"
 }
 trap cleanup EXIT
 mkdir -p "$D/tftp" "$D/store" "$D/state" "$D/a"
@@ -73,8 +78,9 @@ perf_mbs() { # depth
 		tr '\r' '\n' | sed -n 's/^iops average [0-9]* (\([0-9]*\) MB\/s).*/\1/p' | tail -n 1
 }
 hyd_mbs() { # depth
-	rm -f "$D/a/c.img"
-	goldagent hydrate --cache "$D/a/c.img" --appliance "$URL" --machine pc1 --depth "$1" 2>/dev/null |
+	rm -f "$CD/c.img"
+	goldagent hydrate --cache "$CD/c.img" --appliance "$URL" --machine pc1 --depth "$1" \
+		--token-file "$D/a/pc1.token" --state-dir "$D/a" 2>/dev/null |
 		sed -n 's/.*(\([0-9]*\) bytes).* \([0-9]*\) ms$/\1 \2/p' |
 		awk '{print $1 / 1048576 / ($2 / 1000)}'
 }
@@ -91,7 +97,7 @@ for depth in 8 1; do
 done
 
 # sync: scattered writes, then goldagent sync
-goldagent serve --cache "$D/a/c.img" --volume-socket "$D/v.sock" >/dev/null 2>&1 &
+goldagent serve --cache "$CD/c.img" --volume-socket "$D/v.sock" >/dev/null 2>&1 &
 AG_PID=$!
 for _ in $(seq 100); do [ -S "$D/v.sock" ] && break; sleep 0.1; done
 cmds=()
@@ -102,7 +108,8 @@ qemu-io -f raw "${cmds[@]}" "nbd+unix:///volume?socket=$D/v.sock" >/dev/null
 kill -TERM "$AG_PID"
 wait "$AG_PID" || true
 AG_PID=
-line=$(goldagent sync --cache "$D/a/c.img" --appliance "$URL" --machine pc1)
+line=$(goldagent sync --cache "$CD/c.img" --appliance "$URL" --machine pc1 --token-file "$D/a/pc1.token" \
+	--state-dir "$D/a")
 echo "$line"
 echo "$line" | sed -n 's/.* \([0-9]*\) dirty bytes, \([0-9]*\) bytes sent.*/\1 \2/p' |
 	awk '{printf "sync: 200 scattered writes of 4-64 KiB: bytes sent / dirty bytes = %.3f (goal <= 1.05)\n", $2 / $1}'

@@ -1,6 +1,7 @@
 # Shell helpers for goldagent-against-goldcached tests: a goldcached with its
 # tgtd on loopback ports, one cache machine (pc1) with a machine volume.
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # URL, PREFIX, ADMIN are for the test that sources this
 
 free_port() {
 	local p
@@ -48,12 +49,12 @@ attach_lab() {
 GC_PID=
 # attach_gc_start DIR: starts goldcached, waits for the API and pc1's target.
 attach_gc_start() {
-	local d=$1 i
+	local d=$1
 	goldcached -c "$d/goldcache.yaml" --log "$d/goldcached.log" &
 	GC_PID=$!
 	track "$GC_PID"
 	wait_for 20 curl -sf "$URL/api/v1/health" || return 1
-	for i in $(seq 200); do
+	for _ in $(seq 200); do
 		[ -n "$(attach_lun_path "$d" pc1 2)" ] && return 0
 		sleep 0.1
 	done

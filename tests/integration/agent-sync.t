@@ -43,7 +43,7 @@ NS
 }
 serve() { agent_serve "$D/serve.log" --cache "$D/a/c.img" --volume-socket "$D/v.sock"; }
 volume() { serve && nbdcopy "nbd+unix:///volume?socket=$D/v.sock" "$1" && agent_stop; }
-sync_now() { goldagent sync "${AG[@]}" "$@"; }
+sync_now() { goldagent sync "${AG[@]}"; }
 
 # 1. ext4 on the volume, a file written
 serve || bail "serve"
@@ -97,7 +97,7 @@ rounds=3
 bad=0 landed=0
 for r in $(seq "$rounds"); do
 	serve || bail "serve"
-	for k in $(seq 12); do
+	for _ in $(seq 12); do
 		qemu-io -f raw -c "write -P $((RANDOM % 250 + 1)) $(((RANDOM % 1000) * 65536)) $(((RANDOM % 4 + 1) * 16384))" \
 			"nbd+unix:///volume?socket=$D/v.sock" >/dev/null || bad=$((bad + 100))
 	done
