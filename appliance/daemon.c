@@ -107,6 +107,9 @@
 #define TGTD_SHUTDOWN_MS 10000
 #define SECRET_LEN 24
 #define DIRTY(d) ((d)->desired_gen != (d)->synced_gen)
+/* A sanboot script reconciles in the loop only for this many changed targets:
+ * a few tgtadm runs (ms). Larger changes (a tgtd restart) go to the worker. */
+#define INLINE_MAX_TARGETS 4
 
 enum export_state { EXPORT_QUEUED, EXPORT_RUNNING, EXPORT_READY, EXPORT_FAILED };
 
@@ -161,6 +164,10 @@ struct daemon {
 	size_t rec_n;
 	uint64_t rec_gen;
 	int rec_again; /* run another one when it ends */
+	struct want *rec_wants; /* the set the worker applies */
+	size_t n_rec_wants;
+	struct want *synced; /* the set tgtd is known to hold (NULL: unknown/empty) */
+	size_t n_synced;
 	struct loop_timer *reconcile_timer, *poll_timer, *drift_timer;
 	int shutting_down;
 	int children_left;
@@ -436,9 +443,32 @@ static void want_release(struct want *w)
 
 static void wants_free(struct want *w, size_t n)
 {
+	if (!w)
+		return;
 	for (size_t i = 0; i < n; i++)
 		want_release(&w[i]);
 	free(w);
+}
+
+static char *str_dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+/* A deep copy of wants (without their export links). */
+static struct want *wants_copy(const struct want *w, size_t n)
+{
+	struct want *c = xcalloc(n ? n : 1, sizeof(*c));
+
+	for (size_t i = 0; i < n; i++) {
+		memcpy(c[i].iqn, w[i].iqn, sizeof(c[i].iqn));
+		memcpy(c[i].initiator, w[i].initiator, sizeof(c[i].initiator));
+		c[i].user = xstrdup(w[i].user);
+		c[i].secret = xstrdup(w[i].secret);
+		c[i].lun_path = str_dup_or_null(w[i].lun_path);
+		c[i].upload_path = str_dup_or_null(w[i].upload_path);
+	}
+	return c;
 }
 
 /* The registry's rows, as far as targets care: sorted by MAC. */
@@ -735,6 +765,18 @@ static void reconcile_done(int result, void *arg)
 		child_gone(d);
 		return;
 	}
+	wants_free(d->synced, d->n_synced);
+	d->synced = NULL;
+	d->n_synced = 0;
+	if (result == 0) {
+		d->synced = d->rec_wants;
+		d->n_synced = d->n_rec_wants;
+		d->rec_wants = NULL;
+		d->n_rec_wants = 0;
+	}
+	wants_free(d->rec_wants, d->n_rec_wants); /* a failed run: tgtd's state unknown */
+	d->rec_wants = NULL;
+	d->n_rec_wants = 0;
 	if (result == 0) {
 		d->synced_gen = d->rec_gen;
 		if (!DIRTY(d))
@@ -771,8 +813,12 @@ static void reconcile_now(struct loop *l, void *arg)
 	r = worker_fork(d->loop, reconcile_run, reconcile_done, d, &d->rec_job);
 	free(d->rec_specs); /* the worker has its copy */
 	d->rec_specs = NULL;
-	if (r < 0)
+	if (r < 0) {
 		schedule_reconcile(d, RECONCILE_RETRY_MS);
+		return;
+	}
+	d->rec_wants = wants_copy(d->wants, d->n_wants);
+	d->n_rec_wants = d->n_wants;
 }
 
 /* Reconciles in the loop, for the one case that cannot wait: a sanboot script
@@ -784,9 +830,17 @@ static void reconcile_inline(struct daemon *d)
 	struct tgt_target_spec *t;
 	struct tgt_desired des;
 	uint64_t gen = d->desired_gen;
+	size_t changed = 0;
 	int r;
 
-	if (d->rec_job || supervise_state(d->tgtd) != SV_RUNNING) {
+	/* targets that differ from what tgtd holds, counted by position (an upper
+	 * bound: a machine inserted in the middle counts every later one) */
+	for (size_t i = 0; i < d->n_wants; i++)
+		changed +=
+			!d->synced || i >= d->n_synced || !want_equal(&d->wants[i], &d->synced[i]);
+	if (d->n_synced > d->n_wants)
+		changed += d->n_synced - d->n_wants;
+	if (d->rec_job || supervise_state(d->tgtd) != SV_RUNNING || changed > INLINE_MAX_TARGETS) {
 		schedule_reconcile(d, 0);
 		return;
 	}
@@ -796,10 +850,16 @@ static void reconcile_inline(struct daemon *d)
 	tgt_ctl_release(&d->ctl); /* workers update the memo file: never cache it here */
 	free(t);
 	log_reconcile(&st);
-	if (r == 0)
+	wants_free(d->synced, d->n_synced);
+	d->synced = NULL;
+	d->n_synced = 0;
+	if (r == 0) {
 		d->synced_gen = gen;
-	else
+		d->synced = wants_copy(d->wants, d->n_wants);
+		d->n_synced = d->n_wants;
+	} else {
 		schedule_reconcile(d, RECONCILE_RETRY_MS);
+	}
 }
 
 static void schedule_reconcile(struct daemon *d, uint64_t delay_ms)
@@ -844,6 +904,9 @@ static void tgtd_ready(struct supervisor *sv, void *arg)
 	(void)sv;
 	/* a fresh tgtd is empty: reconcile now, whatever else was pending */
 	d->desired_gen++;
+	wants_free(d->synced, d->n_synced);
+	d->synced = NULL;
+	d->n_synced = 0;
 	if (d->reconcile_timer) {
 		loop_timer_cancel(d->loop, d->reconcile_timer);
 		d->reconcile_timer = NULL;
@@ -1532,6 +1595,8 @@ static void daemon_release(struct daemon *d)
 		export_free(d->exports[i]);
 	free(d->exports);
 	wants_free(d->wants, d->n_wants);
+	wants_free(d->synced, d->n_synced);
+	wants_free(d->rec_wants, d->n_rec_wants);
 	tgt_ctl_release(&d->ctl);
 	registry_free(d->reg);
 	store_free(d->store);
