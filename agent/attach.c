@@ -488,6 +488,38 @@ static void session_end(struct session *s)
 	explicit_bzero(s->login.secret, sizeof(s->login.secret));
 }
 
+/* Best effort: PUT .../state (docs/api.md STATE) so `goldctl machine show`
+ * says how far this machine is. A failure is only logged by the client. */
+static void report_state(struct session *s, const char *mode)
+{
+	const struct cache_header *h;
+	uint64_t have, want, dirty;
+	uint32_t ver = 0;
+	int slot;
+	char body[512];
+
+	if (!s->c || !s->api.token)
+		return;
+	if (!mode || !name_is_valid(mode))
+		mode = "cache";
+	h = cache_header(s->c);
+	slot = h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
+	have = cache_slot_present_count(s->c, slot);
+	want = cache_slot_chunks(s->c, slot);
+	dirty = cache_dirty_count(s->c) * h->geo.dirty_block_size;
+	if (parse_u32(h->slot[slot].version, &ver) < 0)
+		ver = 0;
+	fmt_buf(body, sizeof(body),
+		"{\"hydrated_pct\": %.1f, \"dirty_bytes\": %llu, \"version\": %u, "
+		"\"image\": \"%s\", \"mode\": \"%s\", \"agent\": \"goldagent\", "
+		"\"cache_complete\": %s, \"online\": true, \"last_sync\": %lld}",
+		want ? 100.0 * (double)have / (double)want : 0.0, (unsigned long long)dirty, ver,
+		h->slot[slot].name, mode,
+		h->slot[slot].state == CACHE_SLOT_COMPLETE ? "true" : "false",
+		(long long)h->last_sync);
+	apic_state_put(&s->api, body);
+}
+
 static int do_hydrate(struct aargs *a, struct session *s)
 {
 	struct hydr_opts o = {.depth = a->depth,
@@ -526,6 +558,8 @@ static int cmd_hydrate(struct aargs *a)
 		return 1;
 	}
 	rc = r == 1 ? 0 : do_hydrate(a, &s) < 0;
+	if (r == 0)
+		report_state(&s, "cache");
 	if (cache_close(s.c) < 0)
 		rc = 1;
 	session_end(&s);
@@ -580,6 +614,7 @@ static void sync_tick(void *arg)
 		return;
 	}
 	t->syncs++;
+	report_state(s, t->a->mode ? t->a->mode : "cache");
 	log_info("sync: snapshot %u (%llu bytes sent for %llu dirty bytes) in %llu ms", st.snapshot,
 		 (unsigned long long)st.sent_bytes, (unsigned long long)st.dirty_bytes,
 		 (unsigned long long)(st.upload_ms + st.commit_ms));
@@ -620,6 +655,8 @@ static int serve_loop(struct aargs *a, struct session *s)
 		o.tick_arg = &tk;
 		o.tick_ms = a->sync_interval * 1000;
 	}
+	if (s->online)
+		report_state(s, a->mode ? a->mode : "cache");
 	if (a->run_dir && io_mkdir_p(a->run_dir, 0700) < 0)
 		log_warn("cannot create '%s'", a->run_dir);
 	r = nbd_server_new(&o, &srv);

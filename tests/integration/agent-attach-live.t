@@ -42,6 +42,10 @@ t_run "goldctl machine export pc1" goldctl --store "$D/store" machine export pc1
 t_run "the snapshot equals the volume" cmp "$D/vol.img" "$D/snap.img"
 like "$(grep 'sync: snapshot 1 ' "$D/attach.log")" "\\(([0-9]+) bytes sent for \\1 dirty bytes\\)" \
 	"bytes sent = dirty bytes"
+st=$(curl -sS -H "Authorization: Bearer $(cat "$ADMIN")" "$URL/api/v1/machines/pc1")
+is "$(jq -c '[.state.hydrated_pct, .state.dirty_bytes, .state.cache_complete, .state.image, .state.version]' <<<"$st")" \
+	'[100,0,true,"deb",1]' "the agent reported its state (goldctl machine show)"
+ok "$([ "$(jq .last_sync <<<"$st")" != null ]; echo $?)" "the appliance knows the last sync"
 kill -TERM "$AP"
 wait "$AP"
 is "$?" 0 "attach stops cleanly on SIGTERM"

@@ -4,12 +4,13 @@
 # sync` uploads exactly the dirty blocks to LUN 2 (bytes sent / dirty bytes =
 # 1.0), commits, clears the dirty bits; `goldctl machine export` holds the
 # file and equals the volume; an incremental sync builds on the last
-# snapshot; kill -9 during sync loses no dirty block (re-sync, compare).
+# snapshot; tgtd killed mid-upload is retried; kill -9 during sync loses no
+# dirty block (re-sync, compare).
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-attach.sh"
 . "$GC_SRC/tests/lib-agent.sh"
-need goldcached goldctl goldagent curl jq tgtd tgtadm ss cmp nbdcopy nbdfuse losetup mkfs.ext4 \
+need goldcached goldctl goldagent curl jq tgtd tgtadm ss cmp nbdcopy nbdfuse losetup mkfs.ext4 pgrep \
 	mount umount unshare fusermount3 qemu-io
 
 D=$T_DIR
@@ -91,7 +92,27 @@ goldctl --store "$D/store" machine export pc1 "$D/snap2.img" >/dev/null
 volume "$D/vol2.img" || bail "read volume"
 t_run "snapshot 2 equals the volume" cmp "$D/vol2.img" "$D/snap2.img"
 
-# 3. kill -9 during sync: no dirty block lost
+# 3. tgtd killed mid-sync: the upload is retried with backoff and completes
+serve || bail "serve"
+for _ in $(seq 12); do
+	qemu-io -f raw -c "write -P $((RANDOM % 250 + 1)) $(((RANDOM % 1000) * 65536)) 65536" \
+		"nbd+unix:///volume?socket=$D/v.sock" >/dev/null
+done
+agent_stop
+GOLDAGENT_TEST_CHUNK_DELAY_MS=100 goldagent sync "${AG[@]}" >"$D/st.out" 2>"$D/st.err" &
+sp=$!
+sleep 0.5
+tp=$(pgrep -P "$GC_PID" -x tgtd | head -n1)
+kill -9 "$tp"
+wait "$sp"
+is "$?" 0 "sync completes after tgtd was killed mid-upload"
+like "$(cat "$D/st.err")" "attempt 2" "after a retry"
+is "$(agent_json_field "$D/a/c.img" .dirty_blocks)" 0 "nothing left dirty"
+goldctl --store "$D/store" machine export --force pc1 "$D/snapt.img" >/dev/null
+volume "$D/volt.img" || bail "read volume"
+t_run "the snapshot equals the volume" cmp "$D/volt.img" "$D/snapt.img"
+
+# 4. kill -9 during sync: no dirty block lost
 rounds=3
 [ "${GC_FULL:-0}" = 1 ] && rounds=50
 bad=0 landed=0
