@@ -889,12 +889,22 @@ static void drift_check(struct loop *l, void *arg)
 
 /* ---- tgtd ---- */
 
+/* Ready when tgtd answers AND listens on exactly our portal: a tgtd that
+ * cannot bind the portal does not exit but falls back to every interface
+ * (0.0.0.0:3260), which must never serve, so it is killed at once (the exit
+ * restarts it with backoff). */
 static int tgtd_probe(struct supervisor *sv, void *arg)
 {
 	struct daemon *d = arg;
+	int r = tgtd_ready_check(&d->ctl, d->portal);
 
-	(void)sv;
-	return tgtadm_ping(&d->ctl);
+	if (r == -EADDRINUSE) {
+		log_error("tgtd[%d] could not bind the iSCSI portal \"%s\" (in use?) and "
+			  "listens elsewhere: killing it",
+			  (int)supervise_pid(sv), d->portal);
+		supervise_signal(sv, SIGKILL);
+	}
+	return r;
 }
 
 static void tgtd_ready(struct supervisor *sv, void *arg)
