@@ -51,7 +51,7 @@ struct aargs {
 	uint64_t volume_size, commit, give_up_ms;
 	unsigned depth, sync_interval;
 	int timeout_s, no_hydrate;
-	char token_buf[512], manifest_path[512], sync_path[512], dir_buf[512];
+	char token_buf[512], manifest_path[520], sync_path[512], dir_buf[512];
 	char gsock_buf[512], vsock_buf[512];
 };
 
@@ -276,7 +276,7 @@ static void parse(int argc, char **argv, struct aargs *a)
 			a->machine);
 		a->token_file = a->token_buf;
 	}
-	fmt_buf(a->manifest_path, sizeof(a->manifest_path), "%s/%s.manifest", a->state_dir,
+	fmt_buf(a->manifest_path, sizeof(a->manifest_path), "%s/%s.%%c.manifest", a->state_dir,
 		a->machine);
 	fmt_buf(a->sync_path, sizeof(a->sync_path), "%s/%s.sync", a->state_dir, a->machine);
 }
@@ -288,6 +288,7 @@ struct session {
 	struct apic_machine mach;
 	struct fetch_target tgt;
 	struct chunk_hashes hs;
+	struct chunk_hashes other; /* gold update: the active slot's hashes (n 0: none) */
 	struct cache *c;
 	int slot; /* the slot being filled / served */
 	int online;
@@ -327,6 +328,20 @@ static int open_iscsi(void *arg, struct chunk_source **out)
 	return chunk_source_iscsi_new(&s->tgt, s->timeout_s, out);
 }
 
+/* STATE/NAME.A.manifest, STATE/NAME.B.manifest: the manifest each slot follows. */
+static const char *slot_manifest(const struct aargs *a, int slot, char *buf, size_t size)
+{
+	const char *pct = a->manifest_path, *q;
+	int pre;
+
+	while ((q = strstr(pct + 1, "%c")))
+		pct = q; /* the last one: the state dir may hold a '%' */
+	pre = (int)(pct - a->manifest_path);
+
+	fmt_buf(buf, size, "%.*s%c%s", pre, a->manifest_path, 'A' + slot, pct + 2);
+	return buf;
+}
+
 static int load_saved_manifest(const char *path, const struct cache *c, int slot,
 			       struct chunk_hashes *hs)
 {
@@ -351,6 +366,7 @@ static int load_saved_manifest(const char *path, const struct cache *c, int slot
 static int go_offline(struct aargs *a, struct session *s)
 {
 	const struct cache_header *h;
+	char mpath[600];
 	uint64_t have, want;
 	int r = cache_open(a->cache, 0, &s->c), slot;
 
@@ -377,7 +393,8 @@ static int go_offline(struct aargs *a, struct session *s)
 		return -ENODATA;
 	}
 	s->slot = slot;
-	if (load_saved_manifest(a->manifest_path, s->c, slot, &s->hs) < 0)
+	if (load_saved_manifest(slot_manifest(a, slot, mpath, sizeof(mpath)), s->c, slot, &s->hs) <
+	    0)
 		log_warn("no manifest kept for slot %c: serving without re-verification",
 			 'A' + slot);
 	log_info("appliance %s unreachable: cache complete (%s@%s), serving offline", a->url,
@@ -390,7 +407,7 @@ static int go_offline(struct aargs *a, struct session *s)
  * 0 online, 1 offline (cache complete), <0 error. */
 static int session_start(struct aargs *a, struct session *s)
 {
-	char ver[16], *text = NULL;
+	char ver[16], *text = NULL, mpath[600];
 	size_t tlen = 0;
 	struct manifest *m = NULL;
 	struct hash fh;
@@ -430,9 +447,13 @@ static int session_start(struct aargs *a, struct session *s)
 	snprintf(ver, sizeof(ver), "%u", m->version);
 	r = cache_open(a->cache, 0, &s->c);
 	if (r == -ENOENT || r == -EBADMSG) {
+		/* room for gold updates that grow the image by up to a quarter */
+		uint64_t cap =
+			(m->size + m->size / 4 + m->chunk_size - 1) / m->chunk_size * m->chunk_size;
 		struct cache_params p = {.image = m->name,
 					 .version = ver,
 					 .image_size = m->size,
+					 .gold_capacity = cap,
 					 .chunk_size = m->chunk_size,
 					 .manifest = &fh,
 					 .volume_size = s->mach.volume_size ? s->mach.volume_size
@@ -462,6 +483,10 @@ static int session_start(struct aargs *a, struct session *s)
 			r = -EINVAL;
 			goto out;
 		}
+		if (load_saved_manifest(slot_manifest(a, s->slot, mpath, sizeof(mpath)), s->c,
+					s->slot, &s->other) < 0)
+			log_warn("no manifest kept for slot %c: every chunk of %s@%s is fetched",
+				 'A' + s->slot, m->name, ver);
 		if (strcmp(h->slot[other].name, m->name) != 0 ||
 		    strcmp(h->slot[other].version, ver) != 0 ||
 		    !hash_equal(&h->slot[other].manifest, &fh)) {
@@ -472,9 +497,10 @@ static int session_start(struct aargs *a, struct session *s)
 		}
 		s->slot = other;
 	}
-	r = io_write_file_atomic(a->manifest_path, text, tlen, 0644);
+	slot_manifest(a, s->slot, mpath, sizeof(mpath));
+	r = io_write_file_atomic(mpath, text, tlen, 0644);
 	if (r < 0)
-		log_error("cannot keep the manifest in '%s': %s", a->manifest_path, strerror(-r));
+		log_error("cannot keep the manifest in '%s': %s", mpath, strerror(-r));
 out:
 	free(text);
 	manifest_free(m);
@@ -484,6 +510,7 @@ out:
 static void session_end(struct session *s)
 {
 	chunk_hashes_release(&s->hs);
+	chunk_hashes_release(&s->other);
 	apic_release(&s->api);
 	explicit_bzero(s->login.secret, sizeof(s->login.secret));
 }
@@ -526,15 +553,17 @@ static int do_hydrate(struct aargs *a, struct session *s)
 			      .commit_bytes = a->commit,
 			      .give_up_ms = a->give_up_ms,
 			      .open = open_iscsi,
-			      .open_arg = s};
+			      .open_arg = s,
+			      .other = s->other.n ? &s->other : NULL};
 	struct hydr_stats st;
 	int r = hydrate_pipelined(s->c, s->slot, &s->hs, &o, &st);
 
-	printf("slot %c: %llu chunks fetched (%llu bytes), %llu zero, %llu already present, "
-	       "%llu rejected, %u reconnects, %llu ms\n",
+	printf("slot %c: %llu chunks fetched (%llu bytes), %llu copied from slot %c, %llu zero, "
+	       "%llu already present, %llu rejected, %u reconnects, %llu ms\n",
 	       'A' + s->slot, (unsigned long long)st.h.fetched, (unsigned long long)st.h.bytes,
-	       (unsigned long long)st.h.zero, (unsigned long long)st.h.skipped,
-	       (unsigned long long)st.h.rejected, st.reconnects, (unsigned long long)st.elapsed_ms);
+	       (unsigned long long)st.h.copied, 'A' + (1 - s->slot), (unsigned long long)st.h.zero,
+	       (unsigned long long)st.h.skipped, (unsigned long long)st.h.rejected, st.reconnects,
+	       (unsigned long long)st.elapsed_ms);
 	fflush(stdout);
 	if (r == 0 && cache_header(s->c)->active_slot != (uint32_t)s->slot) {
 		r = cache_slot_set_active(s->c, s->slot);

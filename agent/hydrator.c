@@ -46,6 +46,17 @@
 
 struct hyd;
 
+struct donor {
+	struct hash h;
+	uint64_t idx;
+};
+
+static int donor_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct donor *)a)->h, &((const struct donor *)b)->h,
+		      sizeof(struct hash));
+}
+
 enum { S_FREE, S_WIRE, S_VERIFY, S_DONE };
 
 struct hslot {
@@ -74,7 +85,9 @@ struct hyd {
 	struct hslot *vq, *dq; /* verify queue, done queue (LIFO: order does not matter) */
 	int efd, stop;
 	uint64_t n, next, since, commit_bytes, last_progress;
-	uint8_t *rejected, *zero_buf;
+	uint8_t *rejected, *zero_buf, *copy_buf;
+	struct donor *donors; /* other slot's present chunks, sorted by hash */
+	size_t ndonors;
 	int session_err, io_err;
 	unsigned delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS */
 };
@@ -205,11 +218,27 @@ static int next_chunk(struct hyd *h, uint64_t *idx)
 		    cache_chunk_pending(h->c, h->slot, i) ||
 		    (h->rejected[i >> 3] & (1u << (i & 7))))
 			continue;
+		len = cache_chunk_len(h->c, h->slot, i);
+		if (!h->hs->zero[i] && h->ndonors) {
+			struct donor key = {.h = h->hs->h[i]}, *d;
+
+			d = bsearch(&key, h->donors, h->ndonors, sizeof(key), donor_cmp);
+			if (d && cache_chunk_len(h->c, 1 - h->slot, d->idx) == len &&
+			    cache_chunk_read_raw(h->c, 1 - h->slot, d->idx, h->copy_buf, len) ==
+				    0 &&
+			    chunk_hashes_verify(h->hs, i, h->copy_buf, len) == 0) {
+				r = cache_chunk_write(h->c, h->slot, i, h->copy_buf, len);
+				if (r < 0 && r != -EEXIST)
+					h->io_err = r;
+				h->st->h.copied++;
+				h->since += len;
+				continue;
+			}
+		}
 		if (!h->hs->zero[i]) {
 			*idx = i;
 			return 0;
 		}
-		len = cache_chunk_len(h->c, h->slot, i);
 		r = cache_chunk_write(h->c, h->slot, i, h->zero_buf, len);
 		if (r < 0 && r != -EEXIST)
 			h->io_err = r;
@@ -277,6 +306,17 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	}
 	h.rejected = xcalloc((size_t)(h.n + 7) / 8, 1);
 	h.zero_buf = xcalloc(1, hdr->geo.chunk_size);
+	h.copy_buf = xmalloc(hdr->geo.chunk_size);
+	if (o->other && o->other->n == cache_slot_chunks(c, 1 - slot)) {
+		h.donors = xmalloc((o->other->n ? o->other->n : 1) * sizeof(*h.donors));
+		for (uint64_t i = 0; i < o->other->n; i++)
+			if (!o->other->zero[i] && cache_chunk_present(c, 1 - slot, i))
+				h.donors[h.ndonors++] =
+					(struct donor){.h = o->other->h[i], .idx = i};
+		qsort(h.donors, h.ndonors, sizeof(*h.donors), donor_cmp);
+		log_info("slot %c: %zu chunks of slot %c can be copied by hash", 'A' + slot,
+			 h.ndonors, 'A' + (1 - slot));
+	}
 	for (uint64_t i = 0; i < h.n; i++)
 		if (cache_chunk_present(c, slot, i))
 			st->h.skipped++;
@@ -293,6 +333,8 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 		free(h.slots);
 		free(h.rejected);
 		free(h.zero_buf);
+		free(h.copy_buf);
+		free(h.donors);
 		return -ENOMEM;
 	}
 	for (;;) {
@@ -415,6 +457,8 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	free(h.slots);
 	free(h.rejected);
 	free(h.zero_buf);
+	free(h.copy_buf);
+	free(h.donors);
 	if (h.io_err)
 		return h.io_err;
 	if (open_err)

@@ -20,10 +20,14 @@ struct hydr_opts {
 	uint64_t give_up_ms; /* total time without progress before giving up (0: 300 s) */
 	hydr_open_fn open;
 	void *open_arg;
+	/* gold update: the hashes of the other slot's image (the previous
+	 * version); a chunk whose hash is present there is copied locally
+	 * (verified) instead of fetched. NULL: none. */
+	const struct chunk_hashes *other;
 };
 
 struct hydr_stats {
-	struct hydrate_stats h; /* fetched, zero, skipped, rejected, bytes */
+	struct hydrate_stats h; /* fetched, copied, zero, skipped, rejected, bytes */
 	unsigned reconnects; /* sessions reopened after a failure */
 	uint64_t elapsed_ms;
 };

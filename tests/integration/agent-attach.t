@@ -51,7 +51,7 @@ agent_serve "$D/serve.log" --cache "$D/a/c1" --gold-socket "$D/g.sock" || bail "
 t_run "nbdcopy of the gold export" nbdcopy "nbd+unix:///gold?socket=$D/g.sock" "$D/got.img"
 agent_stop
 t_run "equals goldctl image export" cmp "$D/want.img" "$D/got.img"
-t_run "cache check against the kept manifest" goldagent cache check --manifest "$D/a/pc1.manifest" "$D/a/c1"
+t_run "cache check against the kept manifest" goldagent cache check --manifest "$D/a/pc1.A.manifest" "$D/a/c1"
 hyd "$D/a/c1" >"$D/h1b.out" 2>&1
 is "$(fetched "$D/h1b.out")" 0 "a rerun fetches nothing"
 
@@ -72,7 +72,7 @@ for r in $(seq "$rounds"); do
 	hyd "$D/a/k.img" >"$D/k.out" 2>&1 || lost=$((lost + 1000))
 	f=$(fetched "$D/k.out")
 	# chunks present before + chunks the resume fetched <= 40: none fetched twice
-	goldagent cache check --manifest "$D/a/pc1.manifest" "$D/a/k.img" >"$D/kc.out" 2>&1 ||
+	goldagent cache check --manifest "$D/a/pc1.A.manifest" "$D/a/k.img" >"$D/kc.out" 2>&1 ||
 		{ lost=$((lost + 1)) && sed 's/^/# check: /' "$D/kc.out"; }
 	[ "$((f + before))" -le 40 ] || lost=$((lost + 1))
 	echo "# round $r: $before present after the kill, $f fetched by the resume"
@@ -91,7 +91,7 @@ kill -9 "$tp"
 wait "$hp"
 is "$?" 0 "hydration completed after tgtd was killed"
 like "$(cat "$D/t.err")" "reconnect|retrying" "and says it reconnected"
-t_run "every chunk matches the manifest" goldagent cache check --manifest "$D/a/pc1.manifest" "$D/a/t.img"
+t_run "every chunk matches the manifest" goldagent cache check --manifest "$D/a/pc1.A.manifest" "$D/a/t.img"
 is "$(agent_json_field "$D/a/t.img" .mode)" offline-ready "the slot is complete"
 
 # 5. a tampered chunk behind goldcached's back: rejected, never present
@@ -116,7 +116,6 @@ cp "$D/exp.save" "$exp"
 
 # 6. offline: goldcached stopped
 attach_gc_stop
-agent_serve() { :; }
 goldagent serve --cache "$D/a/c1" "${AG[@]}" --state-dir "$D/a" --gold-socket "$D/g.sock" >"$D/off.log" 2>&1 &
 op=$!
 track "$op"
@@ -139,4 +138,26 @@ goldagent hydrate --cache "$D/b/c.img" --appliance "$URL" --machine pc3 >"$D/e.o
 is "$?" 0 "pc3 enrolls and hydrates"
 is "$(stat -c %a "$D/b/pc3.token")" 600 "its token file is mode 0600"
 like "$(cat "$D/e.err")" "enrolled" "the log says it enrolled"
+
+# 8. gold update: v2 differs in 2 chunks and has one more; only those travel
+cp "$D/gold.img" "$D/gold2.img"
+head -c $((2 * MB)) /dev/urandom | dd of="$D/gold2.img" bs=1M seek=10 conv=notrunc status=none
+head -c $MB /dev/urandom >>"$D/gold2.img"
+goldctl --store "$D/store" image import deb "$D/gold2.img" >/dev/null || bail "import v2"
+goldctl --store "$D/store" image promote deb@2 >/dev/null 2>&1
+goldctl --store "$D/store" image export deb@2 "$D/want2.img" >/dev/null
+for _ in $(seq 200); do
+	[ "$(attach_lun_path "$D" pc1 1)" = "$D/state/exports/deb@2.img" ] && break
+	sleep 0.1
+done
+is "$(attach_lun_path "$D" pc1 1)" "$D/state/exports/deb@2.img" "goldcached serves v2 on LUN 1"
+hyd "$D/a/c1" >"$D/u.out" 2>"$D/u.err"
+is "$?" 0 "hydrate after the update"
+like "$(cat "$D/u.out")" "slot B: 3 chunks fetched \\([0-9]+ bytes\\), 35 copied from slot A, 3 zero" \
+	"slot B: the 3 new chunks fetched, the 35 others copied locally"
+is "$(agent_json_field "$D/a/c1" .active_slot)" B "slot B active once complete"
+agent_serve "$D/serve.log" --cache "$D/a/c1" --gold-socket "$D/g.sock" || bail "serve v2"
+t_run "the gold export now reads v2" nbdcopy "nbd+unix:///gold?socket=$D/g.sock" "$D/got2.img"
+agent_stop
+t_run "equal to goldctl image export deb@2" cmp "$D/want2.img" "$D/got2.img"
 done_testing
