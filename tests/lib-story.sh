@@ -105,7 +105,7 @@ story_wait() {
 	done
 }
 
-story_tail() { tr -d '\r' <"$1" 2>/dev/null | tail -n "${2:-25}" | sed 's/^/#   serial: /'; }
+story_tail() { tr -d '\r' <"$1" 2>/dev/null | tail -n "${2:-25}" | awk '{ print "#   serial: " $0 }'; }
 
 # story_stop_qemu: power cut (TERM, then KILL), by PID
 story_stop_qemu() {
@@ -160,7 +160,7 @@ story_gc_stop() {
 story_disk() {
 	bash "$GC_SRC/image-build/local-disk.sh" --out "$2" --size "$STORY_DISK_MB" --boot-size 32 \
 		--kernel "$GC_IMAGES/vmlinuz" --initrd "$GC_IMAGES/initramfs.img" \
-		--append "panic=-1 goldcache.onfail=poweroff goldcache.url=$STORY_URL goldcache.machine=$1 goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache-tiny.poweroff=1" \
+		--append "panic=-1 goldcache.onfail=poweroff goldcache.url=$STORY_URL goldcache.machine=$1 goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache.state=/dev/vda1 goldcache.sync=${STORY_SYNC:-10} goldcache-tiny.stay=$((${STORY_SYNC:-10} * 2)) goldcache-tiny.poweroff=1" \
 		>"$T_DIR/disk-$1.log" 2>&1
 }
 
@@ -189,7 +189,7 @@ story_setup() {
 	mkdir -p "$T_DIR/store" "$T_DIR/state" "$T_DIR/tftp"
 	sed -e "s|@BRIDGE@|$LAB_BR|g; s|@ADDR@|$LAB_ADDR|g; s|@HTTP_PORT@|$LAB_HTTP_PORT|g" \
 		-e "s|@RANGE@|10.77.0.100-10.77.0.199|g; s|@DIR@|$T_DIR|g; s|@IMAGES@|$GC_IMAGES|g" \
-		-e "s|@IMAGE@|$STORY_IMAGE|g; s|@SYNC@|${STORY_SYNC:-10s}|g" \
+		-e "s|@IMAGE@|$STORY_IMAGE|g; s|@SYNC@|${STORY_SYNC:-10}s|g; s|@SYNC_S@|${STORY_SYNC:-10}|g" \
 		-e "s|@MAC1@|$STORY_MAC1|g; s|@MAC2@|$STORY_MAC2|g" \
 		"$GC_SRC/config/demo.yaml" >"$T_DIR/goldcache.yaml"
 	t_run "config/demo.yaml filled in for this lab is valid" \
@@ -264,8 +264,10 @@ story_step2() {
 		"wrote@$S=goldcache-tiny: root writable"
 	ok $? "offline boot from the local disk: SYSLINUX -> initramfs -> goldagent from the cache -> overlay root" ||
 		{ story_tail "$S"; story_fail "laptop1 did not boot offline"; }
-	story_mark "laptop1 wrote /goldcache-tiny.written offline"
-	story_wait "$S" 'goldcache-tiny: powering off' 30
+	STORY_OFFLINE_LINE=$(tr -d '\r' <"$S" | sed -n 's/^goldcache-tiny: logged boot \([0-9]*\)$/boot \1/p' | tail -n 1)
+	like "$STORY_OFFLINE_LINE" '^boot [0-9]+$' "laptop1 logged its offline boot in /goldcache-tiny.boots"
+	story_mark "laptop1 wrote a file offline: '$STORY_OFFLINE_LINE' in /goldcache-tiny.boots"
+	story_wait "$S" 'goldcache-tiny: powering off' 90
 	story_wait_exit 60
 	ok $? "laptop1 powered off after writing (sync first)"
 	STORY_WRITTEN=$(story_cache_status "$T_DIR/laptop1.img" --json | jq -r .dirty_blocks)
@@ -275,32 +277,87 @@ story_step2() {
 
 # --- 3. appliance back; the machine syncs; goldctl shows the snapshot with the file
 story_step3() {
-	local S=$T_DIR/laptop1-boot3.serial snaps
-	story_begin 3 "appliance back; laptop1 boots and syncs; the snapshot holds the file"
+	local S=$T_DIR/laptop1-boot3.serial snaps n=0 snap files
+	story_begin 3 "appliance back; laptop1 boots from its disk and syncs; the snapshot holds the file"
 	story_gc_start
 	ok 0 "goldcached running again"
 	story_qemu laptop1 "$STORY_MAC1" "$T_DIR/laptop1.img" c "$S"
-	if ! story_wait "$S" 'goldcache: stage (root|fail)|goldcache: .*(failed|cannot)|goldcache-tiny: up' 240; then
-		story_tail "$S"
-	fi
-	if tr -d '\r' <"$S" | grep -q 'goldagent attach exited'; then
+	e2e_timeline 240 \
+		"syslinux@$S=SYSLINUX" \
+		"appliance@$S=goldcache: stage appliance reachable" \
+		"agent@$S=goldcache: stage agent pid|goldagent attach exited" \
+		"image-up@$S=goldcache-tiny: up"
+	if [ $? != 0 ] || tr -d '\r' <"$S" | grep -q 'goldagent attach exited'; then
 		story_tail "$S" 12
 		story_stop_qemu
-		story_unavailable 3 "after the offline reboot laptop1's goldagent has no agent token (goldagent keeps it in /var/lib/goldagent, the initramfs's RAM, for a cache on a partition) and the appliance refuses a second enrollment, so attach stops before it can sync"
+		story_unavailable 3 "laptop1's goldagent could not attach online after the offline reboot (serial above)"
 	fi
-	story_wait "$S" 'goldcache-tiny: up' 60
-	ok $? "laptop1 boots online from its disk"
+	ok 0 "laptop1 boots from its own disk, online again"
+	story_mark "waiting for goldagent's periodic sync (every ${STORY_SYNC:-10} s)"
 	for _ in $(seq 60); do
 		snaps=$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 2>/dev/null)
-		[ "$(jq 'length' <<<"$snaps" 2>/dev/null)" -ge 1 ] 2>/dev/null && break
-		sleep 2
+		n=$(jq 'length' <<<"$snaps" 2>/dev/null || echo 0)
+		[ "${n:-0}" -ge 1 ] && break
+		sleep 1
 	done
-	[ "$(jq 'length' <<<"$snaps" 2>/dev/null)" -ge 1 ] 2>/dev/null ||
-		{ story_stop_qemu; story_unavailable 3 "laptop1's goldagent did not sync within 120 s"; }
-	ok 0 "goldctl machine snapshots laptop1 shows the new snapshot"
+	if [ "${n:-0}" -lt 1 ]; then
+		story_stop_qemu
+		story_unavailable 3 "laptop1's goldagent did not sync within 60 s of booting online"
+	fi
+	story_mark "snapshot committed"
+	like "$(grep -E ' /api/v1/machines/laptop1/commit ' "$STORY_ACCESS")" "POST .* 202 " \
+		"access log: laptop1's goldagent committed its upload"
+	goldctl --store "$T_DIR/store" machine snapshots laptop1 | sed 's/^/#   /'
+	ok 0 "goldctl machine snapshots laptop1 shows snapshot(s): $n"
+	story_wait "$S" 'goldcache-tiny: powering off' 90
+	story_wait_exit 60 || story_stop_qemu
+	# the latest snapshot: the file the offline boot (step 2) logged must be in it
+	snap=$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 | jq -r 'max_by(.snapshot) | .snapshot')
+	t_run "goldctl machine export laptop1@$snap" goldctl --store "$T_DIR/store" machine export "laptop1@$snap" "$T_DIR/laptop1-snap.img"
+	mkdir -p "$T_DIR/mnt"
+	files=$(unshare -m --propagation private sh -c \
+		"mount -o ro,noload,loop '$T_DIR/laptop1-snap.img' '$T_DIR/mnt' && cat '$T_DIR/mnt/upper/goldcache-tiny.boots'" 2>&1)
+	printf '%s\n' "$files" | sed 's/^/#   snapshot upper\/goldcache-tiny.boots: /'
+	like "$files" "(^|$(printf '\n'))$STORY_OFFLINE_LINE( |\$)" \
+		"the snapshot (mounted read-only) holds the line laptop1 wrote offline: '$STORY_OFFLINE_LINE'"
+	STORY_SNAP=$snap
 	story_end
 }
 
-# --- 4 and 5 run on step 3's snapshot (the story stops at step 3 until it exists)
-story_step4() { story_unavailable 4 "not written yet (needs step 3's snapshot)"; }
-story_step5() { story_unavailable 5 "not written yet (needs step 3's snapshot)"; }
+# --- 4. a second machine restored from that snapshot sees the file
+story_step4() {
+	local S=$T_DIR/laptop2-boot1.serial
+	story_begin 4 "laptop2 is restored from laptop1's snapshot and sees the file"
+	t_run "goldctl machine restore laptop2 --from laptop1@$STORY_SNAP" \
+		ip netns exec "$LAB_NS" goldctl machine restore laptop2 --from "laptop1@$STORY_SNAP" --url "$STORY_URL" \
+		--token-file "$T_DIR/state/admin.token"
+	t_run "laptop2's local disk laid out by image-build/local-disk.sh" story_disk laptop2 "$T_DIR/laptop2.img"
+	story_qemu laptop2 "$STORY_MAC2" "$T_DIR/laptop2.img" n "$S"
+	e2e_timeline 240 \
+		"script@$STORY_ACCESS=GET /boot\\.ipxe\\?mac=52-54-00-77-05-02 " \
+		"agent@$S=goldcache: stage agent pid|goldagent attach exited" \
+		"image-up@$S=goldcache-tiny: logged boot"
+	ok $? "laptop2 PXE-boots into the gold image" ||
+		{ story_tail "$S"; story_stop_qemu; story_fail "laptop2 did not boot"; }
+	story_stop_qemu
+	if ! tr -d '\r' <"$S" | grep -q 'goldcache-tiny: logged boot [2-9]'; then
+		story_tail "$S" 6
+		story_unavailable 4 "laptop2 came up with a blank machine volume: goldagent attach reads the restore order (machine state 'hydrate') but does not yet hydrate the volume from the snapshot"
+	fi
+	ok 0 "laptop2's volume continues laptop1's boot log (restored)"
+	story_end
+}
+
+# --- 5. goldctl machine vm boots the snapshot as a VM on the appliance
+story_step5() {
+	local out
+	story_begin 5 "goldctl machine vm laptop1 boots the snapshot as a VM"
+	timeout 600 goldctl machine vm -c "$T_DIR/goldcache.yaml" --work-dir "$T_DIR/vm" --accel tcg -m 384 --no-net \
+		--append "goldcache-tiny.show=/goldcache-tiny.boots goldcache-tiny.poweroff=1" "laptop1@$STORY_SNAP" \
+		</dev/null >"$T_DIR/vm.console" 2>"$T_DIR/vm.err"
+	is $? 0 "goldctl machine vm: the VM ran and powered off" || sed 's/^/#   /' "$T_DIR/vm.err"
+	out=$(tr -d '\r' <"$T_DIR/vm.console")
+	like "$out" "goldcache-tiny: show /goldcache-tiny.boots: .*$STORY_OFFLINE_LINE" \
+		"the VM sees the file laptop1 wrote offline"
+	story_end
+}
