@@ -126,7 +126,7 @@ for r in $(seq "$rounds"); do
 	before=$(agent_json_field "$D/a/c.img" .dirty_blocks)
 	GOLDAGENT_TEST_CHUNK_DELAY_MS=50 goldagent sync "${AG[@]}" >/dev/null 2>&1 &
 	sp=$!
-	sleep "0.$((RANDOM % 5 + 1))"
+	sleep "$((RANDOM % 2)).$((RANDOM % 10))" # before, during or after the commit
 	kill -9 "$sp" 2>/dev/null && landed=$((landed + 1))
 	wait "$sp" 2>/dev/null
 	after=$(agent_json_field "$D/a/c.img" .dirty_blocks)
@@ -135,7 +135,7 @@ for r in $(seq "$rounds"); do
 	goldctl --store "$D/store" machine export --force pc1 "$D/snapk.img" >/dev/null 2>&1 || bad=$((bad + 1000))
 	volume "$D/volk.img" || bail "read volume"
 	cmp -s "$D/volk.img" "$D/snapk.img" || bad=$((bad + 10000))
-	echo "# round $r: $before dirty blocks, $after after the kill"
+	echo "# round $r: $before dirty blocks, $after after the kill (kill landed: $landed so far)"
 done
 is "$bad" 0 "kill -9 during sync ($landed of $rounds kills landed): no dirty block lost, the re-sync's snapshot equals the volume"
 t_run "cache check passes" goldagent cache check "$D/a/c.img"
