@@ -37,6 +37,7 @@
 #include "agent/hydrator.h"
 #include "agent/nbd.h"
 #include "agent/source-iscsi.h"
+#include "agent/source-retry.h"
 #include "agent/source.h"
 #include "agent/uploader.h"
 #include "lib/io.h"
@@ -665,7 +666,8 @@ static int serve_loop(struct aargs *a, struct session *s)
 	}
 	gslot = (int)cache_header(s->c)->active_slot;
 	if (s->online && cache_header(s->c)->slot[gslot].state != CACHE_SLOT_COMPLETE) {
-		r = chunk_source_iscsi_new(&s->tgt, s->timeout_s, &src);
+		/* a lost session is reopened with backoff; waiting reads are re-issued */
+		r = chunk_source_retry_new(open_iscsi, s, 500, 10000, a->give_up_ms, &src);
 		if (r < 0) {
 			log_error("cannot log in to %s for on-demand chunks: %s", s->login.target,
 				  strerror(-r));

@@ -3,11 +3,12 @@
 # and tgtd: from an empty cache it serves gold.sock and volume.sock in the run
 # dir at once, reads fetch chunks on demand while the rest hydrates in the
 # background (the gold export equals `goldctl image export`), and writes to the
-# volume reach a snapshot by the periodic sync (the export equals the volume).
+# volume reach a snapshot by the periodic sync (the export equals the volume);
+# tgtd killed while attached: reads wait for the reconnection and complete.
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-attach.sh"
-need goldcached goldctl goldagent curl jq tgtd tgtadm ss cmp nbdcopy qemu-io
+need goldcached goldctl goldagent curl jq tgtd tgtadm ss cmp nbdcopy qemu-io pgrep
 
 D=$T_DIR
 MB=1048576
@@ -50,4 +51,24 @@ kill -TERM "$AP"
 wait "$AP"
 is "$?" 0 "attach stops cleanly on SIGTERM"
 is "$(goldagent status --json --cache "$D/a/c.img" | jq .dirty_blocks)" 0 "nothing left dirty"
+
+# tgtd killed while attached: reads of absent chunks wait for the reconnection
+mkdir -p "$D/b"
+cp "$D/a/pc1.token" "$D/b/pc1.token"
+goldagent attach --appliance "$URL" --machine pc1 --mode stream --cache "$D/b/c.img" \
+	--run-dir "$D/run2" --no-hydrate --sync-interval 0 >"$D/attach2.log" 2>&1 &
+AP=$!
+track "$AP"
+wait_for 30 test -S "$D/run2/gold.sock"
+ok $? "a second cache attached without background hydration"
+tp=$(pgrep -P "$GC_PID" -x tgtd | head -n1)
+kill -9 "$tp"
+sleep 0.3
+t_run "the gold export reads back after tgtd was killed" \
+	nbdcopy "nbd+unix:///gold?socket=$D/run2/gold.sock" "$D/got2.img"
+t_run "identical" cmp "$D/want.img" "$D/got2.img"
+like "$(cat "$D/attach2.log")" "session back after" "the agent reconnected"
+kill -TERM "$AP"
+wait "$AP"
+is "$?" 0 "attach stops cleanly"
 done_testing

@@ -1,0 +1,333 @@
+/* A reconnecting chunk source for the serve loop (see source-retry.h).
+ *
+ * The NBD server registers a source's fd once, so this wrapper offers a
+ * stable fd of its own: an epoll set holding the inner session's fd and a
+ * timerfd for reconnection. Every request is kept in a list until its inner
+ * completion succeeded: when the session is lost (an inner request or
+ * service fails), the inner source is freed (libiscsi drops what it had
+ * queued, without callbacks), the requests are marked unissued, and the
+ * timer fires after the backoff (0.5 s doubling to 10 s by default). A new
+ * session re-issues them all, so a reader waiting for a chunk only sees a
+ * delay. A request whose data arrives is handed to its caller, who verifies
+ * it against the manifest as for any source. */
+#include "agent/source-retry.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+
+struct rsrc;
+
+struct rreq {
+	struct rsrc *r;
+	uint64_t idx, off;
+	void *buf;
+	size_t len;
+	chunk_fetch_cb cb;
+	void *arg;
+	unsigned gen; /* session it was issued on; 0: not issued */
+	struct rreq *next, *prev;
+};
+
+struct rsrc {
+	struct chunk_source *inner;
+	retry_open_fn open;
+	void *open_arg;
+	int epfd, tfd, inner_fd;
+	uint32_t inner_ev;
+	unsigned gen, backoff, min_ms, max_ms;
+	uint64_t give_up_ms, down_since;
+	struct rreq *reqs;
+	unsigned reconnects;
+	int lost; /* the session failed: torn down at the top of service, never
+		   * inside the inner source's own callback */
+};
+
+static void req_unlink(struct rsrc *r, struct rreq *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		r->reqs = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+}
+
+static void arm(struct rsrc *r, unsigned ms)
+{
+	struct itimerspec it = {
+		.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L + 1}};
+
+	timerfd_settime(r->tfd, 0, &it, NULL);
+}
+
+/* Called from inside inner callbacks too: only records the loss and makes
+ * the wrapper's fd readable (timer in 1 ms) so service() tears it down. */
+static void mark_lost(struct rsrc *r, int err)
+{
+	if (r->lost || !r->inner)
+		return;
+	r->lost = err ? err : -EIO;
+	arm(r, 1);
+}
+
+static void lose(struct rsrc *r, int err)
+{
+	r->lost = 0;
+	if (!r->inner)
+		return;
+	log_warn("%s: session lost (%s): reconnecting in %u ms", r->inner->desc, strerror(-err),
+		 r->backoff);
+	if (r->inner_fd >= 0)
+		epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->inner_fd, NULL);
+	chunk_source_free(r->inner);
+	r->inner = NULL;
+	r->inner_fd = -1;
+	r->gen++;
+	for (struct rreq *q = r->reqs; q; q = q->next)
+		q->gen = 0;
+	if (!r->down_since)
+		r->down_since = now_ms();
+	arm(r, r->backoff);
+	r->backoff = MIN(r->backoff * 2, r->max_ms);
+}
+
+static void inner_done(void *arg, uint64_t idx, int err)
+{
+	struct rreq *q = arg;
+	struct rsrc *r = q->r;
+
+	if (q->gen != r->gen)
+		return; /* an abandoned session's completion */
+	if (err) {
+		q->gen = 0;
+		mark_lost(r, err);
+		return;
+	}
+	req_unlink(r, q);
+	q->cb(q->arg, idx, 0);
+	free(q);
+}
+
+static int issue(struct rsrc *r, struct rreq *q)
+{
+	int e;
+
+	q->gen = r->gen;
+	e = r->inner->ops->start(r->inner, q->idx, q->off, q->buf, q->len, inner_done, q);
+	if (e < 0 && q->gen == r->gen) {
+		q->gen = 0;
+		mark_lost(r, e);
+	}
+	return 0;
+}
+
+static void watch_inner(struct rsrc *r)
+{
+	struct epoll_event ev = {0};
+	uint32_t want;
+
+	if (!r->inner || r->inner_fd < 0)
+		return;
+	want = (uint32_t)r->inner->ops->events(r->inner);
+	if (want == r->inner_ev)
+		return;
+	ev.events = want;
+	ev.data.u32 = 1;
+	epoll_ctl(r->epfd, EPOLL_CTL_MOD, r->inner_fd, &ev);
+	r->inner_ev = want;
+}
+
+static int attach_inner(struct rsrc *r, struct chunk_source *in)
+{
+	struct epoll_event ev = {0};
+
+	r->inner = in;
+	r->gen++;
+	r->inner_fd = in->ops->fd ? in->ops->fd(in) : -1;
+	if (r->inner_fd >= 0) {
+		r->inner_ev = (uint32_t)in->ops->events(in);
+		ev.events = r->inner_ev;
+		ev.data.u32 = 1;
+		if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->inner_fd, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static int r_start(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf, size_t len,
+		   chunk_fetch_cb cb, void *arg)
+{
+	struct rsrc *r = s->priv;
+	struct rreq *q = xcalloc(1, sizeof(*q));
+
+	*q = (struct rreq){.r = r,
+			   .idx = idx,
+			   .off = off,
+			   .buf = buf,
+			   .len = len,
+			   .cb = cb,
+			   .arg = arg,
+			   .next = r->reqs};
+	if (r->reqs)
+		r->reqs->prev = q;
+	r->reqs = q;
+	if (r->inner && !r->lost)
+		issue(r, q);
+	watch_inner(r);
+	return 0;
+}
+
+static int r_fd(struct chunk_source *s)
+{
+	return ((struct rsrc *)s->priv)->epfd;
+}
+
+static int r_events(struct chunk_source *s)
+{
+	(void)s;
+	return EPOLLIN;
+}
+
+static void reconnect(struct rsrc *r)
+{
+	struct chunk_source *in = NULL;
+	int e;
+
+	if (r->inner)
+		return;
+	e = r->open(r->open_arg, &in);
+	if (e == 0)
+		e = attach_inner(r, in);
+	if (e < 0) {
+		if (in) {
+			chunk_source_free(in);
+			r->inner = NULL;
+			r->inner_fd = -1;
+		}
+		if (now_ms() - r->down_since >= r->give_up_ms && r->reqs) {
+			log_error("no session for %llu ms: failing %s waiting chunk requests",
+				  (unsigned long long)(now_ms() - r->down_since), "the");
+			while (r->reqs) {
+				struct rreq *q = r->reqs;
+
+				req_unlink(r, q);
+				q->cb(q->arg, q->idx, -EIO);
+				free(q);
+			}
+		}
+		arm(r, r->backoff);
+		r->backoff = MIN(r->backoff * 2, r->max_ms);
+		return;
+	}
+	r->reconnects++;
+	log_info("%s: session back after %llu ms; re-issuing the waiting chunk requests", in->desc,
+		 (unsigned long long)(now_ms() - r->down_since));
+	r->down_since = 0;
+	r->backoff = r->min_ms;
+	for (struct rreq *q = r->reqs; q && !r->lost; q = q->next)
+		if (!q->gen)
+			issue(r, q);
+	watch_inner(r);
+}
+
+static int r_service(struct chunk_source *s, int revents)
+{
+	struct rsrc *r = s->priv;
+	struct epoll_event evs[4];
+	int n = epoll_wait(r->epfd, evs, 4, 0);
+
+	(void)revents;
+	for (int i = 0; i < n; i++) {
+		if (evs[i].data.u32 == 0) {
+			uint64_t t;
+			ssize_t k = read(r->tfd, &t, sizeof(t));
+
+			(void)k;
+			if (!r->lost && !r->inner)
+				reconnect(r);
+		} else if (r->inner && !r->lost) {
+			int e = r->inner->ops->service(r->inner, (int)evs[i].events);
+
+			if (e < 0)
+				mark_lost(r, e);
+		}
+	}
+	if (r->lost)
+		lose(r, r->lost);
+	watch_inner(r);
+	return 0;
+}
+
+static void r_free(struct chunk_source *s)
+{
+	struct rsrc *r = s->priv;
+
+	chunk_source_free(r->inner);
+	while (r->reqs) {
+		struct rreq *q = r->reqs;
+
+		req_unlink(r, q);
+		free(q);
+	}
+	close(r->epfd);
+	close(r->tfd);
+	free(r);
+}
+
+static const struct chunk_source_ops retry_ops = {
+	.kind = "retry",
+	.start = r_start,
+	.fd = r_fd,
+	.events = r_events,
+	.service = r_service,
+	.free = r_free,
+};
+
+int chunk_source_retry_new(retry_open_fn open, void *arg, unsigned min_ms, unsigned max_ms,
+			   uint64_t give_up_ms, struct chunk_source **out)
+{
+	struct rsrc *r = xcalloc(1, sizeof(*r));
+	struct chunk_source *in = NULL, *s;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+	int e;
+
+	r->open = open;
+	r->open_arg = arg;
+	r->min_ms = r->backoff = min_ms ? min_ms : 500;
+	r->max_ms = max_ms ? max_ms : 10000;
+	r->give_up_ms = give_up_ms ? give_up_ms : 300000;
+	r->inner_fd = -1;
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (r->epfd < 0 || r->tfd < 0 || epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->tfd, &ev) < 0) {
+		e = -errno;
+		goto fail;
+	}
+	e = open(arg, &in);
+	if (e == 0)
+		e = attach_inner(r, in);
+	if (e < 0)
+		goto fail;
+	s = xcalloc(1, sizeof(*s));
+	s->ops = &retry_ops;
+	s->priv = r;
+	s->desc = xasprintf("%s (reconnecting)", in->desc);
+	s->size = in->size;
+	*out = s;
+	return 0;
+fail:
+	chunk_source_free(in);
+	if (r->epfd >= 0)
+		close(r->epfd);
+	if (r->tfd >= 0)
+		close(r->tfd);
+	free(r);
+	return e;
+}
