@@ -172,12 +172,13 @@ story_setup() {
 	case "$STORY_IMAGE" in
 	tiny)
 		qemu_images tiny
-		gold=$GC_IMAGES/tiny.ext4 STORY_DISK_MB=160 ;;
+		gold=$GC_IMAGES/tiny.ext4 STORY_DISK_MB=160 STORY_BOOT_S=180 ;;
 	debian)
 		[ -s "$GC_IMAGES/debian-minbase.ext4" ] ||
 			bash "$GC_SRC/image-build/debian-rootfs.sh" >"$T_DIR/debian.log" 2>&1 ||
 			bail "image-build/debian-rootfs.sh failed (log $T_DIR/debian.log)"
-		gold=$GC_IMAGES/debian-minbase.ext4 STORY_DISK_MB=$((2 * $(stat -c %s "$gold") / 1048576 + 200)) ;;
+		gold=$GC_IMAGES/debian-minbase.ext4 STORY_DISK_MB=$((3 * $(stat -c %s "$gold") / 1048576 + 128)) STORY_BOOT_S=900
+		export GC_QEMU_MEM=${GC_QEMU_MEM:-768} ;;
 	*) bail "STORY_IMAGE must be tiny or debian" ;;
 	esac
 	grep -q goldagent "$GC_IMAGES/initramfs.img.inputs" 2>/dev/null ||
@@ -208,7 +209,7 @@ story_step1() {
 	local S=$T_DIR/laptop1-boot1.serial st pct first="" api
 	story_begin 1 "laptop1 PXE-boots and runs from the streamed gold image (cache mode)"
 	story_qemu laptop1 "$STORY_MAC1" "$T_DIR/laptop1.img" n "$S"
-	e2e_timeline 180 \
+	e2e_timeline "$STORY_BOOT_S" \
 		"dhcp@$STORY_GCLOG=DHCPACK\\($LAB_BR\\) [0-9.]+ $STORY_MAC1" \
 		"script@$STORY_ACCESS=GET /boot\\.ipxe\\?mac=52-54-00-77-05-01 " \
 		"initrd@$STORY_ACCESS=GET /boot/images/$STORY_IMAGE/initrd " \
@@ -217,7 +218,7 @@ story_step1() {
 		"agent@$S=goldcache: stage agent pid" \
 		"nbd@$S=goldcache: stage nbd gold=/dev/nbd0 volume=/dev/nbd1" \
 		"root@$S=goldcache: stage root lower=/dev/nbd0 upper=volume" \
-		"image-up@$S=goldcache-tiny: up|Debian GNU/Linux|systemd\\[1\\]"
+		"image-up@$S=goldcache-tiny: up|goldcache-debian: up"
 	ok $? "firmware -> dnsmasq -> iPXE -> goldcached -> initramfs -> goldagent attach -> overlay root" ||
 		{ story_tail "$S"; story_fail "laptop1 did not boot from the appliance"; }
 	story_mark "laptop1 runs from the gold image over NBD from goldagent"
@@ -228,7 +229,7 @@ story_step1() {
 	like "$(grep -E ' /api/v1/images/[^ ]*manifest' "$STORY_ACCESS")" " 200 " \
 		"access log: goldagent fetched the manifest"
 	# the cache on laptop1's disk fills while it runs
-	for _ in $(seq 120); do
+	for _ in $(seq "$STORY_BOOT_S"); do
 		st=$(story_cache_status "$T_DIR/laptop1.img" --json)
 		pct=$(jq -r '.active_slot as $a | .slots[] | select(.slot == $a) |
 			"\(.hydrated_pct)% (\(.present)/\(.chunks) chunks)"' <<<"$st" 2>/dev/null)
@@ -239,7 +240,11 @@ story_step1() {
 	story_mark "goldagent status: cache on /dev/vda2 ${pct:-?} hydrated, mode $(jq -r '.mode' <<<"$st" 2>/dev/null)"
 	is "$(jq -r .mode <<<"$st" 2>/dev/null)" offline-ready "goldagent status: the cache is complete (offline-ready)" ||
 		{ diag "$st"; story_fail "the cache did not fill"; }
-	like "$(tr -d '\r' <"$S")" "goldcache-tiny: goldagent alive" "goldagent keeps running under the booted image"
+	if [ "$STORY_IMAGE" = tiny ]; then
+		like "$(tr -d '\r' <"$S")" "goldcache-tiny: goldagent alive" "goldagent keeps running under the booted image"
+	else
+		like "$(tr -d '\r' <"$S")" "goldcache-debian: up overlay" "the Debian image reached multi-user on the overlay root"
+	fi
 	# what the appliance knows: goldagent reports its state when it attaches
 	api=$(ip netns exec "$LAB_NS" goldctl --json machine show laptop1 --url "$STORY_URL" \
 		--token-file "$T_DIR/state/admin.token" 2>/dev/null)
@@ -253,6 +258,7 @@ story_step1() {
 story_step2() {
 	local S=$T_DIR/laptop1-boot2.serial
 	story_begin 2 "cache complete; appliance stopped; laptop1 reboots from its own disk and works offline"
+	[ "$STORY_IMAGE" = tiny ] || story_unavailable 2 "on the Debian image: the offline write and the sync checks read the tiny image's markers (/goldcache-tiny.boots, a stay before its poweroff); the Debian image's marker unit only announces that it is up"
 	story_stop_qemu
 	story_mark "laptop1 powered off (power cut)"
 	story_gc_stop
