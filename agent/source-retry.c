@@ -49,6 +49,17 @@ struct rsrc {
 		   * inside the inner source's own callback */
 };
 
+/* Takes the first request off the list. */
+static struct rreq *req_pop(struct rsrc *r)
+{
+	struct rreq *q = r->reqs;
+
+	r->reqs = q->next;
+	if (r->reqs)
+		r->reqs->prev = NULL;
+	return q;
+}
+
 static void req_unlink(struct rsrc *r, struct rreq *q)
 {
 	if (q->prev)
@@ -119,6 +130,8 @@ static int issue(struct rsrc *r, struct rreq *q)
 {
 	int e;
 
+	if (!r->inner)
+		return 0;
 	q->gen = r->gen;
 	e = r->inner->ops->start(r->inner, q->idx, q->off, q->buf, q->len, inner_done, q);
 	if (e < 0 && q->gen == r->gen) {
@@ -215,9 +228,8 @@ static void reconnect(struct rsrc *r)
 			log_error("no session for %llu ms: failing %s waiting chunk requests",
 				  (unsigned long long)(now_ms() - r->down_since), "the");
 			while (r->reqs) {
-				struct rreq *q = r->reqs;
+				struct rreq *q = req_pop(r);
 
-				req_unlink(r, q);
 				q->cb(q->arg, q->idx, -EIO);
 				free(q);
 			}
@@ -271,10 +283,7 @@ static void r_free(struct chunk_source *s)
 
 	chunk_source_free(r->inner);
 	while (r->reqs) {
-		struct rreq *q = r->reqs;
-
-		req_unlink(r, q);
-		free(q);
+		free(req_pop(r));
 	}
 	close(r->epfd);
 	close(r->tfd);
