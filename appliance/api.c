@@ -1464,6 +1464,8 @@ static void h_iscsi(struct ctx *c)
 		rc = iqn_machine_initiator(ap->iscsi.iqn_prefix, m.name, iiqn, sizeof(iiqn));
 	if (rc == 0)
 		rc = chap_secret(c->a, &m, &secret);
+	if (rc == 0 && !secret)
+		rc = -ENOENT;
 	if (rc < 0) {
 		http_error(c->resp, 503, "machine '%s' has no iSCSI target or CHAP secret", m.name);
 		return;
@@ -1474,8 +1476,14 @@ static void h_iscsi(struct ctx *c)
 		      tiqn, "initiator", iiqn, "user", m.name, "secret", secret, "gold_lun", 1,
 		      "image", p->image_ref->name, "version", (json_int_t)version, "upload_lun",
 		      p->mode == CONFIG_MODE_CACHE && p->persist ? json_integer(2) : json_null());
-	explicit_bzero(secret, strlen(secret));
-	free(secret);
+	if (secret) {
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+	if (!j) {
+		http_error(c->resp, 500, "cannot encode the iSCSI login of '%s'", m.name);
+		return;
+	}
 	log_info("machine '%s': iSCSI login handed to its agent (%s)", m.name, c->req->peer);
 	send_json(c, 200, j);
 }
