@@ -323,9 +323,9 @@ static int is_zero(const uint8_t *p, size_t n)
 /* Publishes m under the next free version id of its image (see top). */
 static int publish_version(struct store *s, struct manifest *m)
 {
-	char dir[4096], final[4096], tmp[4096], base[4096];
+	char dir[4096];
 	uint32_t max_used = 0;
-	int r, fd, tries = 0;
+	int r;
 
 	if ((r = store_path(s, dir, sizeof(dir), "images/%s/versions", m->name)) < 0)
 		return r;
@@ -343,44 +343,7 @@ static int publish_version(struct store *s, struct manifest *m)
 	r = scan_versions(s, m->name, NULL, NULL, &max_used);
 	if (r < 0)
 		return r;
-	for (;;) {
-		char *text = NULL;
-		size_t len;
-
-		if (++tries > 1000 || max_used >= MANIFEST_MAX_VERSION)
-			return -EOVERFLOW;
-		m->version = max_used + 1;
-		if ((r = manifest_encode(m, &text, &len)) < 0)
-			return r;
-		if ((r = fmt_buf(final, sizeof(final), "%s/%u.manifest", dir, m->version)) < 0 ||
-		    (r = fmt_buf(base, sizeof(base), "%s/new", dir)) < 0) {
-			free(text);
-			return r;
-		}
-		fd = io_open_tmp_for(base, tmp, sizeof(tmp), 0444);
-		if (fd < 0) {
-			free(text);
-			return fd;
-		}
-		r = io_write_all(fd, text, len);
-		free(text);
-		if (r == 0)
-			r = io_fsync(fd);
-		if (close(fd) < 0 && r == 0)
-			r = -errno;
-		if (r == 0)
-			r = io_fault(IO_OP_RENAME);
-		if (r == 0 && link(tmp, final) < 0)
-			r = -errno;
-		unlink(tmp);
-		if (r == -EEXIST) {
-			max_used = m->version;
-			continue;
-		}
-		if (r < 0)
-			return r;
-		return io_fsync_dir(dir);
-	}
+	return store_publish_manifest(dir, m, max_used);
 }
 
 int image_import(struct store *s, const char *name, const char *path, const struct import_opts *o,

@@ -506,3 +506,48 @@ int store_chunk_remove(struct store *s, const struct hash *id)
 	}
 	return 0;
 }
+
+int store_publish_manifest(const char *dir, struct manifest *m, uint32_t max_used)
+{
+	char final[4096], tmp[4096], base[4096];
+	int r, fd, tries = 0;
+
+	for (;;) {
+		char *text = NULL;
+		size_t len;
+
+		if (++tries > 1000 || max_used >= MANIFEST_MAX_VERSION)
+			return -EOVERFLOW;
+		m->version = max_used + 1;
+		if ((r = manifest_encode(m, &text, &len)) < 0)
+			return r;
+		if ((r = fmt_buf(final, sizeof(final), "%s/%u.manifest", dir, m->version)) < 0 ||
+		    (r = fmt_buf(base, sizeof(base), "%s/new", dir)) < 0) {
+			free(text);
+			return r;
+		}
+		fd = io_open_tmp_for(base, tmp, sizeof(tmp), 0444);
+		if (fd < 0) {
+			free(text);
+			return fd;
+		}
+		r = io_write_all(fd, text, len);
+		free(text);
+		if (r == 0)
+			r = io_fsync(fd);
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+		if (r == 0)
+			r = io_fault(IO_OP_RENAME);
+		if (r == 0 && link(tmp, final) < 0)
+			r = -errno;
+		unlink(tmp);
+		if (r == -EEXIST) {
+			max_used = m->version;
+			continue;
+		}
+		if (r < 0)
+			return r;
+		return io_fsync_dir(dir);
+	}
+}

@@ -94,4 +94,11 @@ int store_chunk_foreach(struct store *s,
 /* Removes chunk id (gc). 0 or a negative errno. */
 int store_chunk_remove(struct store *s, const struct hash *id);
 
+struct manifest;
+/* Publishes m in dir as "<id>.manifest" under the first free id above
+ * max_used, setting m->version: written to a temp file, fsynced, then link()ed
+ * so two writers never get the same id (the loser takes the next one), then
+ * dir fsynced. Image versions and machine snapshots both publish this way. */
+int store_publish_manifest(const char *dir, struct manifest *m, uint32_t max_used);
+
 #endif
