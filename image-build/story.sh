@@ -4,10 +4,12 @@
 # Exit 0 only if every step held; everything it started is stopped and the lab's
 # network namespaces removed on exit (tests/lib.sh's trap), whatever happens.
 #
-# Usage: image-build/story.sh [--debian] [--keep]
+# Usage: image-build/story.sh [--debian] [--keep] [--continue]
 #   --debian  the Debian minbase gold image instead of the tiny one (built with
 #             debootstrap when missing: several minutes)
 #   --keep    keep the run's folder (logs, serial consoles, store) for a look
+#   --continue  when step 4 is not available, go on to step 5 (it needs only step
+#             3's snapshot) to see it run; the story still exits non-zero
 # Needs root (network namespaces, taps); `make demo` builds and installs the rest.
 set -u
 : "${GC_SRC:=$(cd "$(dirname "$0")/.." && pwd)}"
@@ -17,7 +19,8 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--debian) export STORY_IMAGE=debian ;;
 	--keep) export GC_KEEP=1 ;;
-	*) echo "usage: $0 [--debian] [--keep]" >&2; exit 2 ;;
+	--continue) export STORY_CONTINUE=1 ;;
+	*) echo "usage: $0 [--debian] [--keep] [--continue]" >&2; exit 2 ;;
 	esac
 	shift
 done

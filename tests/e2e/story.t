@@ -22,4 +22,7 @@ story_step3
 story_step4
 story_step5
 story_summary
+# a step that was not available (with STORY_CONTINUE=1) fails the story
+[ ${#STORY_MISSING[@]} = 0 ]
+ok $? "every step of the story held"
 done_testing
