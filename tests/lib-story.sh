@@ -166,7 +166,7 @@ story_gc_stop() {
 story_disk() {
 	bash "$GC_SRC/image-build/local-disk.sh" --out "$2" --size "$STORY_DISK_MB" --boot-size 32 \
 		--kernel "$GC_IMAGES/vmlinuz" --initrd "$GC_IMAGES/initramfs.img" \
-		--append "panic=-1 goldcache.onfail=poweroff goldcache.url=$STORY_URL goldcache.machine=$1 goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache.state=/dev/vda1 goldcache.sync=${STORY_SYNC:-10} goldcache-tiny.stay=$((${STORY_SYNC:-10} * 2)) goldcache-tiny.poweroff=1" \
+		--append "panic=-1 goldcache.onfail=poweroff goldcache.url=$STORY_URL goldcache.machine=$1 goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache.state=/dev/vda1 goldcache.sync=${STORY_SYNC:-10} goldcache-tiny.stay=${STORY_STAY:-30} goldcache-tiny.poweroff=1" \
 		>"$T_DIR/disk-$1.log" 2>&1
 }
 
