@@ -195,6 +195,7 @@ int apic_machine_get(struct apic *a, struct apic_machine *out)
 		rc = copy_str(j, "image", out->image, sizeof(out->image), 1);
 	out->volume_size = (uint64_t)get_int(j, "volume_size");
 	out->latest_snapshot = (uint32_t)get_int(j, "latest_snapshot");
+	out->sync_interval_s = (uint32_t)get_int(j, "sync_interval");
 	h = json_object_get(j, "hydrate");
 	if (rc == 0 && json_is_object(h)) {
 		out->hydrate_id = get_int(h, "id");

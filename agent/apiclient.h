@@ -34,6 +34,7 @@ struct apic_machine {
 	char profile[128], mode[32], image[128];
 	uint64_t volume_size; /* 0: the profile keeps no volume */
 	uint32_t latest_snapshot; /* 0: none */
+	uint32_t sync_interval_s; /* the profile's; 0: not given */
 	int64_t hydrate_id; /* pending restore/reset order, 0: none */
 	char hydrate_kind[16], hydrate_from[128];
 	uint32_t hydrate_snapshot;

@@ -51,7 +51,7 @@ struct aargs {
 	const char *gold_sock, *vol_sock;
 	uint64_t volume_size, commit, give_up_ms;
 	unsigned depth, sync_interval;
-	int timeout_s, no_hydrate;
+	int timeout_s, no_hydrate, interval_given;
 	char token_buf[512], manifest_path[520], sync_path[512], dir_buf[512];
 	char gsock_buf[512], vsock_buf[512];
 };
@@ -214,6 +214,7 @@ static void parse(int argc, char **argv, struct aargs *a)
 			break;
 		case O_INTERVAL:
 			a->sync_interval = (unsigned)num("--sync-interval", optarg);
+			a->interval_given = 1;
 			break;
 		case O_TIMEOUT:
 			a->timeout_s = (int)num("--timeout", optarg);
@@ -681,6 +682,9 @@ static int serve_loop(struct aargs *a, struct session *s)
 	o.gold_socket = a->gold_sock;
 	o.volume_socket = a->vol_sock;
 	o.hydrate_depth = src && !a->no_hydrate ? (a->depth ? a->depth : 4) : 0;
+	/* the profile's sync_interval, unless --sync-interval overrides it */
+	if (!a->interval_given && s->online && s->mach.sync_interval_s)
+		a->sync_interval = s->mach.sync_interval_s;
 	if (a->sync_interval && a->vol_sock) {
 		o.tick = sync_tick;
 		o.tick_arg = &tk;

@@ -335,6 +335,8 @@ static void machine_json_sync(struct api *a, const struct mref *m,
 	json_object_set_new(j, "volume_size",
 			    syncs ? json_integer((json_int_t)p->volume_size) : json_null());
 	json_object_set_new(j, "latest_snapshot", latest ? json_integer(latest) : json_null());
+	json_object_set_new(j, "sync_interval",
+			    syncs ? json_integer((json_int_t)p->sync_interval_s) : json_null());
 	json_object_set_new(j, "hydrate", h ? h : json_null());
 }
 

@@ -343,6 +343,7 @@ static void test_routes(void)
 	is_int(req("GET", "/api/v1/machines/pc1", t1, NULL), 200, "pc1's state");
 	ok(has("\"latest_snapshot\":4") && has("\"volume_size\":4194304"),
 	   "shows its newest snapshot and volume size");
+	ok(has("\"sync_interval\":600"), "and its profile's sync interval in seconds");
 
 	/* a commit killed by a shutdown: failed, and the gone callback runs */
 	claims[0] = '\0';
@@ -387,7 +388,8 @@ int main(void)
 		      "  - {name: deb, kernel: %s/k, initrd: %s/k}\n"
 		      "  - {name: win}\n"
 		      "profiles:\n"
-		      "  - {name: desk, image: deb, mode: cache, volume_size: 4M, retention: 2}\n"
+		      "  - {name: desk, image: deb, mode: cache, volume_size: 4M, retention: 2,\n"
+		      "     sync_interval: 10m}\n"
 		      "  - {name: exam, image: win, mode: sanboot}\n"
 		      "machines:\n"
 		      "  - {mac: 52:54:00:00:00:01, name: pc1, profile: desk}\n"
