@@ -601,6 +601,7 @@ struct ticker {
 	struct aargs *a;
 	struct session *s;
 	unsigned syncs, failures;
+	uint64_t reported_present; /* gold chunks present at the last state report */
 };
 
 /* Periodic sync on the serve loop (clients wait: one point in time). Offline
@@ -615,8 +616,19 @@ static void sync_tick(void *arg)
 	struct upl_stats st;
 	int r = 0;
 
-	if (cache_dirty_count(s->c) == 0)
+	if (cache_dirty_count(s->c) == 0) {
+		/* nothing to sync: still tell the appliance how far hydration got
+		 * (the first attach report says 0%, the cache fills after it) */
+		const struct cache_header *h = cache_header(s->c);
+		int slot = h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
+		uint64_t have = cache_slot_present_count(s->c, slot);
+
+		if (have != t->reported_present) {
+			t->reported_present = have;
+			report_state(s, t->a->mode ? t->a->mode : "cache");
+		}
 		return;
+	}
 	if (!s->api.token)
 		r = apic_token(&s->api, t->a->token_file);
 	if (r == 0 && !s->login.upload_lun)

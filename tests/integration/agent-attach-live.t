@@ -33,6 +33,9 @@ t_run "the gold export reads back (on demand + background hydration)" \
 t_run "equal to goldctl image export" cmp "$D/want.img" "$D/got.img"
 wait_for 30 grep -q "background hydration complete" "$D/attach.log"
 ok $? "background hydration completes"
+pct() { curl -sS -H "Authorization: Bearer $(cat "$ADMIN")" "$URL/api/v1/machines/pc1" | jq -r .state.hydrated_pct; }
+wait_for 10 sh -c "[ \"\$(curl -sS -H 'Authorization: Bearer $(cat "$ADMIN")' '$URL/api/v1/machines/pc1' | jq -r .state.hydrated_pct)\" = 100 ]"
+is "$(pct)" 100 "with nothing to sync, the next tick reports the finished hydration"
 
 t_run "write to the machine volume" qemu-io -f raw -c "write -P 77 1M 200K" -c "write -P 78 20M 4K" \
 	"nbd+unix:///volume?socket=$RUN/volume.sock"
