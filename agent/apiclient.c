@@ -196,6 +196,8 @@ int apic_machine_get(struct apic *a, struct apic_machine *out)
 	out->volume_size = (uint64_t)get_int(j, "volume_size");
 	out->latest_snapshot = (uint32_t)get_int(j, "latest_snapshot");
 	out->sync_interval_s = (uint32_t)get_int(j, "sync_interval");
+	/* absent (an older appliance): keep the volume */
+	out->persist = !json_is_false(json_object_get(j, "persist"));
 	h = json_object_get(j, "hydrate");
 	if (rc == 0 && json_is_object(h)) {
 		out->hydrate_id = get_int(h, "id");

@@ -35,6 +35,7 @@ struct apic_machine {
 	uint64_t volume_size; /* 0: the profile keeps no volume */
 	uint32_t latest_snapshot; /* 0: none */
 	uint32_t sync_interval_s; /* the profile's; 0: not given */
+	int persist; /* 0: the profile wants a fresh machine volume every boot */
 	int64_t hydrate_id; /* pending restore/reset order, 0: none */
 	char hydrate_kind[16], hydrate_from[128];
 	uint32_t hydrate_snapshot;

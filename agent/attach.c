@@ -663,6 +663,42 @@ static void sync_tick(void *arg)
 		 (unsigned long long)(st.upload_ms + st.commit_ms));
 }
 
+/* persist: false (reimaging labs): the machine starts every boot from an empty
+ * volume. Nothing is ever synced for such a machine, so the blocks its last
+ * boot wrote are exactly the dirty ones: zeroing those gives back the all-zero
+ * volume at the cost of the last boot's writes, and the gold cache is kept.
+ * The bits are cleared only after every zero is durable, so a crash midway
+ * leaves them set and the next attach zeroes again. */
+static int volume_reset(struct cache *c)
+{
+	const struct cache_header *h = cache_header(c);
+	uint64_t bs = h->geo.dirty_block_size, n = cache_dirty_count(c), done = 0;
+	int r = 0;
+
+	if (n == 0)
+		return 0;
+	for (uint64_t b = 0; b < h->geo.nblocks && r == 0; b++) {
+		uint64_t off = b * bs;
+
+		if (!cache_block_dirty(c, b))
+			continue;
+		r = cache_vol_zero(c, off, (size_t)MIN(bs, h->geo.volume_size - off), 0);
+		done++;
+	}
+	if (r == 0)
+		r = cache_flush(c);
+	if (r == 0)
+		r = cache_sync_done(c, NULL, 0, 1, h->last_sync, NULL);
+	if (r < 0) {
+		log_error("cache '%s': cannot reset the machine volume: %s", cache_path(c),
+			  strerror(-r));
+		return r;
+	}
+	log_info("persist: false: machine volume reset (%llu blocks written last boot zeroed)",
+		 (unsigned long long)done);
+	return 0;
+}
+
 static int serve_loop(struct aargs *a, struct session *s)
 {
 	struct ticker tk = {.a = a, .s = s};
@@ -674,6 +710,11 @@ static int serve_loop(struct aargs *a, struct session *s)
 	if (s->online && cache_header(s->c)->active_slot != (uint32_t)s->slot) {
 		/* a gold update: fill the new slot first, it is activated when whole */
 		r = do_hydrate(a, s);
+		if (r < 0)
+			return r;
+	}
+	if (s->online && !s->mach.persist && a->vol_sock) {
+		r = volume_reset(s->c);
 		if (r < 0)
 			return r;
 	}

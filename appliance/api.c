@@ -337,6 +337,7 @@ static void machine_json_sync(struct api *a, const struct mref *m,
 	json_object_set_new(j, "latest_snapshot", latest ? json_integer(latest) : json_null());
 	json_object_set_new(j, "sync_interval",
 			    syncs ? json_integer((json_int_t)p->sync_interval_s) : json_null());
+	json_object_set_new(j, "persist", json_boolean(!p || p->persist));
 	json_object_set_new(j, "hydrate", h ? h : json_null());
 }
 
