@@ -3,16 +3,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # URL, PREFIX, ADMIN are for the test that sources this
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
 # attach_lab DIR GOLD_IMAGE: writes DIR/goldcache.yaml, imports GOLD_IMAGE as
 # image deb; sets URL, PREFIX, ADMIN.
 attach_lab() {

@@ -124,6 +124,19 @@ wait_for() {
 	done
 }
 
+# free_port: a TCP port no socket on this host listens on (for private
+# goldcached, tgtd and HTTP instances on loopback).
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		if ! ss -Htln "sport = :$p" | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+}
+
 # netns_new NAME: a private network namespace, removed at exit. Prints its name;
 # usually called as ns=$(netns_new lab), i.e. in a subshell, so the name is
 # recorded in a file the exit trap reads, not in a variable.

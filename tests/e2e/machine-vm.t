@@ -18,16 +18,6 @@ qemu_images initramfs-plain
 qemu_images tiny
 ok 0 "kernel, initramfs and tiny image built"
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
 D=$T_DIR
 HTTP_PORT=$(free_port)
 ISCSI_PORT=$(free_port)

@@ -8,16 +8,6 @@
 . "$GC_SRC/tests/lib.sh"
 need goldcached goldctl curl jq sqlite3 tgtd tgtadm ss
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
 D=$T_DIR
 HTTP_PORT=$(free_port)
 ISCSI_PORT=$(free_port)

@@ -13,16 +13,6 @@
 . "$GC_SRC/tests/lib.sh"
 need goldcached goldctl gc-upload curl jq tgtd tgtadm ss cmp
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
 D=$T_DIR
 HTTP_PORT=$(free_port)
 ISCSI_PORT=$(free_port)
