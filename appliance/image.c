@@ -62,34 +62,6 @@ int image_ref_parse(const char *ref, char name[65], uint32_t *version)
 	return 0;
 }
 
-/* "N.manifest" -> N (kind 0) or "N.removed" -> N (kind 1); -1 for other names. */
-static int parse_version_name(const char *d, uint32_t *v)
-{
-	const char *dot = strchr(d, '.');
-	char num[16];
-	uint64_t x;
-	size_t n;
-
-	if (!dot || dot == d || d[0] == '0')
-		return -1;
-	n = (size_t)(dot - d);
-	if (n >= sizeof(num))
-		return -1;
-	memcpy(num, d, n);
-	num[n] = '\0';
-	for (size_t i = 0; i < n; i++)
-		if (num[i] < '0' || num[i] > '9')
-			return -1;
-	if (parse_u64(num, &x) < 0 || x == 0 || x > MANIFEST_MAX_VERSION)
-		return -1;
-	*v = (uint32_t)x;
-	if (strcmp(dot, ".manifest") == 0)
-		return 0;
-	if (strcmp(dot, ".removed") == 0)
-		return 1;
-	return -1;
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -103,36 +75,11 @@ static int scan_versions(struct store *s, const char *name, uint32_t **out, size
 			 uint32_t *max_used)
 {
 	char p[4096];
-	DIR *d;
-	struct dirent *e;
-	uint32_t *v = NULL, x;
-	size_t cap = 0, cnt = 0;
-	int r, kind;
+	int r;
 
 	if ((r = store_path(s, p, sizeof(p), "images/%s/versions", name)) < 0)
 		return r;
-	d = opendir(p);
-	if (!d)
-		return -errno;
-	*max_used = 0;
-	while ((e = readdir(d))) {
-		kind = parse_version_name(e->d_name, &x);
-		if (kind < 0)
-			continue;
-		*max_used = MAX(*max_used, x);
-		if (kind == 0 && out) {
-			xgrow((void **)&v, &cap, cnt + 1, sizeof(*v));
-			v[cnt++] = x;
-		}
-	}
-	closedir(d);
-	if (out) {
-		if (cnt)
-			qsort(v, cnt, sizeof(*v), cmp_u32);
-		*out = v;
-		*n = cnt;
-	}
-	return 0;
+	return store_scan_ids(p, out, n, max_used);
 }
 
 /* The pointer file's value: 0 or -ENOENT (no pointer) or -EBADMSG. */
@@ -931,7 +878,7 @@ static int walk_dir(struct store *s, const char *sub, const char *owner, const c
 	while ((e = readdir(d))) {
 		uint32_t v;
 
-		if (parse_version_name(e->d_name, &v) != 0 || (only && v != only))
+		if (store_parse_id_name(e->d_name, &v) != 0 || (only && v != only))
 			continue;
 		xgrow((void **)&vers, &cap, cnt + 1, sizeof(*vers));
 		vers[cnt++] = v;

@@ -43,34 +43,6 @@
 #include "lib/util.h"
 
 /* "N.manifest" -> 0, "N.removed" -> 1, anything else -1. */
-static int parse_name(const char *d, uint32_t *v)
-{
-	const char *dot = strchr(d, '.');
-	uint64_t x = 0;
-
-	if (!dot || dot == d || d[0] == '0' || dot - d > 9)
-		return -1;
-	for (const char *p = d; p < dot; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		x = x * 10 + (uint64_t)(*p - '0');
-	}
-	if (x == 0 || x > MANIFEST_MAX_VERSION)
-		return -1;
-	*v = (uint32_t)x;
-	if (strcmp(dot, ".manifest") == 0)
-		return 0;
-	if (strcmp(dot, ".removed") == 0)
-		return 1;
-	return -1;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static int snap_dir(struct store *s, const char *machine, char *buf, size_t size)
 {
@@ -84,36 +56,11 @@ static int scan_ids(struct store *s, const char *machine, uint32_t **out, size_t
 		    uint32_t *max_used)
 {
 	char p[4096];
-	DIR *d;
-	struct dirent *e;
-	uint32_t *v = NULL, x;
-	size_t cap = 0, cnt = 0;
-	int r, kind;
+	int r;
 
 	if ((r = snap_dir(s, machine, p, sizeof(p))) < 0)
 		return r;
-	d = opendir(p);
-	if (!d)
-		return -errno;
-	*max_used = 0;
-	while ((e = readdir(d))) {
-		kind = parse_name(e->d_name, &x);
-		if (kind < 0)
-			continue;
-		*max_used = MAX(*max_used, x);
-		if (kind == 0 && out) {
-			xgrow((void **)&v, &cap, cnt + 1, sizeof(*v));
-			v[cnt++] = x;
-		}
-	}
-	closedir(d);
-	if (out) {
-		if (cnt)
-			qsort(v, cnt, sizeof(*v), cmp_u32);
-		*out = v;
-		*n = cnt;
-	}
-	return 0;
+	return store_scan_ids(p, out, n, max_used);
 }
 
 int snapshot_latest(struct store *s, const char *machine, uint32_t *id)

@@ -551,3 +551,69 @@ int store_publish_manifest(const char *dir, struct manifest *m, uint32_t max_use
 		return io_fsync_dir(dir);
 	}
 }
+
+int store_parse_id_name(const char *d, uint32_t *v)
+{
+	const char *dot = strchr(d, '.');
+	char num[16];
+	uint64_t x;
+	size_t n;
+
+	if (!dot || dot == d || d[0] == '0')
+		return -1;
+	n = (size_t)(dot - d);
+	if (n >= sizeof(num))
+		return -1;
+	memcpy(num, d, n);
+	num[n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (num[i] < '0' || num[i] > '9')
+			return -1;
+	if (parse_u64(num, &x) < 0 || x == 0 || x > MANIFEST_MAX_VERSION)
+		return -1;
+	*v = (uint32_t)x;
+	if (strcmp(dot, ".manifest") == 0)
+		return 0;
+	if (strcmp(dot, ".removed") == 0)
+		return 1;
+	return -1;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int store_scan_ids(const char *dir, uint32_t **out, size_t *n, uint32_t *max_used)
+{
+	DIR *d;
+	struct dirent *e;
+	uint32_t *v = NULL, x;
+	size_t cap = 0, cnt = 0;
+	int kind;
+
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	*max_used = 0;
+	while ((e = readdir(d))) {
+		kind = store_parse_id_name(e->d_name, &x);
+		if (kind < 0)
+			continue;
+		*max_used = MAX(*max_used, x);
+		if (kind == 0 && out) {
+			xgrow((void **)&v, &cap, cnt + 1, sizeof(*v));
+			v[cnt++] = x;
+		}
+	}
+	closedir(d);
+	if (out) {
+		if (cnt)
+			qsort(v, cnt, sizeof(*v), cmp_id);
+		*out = v;
+		*n = cnt;
+	}
+	return 0;
+}

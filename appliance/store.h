@@ -101,4 +101,12 @@ struct manifest;
  * dir fsynced. Image versions and machine snapshots both publish this way. */
 int store_publish_manifest(const char *dir, struct manifest *m, uint32_t max_used);
 
+/* "<id>.manifest" (0) or "<id>.removed" (1, a tombstone: the id stays used)
+ * with id 1..MANIFEST_MAX_VERSION and no leading zero; -1 for anything else. */
+int store_parse_id_name(const char *d, uint32_t *v);
+/* Lists the live ids of a versions/snapshots dir (ascending heap array, when out
+ * is not NULL) and the highest id ever used, live or removed. -errno (-ENOENT:
+ * no such dir). */
+int store_scan_ids(const char *dir, uint32_t **out, size_t *n, uint32_t *max_used);
+
 #endif
