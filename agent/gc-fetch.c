@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/fetch.h"
+#include "agent/tool.h"
 #include "lib/io.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -24,19 +25,6 @@ static void usage(FILE *o)
 		   "                PORTAL TARGET_IQN LUN OUTFILE\n");
 }
 
-static char *read_secret(const char *path)
-{
-	char *s = NULL;
-	size_t n = 0;
-	int r = io_read_file(path, 256, &s, &n);
-
-	if (r < 0)
-		die(2, "cannot read secret file '%s': %s", path, strerror(-r));
-	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
-		s[--n] = '\0';
-	return s;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"secret-file", required_argument, 0, 'S'},
@@ -46,7 +34,7 @@ int main(int argc, char **argv)
 	struct fetch_target t = {.initiator = "iqn.2026-11.org.goldcache:gc-fetch"};
 	unsigned depth = 8;
 	uint64_t reqsize = 128 * 1024;
-	int timeout = 30, json = 0, c, fd, r, lun;
+	int timeout = 30, json = 0, c, fd, r;
 	char *secret = NULL;
 	struct fetch *f;
 	uint64_t t0, t1, size;
@@ -71,7 +59,7 @@ int main(int argc, char **argv)
 			t.user = optarg;
 			break;
 		case 'S':
-			secret = read_secret(optarg);
+			secret = tool_read_secret(optarg);
 			break;
 		case 't':
 			if (parse_int(optarg, 1, 3600, &timeout) < 0)
@@ -92,19 +80,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	t.portal = argv[optind];
-	t.iqn = argv[optind + 1];
-	if (parse_int(argv[optind + 2], 0, 255, &lun) < 0)
-		die(2, "'%s' is not a LUN number", argv[optind + 2]);
-	t.lun = lun;
-	if (t.user && !secret) {
-		const char *env = getenv("GOLDCACHE_CHAP_SECRET");
-
-		if (!env)
-			die(2, "-u needs --secret-file or GOLDCACHE_CHAP_SECRET");
-		secret = xstrdup(env);
-	}
-	t.secret = secret;
+	tool_target_args(&t, argv + optind, &secret);
 	r = fetch_open(&t, timeout, &f);
 	if (r < 0)
 		die(r == -EACCES ? 3 : 1, "cannot open '%s' LUN %d at %s: %s", t.iqn, t.lun,

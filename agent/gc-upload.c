@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent/fetch.h"
+#include "agent/tool.h"
 #include "lib/hash.h"
 #include "lib/io.h"
 #include "lib/log.h"
@@ -52,19 +53,6 @@ static void usage(FILE *o)
 		   "                 [--secret-file FILE] [-t TIMEOUT_S] [--base FILE]\n"
 		   "                 [--base-snapshot ID|MACHINE@ID] [--stats]\n"
 		   "                 PORTAL TARGET_IQN LUN VOLUME_FILE\n");
-}
-
-static char *read_secret(const char *path)
-{
-	char *s = NULL;
-	size_t n = 0;
-	int r = io_read_file(path, 256, &s, &n);
-
-	if (r < 0)
-		die(2, "cannot read secret file '%s': %s", path, strerror(-r));
-	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
-		s[--n] = '\0';
-	return s;
 }
 
 static uint32_t chunk_len(const struct up_state *s, uint64_t i)
@@ -162,7 +150,7 @@ int main(int argc, char **argv)
 	struct up_slot *slots;
 	unsigned depth = 8;
 	uint64_t cs = 1u << 20, t0, t1, bytes = 0;
-	int timeout = 30, stats = 0, c, r, lun, base_fd = -1;
+	int timeout = 30, stats = 0, c, r, base_fd = -1;
 	const char *base = NULL, *base_snap = NULL;
 	char *secret = NULL, hex[HASH_HEX_LEN + 1];
 	struct stat st;
@@ -186,7 +174,7 @@ int main(int argc, char **argv)
 			t.user = optarg;
 			break;
 		case 'S':
-			secret = read_secret(optarg);
+			secret = tool_read_secret(optarg);
 			break;
 		case 't':
 			if (parse_int(optarg, 1, 3600, &timeout) < 0)
@@ -216,19 +204,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	t.portal = argv[optind];
-	t.iqn = argv[optind + 1];
-	if (parse_int(argv[optind + 2], 0, 255, &lun) < 0)
-		die(2, "'%s' is not a LUN number", argv[optind + 2]);
-	t.lun = lun;
-	if (t.user && !secret) {
-		const char *env = getenv("GOLDCACHE_CHAP_SECRET");
-
-		if (!env)
-			die(2, "-u needs --secret-file or GOLDCACHE_CHAP_SECRET");
-		secret = xstrdup(env);
-	}
-	t.secret = secret;
+	tool_target_args(&t, argv + optind, &secret);
 	s.cs = (uint32_t)cs;
 	s.fd = open(argv[optind + 3], O_RDONLY | O_CLOEXEC);
 	if (s.fd < 0 || fstat(s.fd, &st) < 0)
