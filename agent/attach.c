@@ -405,6 +405,68 @@ static int go_offline(struct aargs *a, struct session *s)
 	return 0;
 }
 
+/* Whether slot holds name@version; a slot with a kept manifest hash must also
+ * match fh (a store rebuilt under the same name@version is another image). */
+static int slot_holds(const struct cache_header *h, int slot, const char *name, const char *ver,
+		      const struct hash *fh, int need_hash)
+{
+	const struct cache_slot_info *si = &h->slot[slot];
+	struct hash zero = {{0}};
+
+	if (si->state == CACHE_SLOT_EMPTY || strcmp(si->name, name) != 0 ||
+	    strcmp(si->version, ver) != 0)
+		return 0;
+	if (hash_equal(&si->manifest, fh))
+		return 1;
+	return !need_hash && hash_equal(&si->manifest, &zero);
+}
+
+/* Slot selection (OS swap, gold update, rollback): which slot serves m
+ * (name@ver, manifest file hash fh). The active slot when it holds it; else
+ * the other slot, kept as it is when it already holds that image@version (a
+ * swap back to the previous image or a rollback: nothing to fetch, or only
+ * what an interrupted fill left), re-assigned otherwise (a new version or
+ * another image: the active slot's chunks are copied by hash, the rest
+ * fetched). The active slot is never overwritten, so the image the machine
+ * ran last stays whole until the new one is complete. Sets s->slot and, when
+ * switching, s->other (the active slot's hashes, for copying). */
+static int pick_slot(struct aargs *a, struct session *s, const struct manifest *m, const char *ver,
+		     const struct hash *fh)
+{
+	const struct cache_header *h = cache_header(s->c);
+	char mpath[600];
+	int act = h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot, other = 1 - act, r;
+
+	s->slot = act;
+	if (slot_holds(h, act, m->name, ver, fh, 0))
+		return 0;
+	if (h->geo.chunk_size != m->chunk_size || m->size > h->geo.gold_capacity) {
+		log_error("the cache's geometry (chunks of %u, %llu bytes per slot) cannot hold "
+			  "%s@%s; re-create it (goldagent cache init --force)",
+			  h->geo.chunk_size, (unsigned long long)h->geo.gold_capacity, m->name,
+			  ver);
+		return -EINVAL;
+	}
+	if (h->slot[act].state != CACHE_SLOT_EMPTY &&
+	    load_saved_manifest(slot_manifest(a, act, mpath, sizeof(mpath)), s->c, act, &s->other) <
+		    0)
+		log_warn("no manifest kept for slot %c: every chunk of %s@%s is fetched", 'A' + act,
+			 m->name, ver);
+	if (slot_holds(h, other, m->name, ver, fh, 1)) {
+		log_info("slot %c still holds %s@%s (%s): switching back to it", 'A' + other,
+			 m->name, ver,
+			 h->slot[other].state == CACHE_SLOT_COMPLETE ? "complete" : "filling");
+	} else {
+		log_info("slot %c gets %s@%s (slot %c keeps %s@%s)", 'A' + other, m->name, ver,
+			 'A' + act, h->slot[act].name, h->slot[act].version);
+		r = cache_slot_assign(s->c, other, m->name, ver, m->size, fh);
+		if (r < 0)
+			return r;
+	}
+	s->slot = other;
+	return 0;
+}
+
 /* Online: token, login, manifest, cache (created or slot assigned).
  * 0 online, 1 offline (cache complete), <0 error. */
 static int session_start(struct aargs *a, struct session *s)
@@ -413,7 +475,6 @@ static int session_start(struct aargs *a, struct session *s)
 	size_t tlen = 0;
 	struct manifest *m = NULL;
 	struct hash fh;
-	const struct cache_header *h;
 	int r;
 
 	memset(s, 0, sizeof(*s));
@@ -471,34 +532,9 @@ static int session_start(struct aargs *a, struct session *s)
 	}
 	if (r < 0)
 		goto out;
-	h = cache_header(s->c);
-	s->slot = h->active_slot == CACHE_NO_SLOT ? 0 : (int)h->active_slot;
-	if (strcmp(h->slot[s->slot].name, m->name) != 0 ||
-	    strcmp(h->slot[s->slot].version, ver) != 0) {
-		int other = 1 - s->slot;
-
-		if (h->geo.chunk_size != m->chunk_size || m->size > h->geo.gold_capacity) {
-			log_error("the cache's geometry (chunks of %u, %llu bytes per slot) cannot "
-				  "hold %s@%s; re-create it (goldagent cache init --force)",
-				  h->geo.chunk_size, (unsigned long long)h->geo.gold_capacity,
-				  m->name, ver);
-			r = -EINVAL;
-			goto out;
-		}
-		if (load_saved_manifest(slot_manifest(a, s->slot, mpath, sizeof(mpath)), s->c,
-					s->slot, &s->other) < 0)
-			log_warn("no manifest kept for slot %c: every chunk of %s@%s is fetched",
-				 'A' + s->slot, m->name, ver);
-		if (strcmp(h->slot[other].name, m->name) != 0 ||
-		    strcmp(h->slot[other].version, ver) != 0 ||
-		    !hash_equal(&h->slot[other].manifest, &fh)) {
-			log_info("gold update: slot %c gets %s@%s", 'A' + other, m->name, ver);
-			r = cache_slot_assign(s->c, other, m->name, ver, m->size, &fh);
-			if (r < 0)
-				goto out;
-		}
-		s->slot = other;
-	}
+	r = pick_slot(a, s, m, ver, &fh);
+	if (r < 0)
+		goto out;
 	slot_manifest(a, s->slot, mpath, sizeof(mpath));
 	r = io_write_file_atomic(mpath, text, tlen, 0644);
 	if (r < 0)
@@ -699,6 +735,28 @@ static int volume_reset(struct cache *c)
 	return 0;
 }
 
+/* persist: false, online or not: an online start records the profile's flag in
+ * the cache header (durable before the volume is served), so an offline start,
+ * which cannot ask the appliance, resets the volume just the same. */
+static int volume_policy(struct session *s)
+{
+	int r;
+
+	if (s->online) {
+		r = cache_set_vol_reset(s->c, !s->mach.persist);
+		if (r < 0) {
+			log_error("cache '%s': cannot record the profile's persist flag: %s",
+				  cache_path(s->c), strerror(-r));
+			return r;
+		}
+	}
+	if (!(cache_header(s->c)->flags & CACHE_F_VOL_RESET))
+		return 0;
+	if (!s->online)
+		log_info("offline start: the profile said persist: false at the last online start");
+	return volume_reset(s->c);
+}
+
 static int serve_loop(struct aargs *a, struct session *s)
 {
 	struct ticker tk = {.a = a, .s = s};
@@ -713,8 +771,8 @@ static int serve_loop(struct aargs *a, struct session *s)
 		if (r < 0)
 			return r;
 	}
-	if (s->online && !s->mach.persist && a->vol_sock) {
-		r = volume_reset(s->c);
+	if (a->vol_sock) {
+		r = volume_policy(s);
 		if (r < 0)
 			return r;
 	}

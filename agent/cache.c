@@ -1004,6 +1004,19 @@ int cache_vol_open(struct cache *c)
 	return header_update(c, &nh);
 }
 
+int cache_set_vol_reset(struct cache *c, int on)
+{
+	struct cache_header nh = c->hdr;
+
+	if (!!(c->hdr.flags & CACHE_F_VOL_RESET) == !!on)
+		return 0;
+	if (on)
+		nh.flags |= CACHE_F_VOL_RESET;
+	else
+		nh.flags &= ~CACHE_F_VOL_RESET;
+	return header_update(c, &nh);
+}
+
 static int vol_bounds(const struct cache *c, uint64_t off, size_t len)
 {
 	uint64_t size = c->hdr.geo.volume_size;

@@ -42,7 +42,10 @@ enum cache_slot_state {
 /* header flags */
 #define CACHE_F_VOL_OPEN 0x1u /* a server has the volume open read-write */
 #define CACHE_F_DIRTY_ALL 0x2u /* dirty map not provably complete: all blocks dirty */
-#define CACHE_F_KNOWN (CACHE_F_VOL_OPEN | CACHE_F_DIRTY_ALL)
+/* the machine's profile keeps no volume (persist: false): every start resets
+ * it, offline ones too (remembered from the last online start) */
+#define CACHE_F_VOL_RESET 0x4u
+#define CACHE_F_KNOWN (CACHE_F_VOL_OPEN | CACHE_F_DIRTY_ALL | CACHE_F_VOL_RESET)
 
 /* How the writer that last had the volume open kept its dirty map. Only
  * write-ahead (bit durable before data) survives an unclean stop as-is. */
@@ -178,6 +181,9 @@ int cache_chunk_read_raw(struct cache *c, int slot, uint64_t idx, void *buf, siz
 /* Marks the volume open read-write in the header (durable). Counts an unclean
  * stop when the flag was already set. */
 int cache_vol_open(struct cache *c);
+/* Records whether the volume is reset at every start (CACHE_F_VOL_RESET, the
+ * profile's persist: false) in the header, durable; no write when unchanged. */
+int cache_set_vol_reset(struct cache *c, int on);
 int cache_vol_read(struct cache *c, void *buf, uint64_t off, size_t len);
 /* Write-ahead: the blocks' dirty bits are made durable first, then the data is
  * written; with fua the data is fdatasynced before returning. */

@@ -546,6 +546,8 @@ static int cmd_status(struct args *a)
 			      !!(h->flags & CACHE_F_VOL_OPEN), "unclean_stops",
 			      (int)h->unclean_stops, "last_sync", (json_int_t)h->last_sync, "mode",
 			      complete ? "offline-ready" : "needs-appliance");
+		/* the profile's persist flag as the last online start recorded it */
+		json_object_set_new(o, "persist", json_boolean(!(h->flags & CACHE_F_VOL_RESET)));
 		json_object_set_new(o, "layout",
 				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "present_map_a",
 					      (json_int_t)h->geo.pmap_off[0], "present_map_b",
