@@ -1152,6 +1152,11 @@ void cache_dirty_track(struct cache *c, int on)
 	c->wseen = on ? xcalloc((size_t)(c->hdr.geo.nblocks + 7) / 8, 1) : NULL;
 }
 
+int cache_dirty_seen(const struct cache *c, uint64_t block)
+{
+	return c->wseen && block < c->hdr.geo.nblocks && bit_get(c->wseen, block);
+}
+
 /* Sync done: bits cleared in memory, the changed pages written and
  * fdatasynced, then the header (DIRTY_ALL off, last_sync). A crash before the
  * map fdatasync leaves the bits set (the blocks are uploaded again: harmless);

@@ -199,6 +199,8 @@ uint64_t cache_dirty_count(const struct cache *c); /* blocks (all if DIRTY_ALL) 
 /* on: from now on, remember in memory which volume blocks are written (a
  * sync's upload has started); off: forget. */
 void cache_dirty_track(struct cache *c, int on);
+/* 1 when block was written since the last cache_dirty_track(c, 1). */
+int cache_dirty_seen(const struct cache *c, uint64_t block);
 /* After the appliance acknowledged a commit: clears the dirty bits of
  * blocks[0..n) (with all: of every block, and CACHE_F_DIRTY_ALL) except those
  * written since cache_dirty_track(c, 1); the map pages are written and

@@ -37,6 +37,7 @@
 #define TAG_LISTEN_VOLUME 2
 #define TAG_SIGNAL 3
 #define TAG_SOURCE 4
+#define TAG_NOTIFY 5
 
 struct conn {
 	struct conn *next;
@@ -75,6 +76,7 @@ struct nbd_server {
 	uint64_t hyd_since; /* bytes written since the last commit */
 	uint64_t hyd_fetched, hyd_rejected;
 	int hyd_done;
+	int writes_paused; /* nbd_server_pause_writes */
 };
 
 #define HYD_COMMIT_BYTES (32ull << 20)
@@ -233,8 +235,8 @@ static int gold_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
 	return fd;
 }
 
-static const struct nbd_export_ops gold_ops = {gold_read, gold_write, gold_zero, gold_flush,
-					       gold_locate};
+static const struct nbd_export_ops gold_ops = {gold_read,  gold_write,	gold_zero,
+					       gold_flush, gold_locate, NULL};
 
 /* ---- volume export ---- */
 
@@ -264,8 +266,27 @@ static int vol_flush(void *priv)
 	return cache_flush(srv->o.cache);
 }
 
+static int vol_hold(void *priv)
+{
+	struct nbd_server *srv = priv;
+
+	return srv->writes_paused;
+}
+
 /* no locate: volume data may change while a reply waits to be sent */
-static const struct nbd_export_ops vol_ops = {vol_read, vol_write, vol_zero, vol_flush, NULL};
+static const struct nbd_export_ops vol_ops = {vol_read,	 vol_write, vol_zero,
+					      vol_flush, NULL,	    vol_hold};
+
+void nbd_server_pause_writes(struct nbd_server *srv, int on)
+{
+	srv->writes_paused = !!on;
+	if (on)
+		return;
+	/* volume sessions block only on held writes: let them parse again */
+	for (struct conn *c = srv->conns; c; c = c->next)
+		if (nbd_session_export(c->s) == &srv->exp[1] && nbd_session_blocked(c->s))
+			nbd_session_wake(c->s, 0);
+}
 
 /* ---- sockets ---- */
 
@@ -378,6 +399,8 @@ int nbd_server_new(const struct nbd_server_opts *o, struct nbd_server **out)
 		r = -errno;
 		goto fail;
 	}
+	if (o->notify && (r = ep_add(srv->epfd, o->notify_fd, EPOLLIN, TAG_NOTIFY)) < 0)
+		goto fail;
 	if (o->source && o->source->ops->fd && (srv->src_fd = o->source->ops->fd(o->source)) >= 0) {
 		srv->src_events = (uint32_t)o->source->ops->events(o->source);
 		r = ep_add(srv->epfd, srv->src_fd, srv->src_events, TAG_SOURCE);
@@ -696,6 +719,8 @@ int nbd_server_run(struct nbd_server *srv)
 					log_info("signal %u: stopping", si.ssi_signo);
 					return 0;
 				}
+			} else if (tag == TAG_NOTIFY) {
+				srv->o.notify(srv->o.tick_arg);
 			} else if (tag == TAG_SOURCE) {
 				int r = srv->o.source->ops->service(srv->o.source,
 								    (int)evs[i].events);

@@ -32,6 +32,10 @@ struct nbd_server_opts {
 	void (*tick)(void *arg);
 	void *tick_arg;
 	unsigned tick_ms;
+	/* optional: when notify_fd is readable, notify(tick_arg) runs on the
+	 * loop (a sync's upload thread asking for its next step) */
+	int notify_fd;
+	void (*notify)(void *arg);
 };
 
 struct nbd_server;
@@ -42,6 +46,11 @@ int nbd_server_new(const struct nbd_server_opts *o, struct nbd_server **out);
 /* Serves until SIGINT or SIGTERM (blocked and read through a signalfd).
  * Returns 0 on a signal, or a negative errno if the loop failed. */
 int nbd_server_run(struct nbd_server *srv);
+/* Pauses (on) or resumes the volume export's WRITE and WRITE_ZEROES: while
+ * paused they wait unexecuted in their session (reads, flushes and the gold
+ * export go on; a read behind a held write on the same connection waits for
+ * it). A sync's final pass uploads a volume no client can change. */
+void nbd_server_pause_writes(struct nbd_server *srv, int on);
 /* Closes the clients and sockets (removing the socket files); the cache
  * stays open (the caller closes it cleanly). */
 void nbd_server_free(struct nbd_server *srv);

@@ -56,6 +56,7 @@ struct nbd_session {
 	size_t out_pending; /* bytes queued, memory and file ranges */
 	unsigned nfree;
 	int blocked, woke, wake_err;
+	int held; /* blocked by ops->hold: the request is still in the input */
 	struct nbd_request pending;
 };
 
@@ -637,6 +638,10 @@ int nbd_session_run(struct nbd_session *s)
 			if (!s->woke)
 				return 0;
 			s->blocked = 0;
+			if (s->held) { /* parse the held write again */
+				s->held = 0;
+				continue;
+			}
 			if (s->wake_err) {
 				simple_reply(s, s->pending.cookie, nbd_errno_to_nbd(s->wake_err));
 				continue;
@@ -694,6 +699,15 @@ int nbd_session_run(struct nbd_session *s)
 					return fail(s, "write longer than the maximum");
 				if (have - REQ_HDR < rq.length)
 					return 0;
+			}
+			if ((rq.type == NBD_CMD_WRITE || rq.type == NBD_CMD_WRITE_ZEROES) &&
+			    s->exp->ops->hold && s->exp->ops->hold(s->exp->priv)) {
+				/* writes held (a sync's final pass): the request stays
+				 * in the input until nbd_session_wake */
+				s->blocked = 1;
+				s->woke = 0;
+				s->held = 1;
+				return 0;
 			}
 			s->in_off += REQ_HDR + (rq.type == NBD_CMD_WRITE ? rq.length : 0);
 			if (rq.type == NBD_CMD_DISC)

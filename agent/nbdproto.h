@@ -108,6 +108,11 @@ struct nbd_export_ops {
 	 * export contiguously and *foff where they start, or -1 (then read is
 	 * used). Only for data that does not change while queued (gold). */
 	int (*locate)(void *priv, uint64_t off, uint32_t len, uint64_t *foff);
+	/* optional: 1 while WRITE and WRITE_ZEROES must wait (a sync pauses
+	 * writes for its final pass). A held request stays unparsed in the
+	 * input, the session blocks (reads queued behind it wait too, reads of
+	 * other sessions go on) until the export calls nbd_session_wake(s, 0). */
+	int (*hold)(void *priv);
 };
 
 struct nbd_export {

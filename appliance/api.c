@@ -1141,6 +1141,18 @@ static void h_commit(struct ctx *c)
 			   c->req->path);
 		return;
 	}
+	if (rc == -ESRCH) {
+		http_error(c->resp, 409,
+			   "no open commit transaction of '%s' takes this batch: start again "
+			   "with batch 0",
+			   m.name);
+		return;
+	}
+	if (rc == -EINVAL) {
+		http_error(c->resp, 400,
+			   "chunk indexes of a commit in batches must ascend across batches");
+		return;
+	}
 	if (rc < 0) {
 		http_error(c->resp, 500, "cannot start the commit of '%s'", m.name);
 		return;

@@ -15,9 +15,12 @@
  * the same machine (0 for the first one, or a base on another machine).
  *
  * Commit order (the durability rule: data, flush, then metadata):
- *   1. every claimed chunk is read from the upload file, hashed and compared
- *      with the claim; the bytes that were hashed are the bytes stored, so an
- *      agent rewriting the file meanwhile cannot slip in unverified data;
+ *   1. every claimed chunk is read from the upload file (a claim with parts:
+ *      the base's chunk, read from the store and verified, with the uploaded
+ *      parts read over it; so a 4 KiB write costs 64 KiB of upload, not the
+ *      1 MiB store chunk), hashed and compared with the claim; the bytes that
+ *      were hashed are the bytes stored, so an agent rewriting the file
+ *      meanwhile cannot slip in unverified data;
  *   2. store_sync() makes the new chunk files and their directories durable;
  *   3. the manifest is written to a temp file, fsynced, link(2)ed to
  *      N.manifest (EEXIST: a concurrent commit took N, try N + 1) and the
@@ -61,6 +64,36 @@ static int scan_ids(struct store *s, const char *machine, uint32_t **out, size_t
 	if ((r = snap_dir(s, machine, p, sizeof(p))) < 0)
 		return r;
 	return store_scan_ids(p, out, n, max_used);
+}
+
+int snapshot_max_used(const char *store_root, const char *machine, uint32_t after,
+		      uint32_t *max_used, uint32_t *first_after)
+{
+	char p[4096];
+	uint32_t *v = NULL;
+	size_t n = 0;
+	int r;
+
+	*max_used = 0;
+	if (first_after)
+		*first_after = 0;
+	if (!name_is_valid(machine))
+		return -EINVAL;
+	if ((r = fmt_buf(p, sizeof(p), "%s/machines/%s/snapshots", store_root, machine)) < 0)
+		return r;
+	r = store_scan_ids(p, &v, &n, max_used);
+	if (r == -ENOENT) {
+		*max_used = 0;
+		r = 0;
+	}
+	for (size_t i = 0; r == 0 && first_after && i < n; i++) {
+		if (v[i] > after) {
+			*first_after = v[i];
+			break;
+		}
+	}
+	free(v);
+	return r;
 }
 
 int snapshot_latest(struct store *s, const char *machine, uint32_t *id)
@@ -271,6 +304,78 @@ static int cmp_claim(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A parts mask is meaningful: a part size dividing the chunk into at most
+ * SNAPSHOT_MAX_PARTS parts, no bit past the last part. */
+static int parts_ok(const struct snapshot_commit_req *rq, uint64_t parts)
+{
+	uint32_t n;
+
+	if (rq->part_size < 4096 || (rq->part_size & (rq->part_size - 1)) ||
+	    rq->part_size > rq->chunk_size)
+		return 0;
+	n = rq->chunk_size / rq->part_size;
+	if (n > SNAPSHOT_MAX_PARTS)
+		return 0;
+	return n == 64 || (parts >> n) == 0;
+}
+
+static int read_range(const struct snapshot_commit_req *rq, int fd, uint8_t *buf, size_t len,
+		      uint64_t off, uint64_t chunk)
+{
+	ssize_t got = io_pread_full(fd, buf, len, (off_t)off);
+	int r;
+
+	if (got >= 0 && (size_t)got == len)
+		return 0;
+	r = got < 0 ? (int)got : -EIO;
+	log_error("cannot read upload file '%s' at %llu (chunk %llu): %s", rq->upload_path,
+		  (unsigned long long)off, (unsigned long long)chunk,
+		  got < 0 ? strerror(-r) : "short read");
+	return r;
+}
+
+/* Chunk i of a claim uploaded in part: the base's chunk i (verified by the
+ * store; zero without a base), then the uploaded parts read over it. */
+static int read_parts(struct store *s, const struct snapshot_commit_req *rq, int fd,
+		      const struct manifest *bm, uint64_t i, uint64_t parts, uint8_t *buf,
+		      size_t len, struct snapshot_commit_result *res)
+{
+	uint64_t base_off = i * rq->chunk_size;
+	size_t got = 0;
+	int r;
+
+	res->partial++;
+	if (!bm || bm->chunks[i].zero) {
+		memset(buf, 0, len);
+	} else {
+		r = store_chunk_get(s, &bm->chunks[i].id, buf, len, &got);
+		if (r == 0 && got != len)
+			r = -EBADMSG;
+		if (r < 0) {
+			log_error("snapshot commit of '%s': base chunk %llu cannot be read: %s",
+				  rq->machine, (unsigned long long)i, strerror(-r));
+			return r == -ENOENT ? -EBADMSG : r;
+		}
+	}
+	for (uint32_t j = 0; j < SNAPSHOT_MAX_PARTS && (parts >> j); j++) {
+		uint64_t off = (uint64_t)j * rq->part_size;
+		uint32_t run = 1;
+
+		if (!(parts >> j & 1) || off >= len)
+			continue;
+		/* adjacent parts in one read */
+		while (j + run < SNAPSHOT_MAX_PARTS && (parts >> (j + run) & 1))
+			run++;
+		r = read_range(rq, fd, buf + off,
+			       (size_t)MIN((uint64_t)run * rq->part_size, len - off),
+			       base_off + off, i);
+		if (r < 0)
+			return r;
+		j += run - 1;
+	}
+	return 0;
+}
+
 #define REFUSE(code, ...)                                              \
 	do {                                                           \
 		snprintf(res->error, sizeof(res->error), __VA_ARGS__); \
@@ -323,6 +428,11 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 			       (unsigned long long)k, (unsigned long long)m->nchunks);
 		if (i && sorted[i - 1].index == k)
 			REFUSE(-EINVAL, "chunk index %llu is claimed twice", (unsigned long long)k);
+		if (sorted[i].parts && !parts_ok(rq, sorted[i].parts))
+			REFUSE(-EINVAL,
+			       "chunk %llu: parts %#llx do not fit part_size %u in chunk_size %u",
+			       (unsigned long long)k, (unsigned long long)sorted[i].parts,
+			       rq->part_size, rq->chunk_size);
 	}
 	fd = open(rq->upload_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -361,7 +471,6 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 		const struct snapshot_claim *c;
 		uint32_t len = manifest_chunk_len(m, i);
 		struct hash h;
-		ssize_t got;
 		int was_new;
 
 		if (ci >= rq->nclaims || sorted[ci].index != i) {
@@ -373,14 +482,14 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 		}
 		c = &sorted[ci++];
 		res->changed++;
-		got = io_pread_full(fd, buf, len, (off_t)(i * rq->chunk_size));
-		if (got < 0 || (size_t)got != len) {
-			r = got < 0 ? (int)got : -EIO;
-			log_error("cannot read upload file '%s' at chunk %llu: %s", rq->upload_path,
-				  (unsigned long long)i, got < 0 ? strerror(-r) : "short read");
-			REFUSE(r, "cannot read chunk %llu of the upload file",
-			       (unsigned long long)i);
-		}
+		if (c->parts)
+			r = read_parts(s, rq, fd, bm, i, c->parts, buf, len, res);
+		else
+			r = read_range(rq, fd, buf, len, i * rq->chunk_size, i);
+		if (r < 0)
+			REFUSE(r, "cannot read chunk %llu of the upload file%s",
+			       (unsigned long long)i,
+			       r == -EBADMSG ? " (its base chunk is damaged)" : "");
 		hash_buf(buf, len, &h);
 		if (!hash_equal(&h, &c->id)) {
 			res->bad_chunk = (int64_t)i;

@@ -22,9 +22,17 @@
 /* Bounds on a commit request (checked by snapshot_commit and the API). */
 #define SNAPSHOT_MAX_VOLUME (16ull << 40) /* 16 TiB */
 
+/* Parts: a chunk may be uploaded in part. The chunk is cut into parts of
+ * part_size bytes (at most SNAPSHOT_MAX_PARTS of them); bit j of parts says
+ * part j was written to the upload file. The chunk committed is the base's
+ * chunk (zero without a base) with the uploaded parts laid over it, and it
+ * must hash to id. parts 0: the whole chunk was uploaded. */
+#define SNAPSHOT_MAX_PARTS 64u
+
 struct snapshot_claim {
 	uint64_t index; /* chunk index in the volume */
-	struct hash id; /* SHA-256 of the chunk's bytes as the agent read them */
+	struct hash id; /* SHA-256 of the whole chunk's bytes as the agent read them */
+	uint64_t parts; /* uploaded parts (bit j: part j); 0: the whole chunk */
 };
 
 struct snapshot_commit_req {
@@ -32,6 +40,8 @@ struct snapshot_commit_req {
 	const char *upload_path; /* the upload LUN's backing file (volume layout) */
 	uint64_t volume_size; /* bytes, a multiple of 512 */
 	uint32_t chunk_size; /* a power of two in [4 KiB, 64 MiB] */
+	uint32_t part_size; /* claims with parts: a power of two dividing chunk_size into
+			     * at most SNAPSHOT_MAX_PARTS parts; 0: no claim has parts */
 	const char *base_machine; /* NULL: machine (a restored machine's first commit
 				   * names the machine it was restored from) */
 	uint32_t base; /* snapshot whose chunks unclaimed indexes inherit; 0: none (zero) */
@@ -49,6 +59,7 @@ struct snapshot_commit_result {
 	uint64_t changed; /* claimed chunks */
 	uint64_t new_chunks, new_bytes; /* chunk files written (not deduplicated) */
 	uint64_t zero_chunks; /* claimed chunks that were all zero */
+	uint64_t partial; /* claimed chunks uploaded in part (completed from the base) */
 	uint64_t inherited; /* chunks taken from the base */
 	uint64_t pruned; /* older snapshots removed by retention */
 	uint64_t elapsed_ms; /* from the request to the published manifest */
@@ -57,12 +68,12 @@ struct snapshot_commit_result {
 };
 
 /* Commits a new snapshot of rq->machine: reads every claimed chunk from the
- * upload file, checks it against its claimed SHA-256 (any mismatch refuses the
- * whole commit with -EBADMSG, naming the chunk: no snapshot appears), stores
- * the chunks deduplicated, makes them durable, then publishes the manifest
- * (temp + fsync + link + fsync dir; ids are a per-machine sequence never
- * reused). Then prunes to rq->retention. Holds the store lock shared.
- * Uses its own buffers only: safe on a worker thread with its own store. */
+ * upload file (a claim with parts: those parts over the base's chunk), checks it against its
+ * claimed SHA-256 (any mismatch refuses the whole commit with -EBADMSG, naming the chunk: no
+ * snapshot appears), stores the chunks deduplicated, makes them durable, then publishes the
+ * manifest (temp + fsync + link + fsync dir; ids are a per-machine sequence never reused). Then
+ * prunes to rq->retention. Holds the store lock shared. Uses its own buffers only: safe on a worker
+ * thread with its own store. */
 int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 		    struct snapshot_commit_result *res);
 
@@ -81,6 +92,12 @@ int snapshot_list(struct store *s, const char *machine, struct snapshot_info **o
  * 0, or -ENOENT when none was recorded (snapshots committed without one). */
 int snapshot_gold(struct store *s, const char *machine, uint32_t id, char image[65],
 		  uint32_t *version);
+/* The highest snapshot id machine ever used (live or pruned) in the store at
+ * store_root, 0 when none; and *first_after (optional) the lowest live id
+ * above after (0: none). Needs no store handle (goldcached's loop: commit
+ * status recovery). 0 or -errno. */
+int snapshot_max_used(const char *store_root, const char *machine, uint32_t after,
+		      uint32_t *max_used, uint32_t *first_after);
 /* The newest snapshot of machine. -ENOENT when none. */
 int snapshot_latest(struct store *s, const char *machine, uint32_t *id);
 /* Loads machine@id (0: the newest). *out freed with manifest_free. */

@@ -21,8 +21,9 @@
 #include "appliance/loop.h"
 #include "appliance/snapshot.h"
 
-/* A commit request's body is at most this large (about 90 bytes per chunk:
- * ~90 000 changed chunks, 90 GiB at 1 MiB chunks, per commit). */
+/* A commit request's body is at most this large (about 110 bytes per chunk:
+ * ~75 000 chunks per request). Larger commits are sent in batches (see
+ * sync_commit_start): a transaction holds up to MANIFEST_MAX_CHUNKS chunks. */
 #define SYNC_MAX_BODY ((size_t)8 << 20)
 
 struct sync;
@@ -31,6 +32,10 @@ struct sync;
 struct sync_commit {
 	uint64_t volume_size;
 	uint32_t chunk_size;
+	uint32_t part_size; /* claims with parts (snapshot.h); 0: none has parts */
+	int has_batch; /* "batch" given: one request of a transaction */
+	uint32_t batch; /* its number, 0 opens the transaction */
+	int more; /* "more": true: further batches follow (stage, do not commit) */
 	char base_machine[65]; /* "" : the machine itself */
 	uint32_t base; /* 0: none */
 	struct snapshot_claim *claims;
@@ -59,22 +64,35 @@ int sync_upload_ensure(const char *uploads_dir, const char *name, uint64_t size)
 
 /* Parses and bounds-checks a commit body:
  *   {"volume_size": N, "chunk_size": N, "base_snapshot": null | N | "OTHER@N",
- *    "chunks": [{"index": N, "sha256": "64 hex"}, ...]}
+ *    "part_size": N, "batch": N, "more": bool, "gold": "IMAGE@V",
+ *    "chunks": [{"index": N, "sha256": "64 hex", "parts": "hex mask"}, ...]}
+ * (part_size, batch, more, gold and parts optional; docs/sync.md)
  * 0 and *out (free with sync_commit_free), or -EINVAL with a reason in err. */
 int sync_commit_parse(const char *body, size_t len, struct sync_commit **out, char *err,
 		      size_t errsize);
 void sync_commit_free(struct sync_commit *c);
 
 /* Queues the commit of machine name (takes c over, even on failure). -EBUSY
- * when a commit of name is already running; 0 otherwise. */
+ * when a commit of name is already running; 0 otherwise.
+ * Transactions: a request with "batch" K and "more" true stages its claims
+ * (STATE/uploads/NAME.claims; indexes strictly ascending across the whole
+ * transaction, so the staged list needs no sort and no duplicate check) and
+ * commits nothing; batch 0 opens a new transaction (dropping any staged one);
+ * the first request without "more" commits the staged claims and its own.
+ * -ESRCH: batch K > 0 does not continue the open transaction (none open, as
+ * after a restart, another K expected, or other geometry): start again at 0.
+ * -EINVAL: indexes not ascending across batches. */
 int sync_commit_start(struct sync *s, const char *name, unsigned retention, struct sync_commit *c);
 
-/* The state of name's last commit since goldcached started (new reference):
- * {"state": "none"|"running"|"done"|"failed", "snapshot", "started",
+/* The state of name's last commit (new reference), kept across goldcached
+ * restarts in STATE/uploads/NAME.commit:
+ * {"state": "none"|"staging"|"running"|"done"|"failed", "id" (the commit's,
+ *  also in the 202 answer), "snapshot", "started",
  *  "finished", "changed", "new_chunks", "new_bytes", "zero_chunks",
- *  "inherited", "pruned", and on failure "reason" ("mismatch", "invalid",
- *  "base_missing", "base_geometry", "io"), "error" (text) and for a mismatch
- *  "chunk" (the index to upload again)}. */
+ *  "inherited", "partial", "pruned", and on failure "reason" ("mismatch",
+ *  "invalid", "base_missing", "base_geometry", "io", "interrupted": the job
+ *  died with goldcached, nothing was published, commit again), "error" (text)
+ *  and for a mismatch "chunk" (the index to upload again)}. */
 json_t *sync_commit_status(struct sync *s, const char *name);
 
 #endif

@@ -65,7 +65,7 @@ static int m_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
 	return 99;
 }
 
-static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, m_locate};
+static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, m_locate, NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -202,8 +202,14 @@ else
 fi
 t_run "goldctl image verify: every manifest and chunk sound" goldctl --store "$D/store" image verify
 start || bail "goldcached did not restart"
-is "$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit" | jq -r .state)" \
-	none "after the restart no commit is known"
+st=$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit")
+if [ "$n" = 3 ]; then
+	is "$(jq -r '.state + " " + (.snapshot|tostring)' <<<"$st")" "done 3" \
+		"after the restart the commit is known: done, snapshot 3 (its durable record)"
+else
+	is "$(jq -r '.state + " " + .reason' <<<"$st")" "failed interrupted" \
+		"after the restart the commit is known: failed, interrupted (commit again)"
+fi
 wait_lun2 pc1 "$UP1"
 ok $? "LUN 2 is back"
 # the agent saw no acknowledgement: its chunks are still dirty, so it uploads
@@ -220,6 +226,74 @@ is "$(nsnaps)" 3 "retention 3 keeps 3 snapshots"
 t_run "gc after pruning" goldctl --store "$D/store" store gc
 t_run "the newest snapshot survives gc" sctl export --force "pc1@$last" "$D/out4b"
 t_run "still equal to vol4" cmp "$D/vol4" "$D/out4b"
+
+# 4b. a commit in batches (one transaction): the staged claims and the last
+# batch's commit one snapshot; a batch that does not continue the open
+# transaction is refused, and a restart loses a transaction being staged
+cp "$D/vol4" "$D/vol5"
+for i in 3 20 41 60; do
+	head -c $MB /dev/urandom | dd of="$D/vol5" bs=1M seek="$i" conv=notrunc status=none
+done
+upload "$D/vol5" --base "$D/vol4" --base-snapshot "$last" >"$D/body5.json"
+ok $? "gc-upload of 4 changed chunks"
+batch() { # batch N MORE FROM COUNT: part of body5 as batch N of a transaction
+	jq -c --argjson n "$1" --argjson more "$2" --argjson from "$3" --argjson cnt "$4" \
+		'.chunks |= (sort_by(.index) | .[$from:$from+$cnt]) | . + {batch: $n, more: $more}' \
+		"$D/body5.json" >"$D/batch.json"
+	post "$D/batch.json"
+}
+is "$(batch 1 true 0 2)" 409 "batch 1 with no open transaction: 409"
+like "$(cat "$D/post.out")" "batch 0" "and says to start again at batch 0"
+is "$(batch 0 true 0 2)" 202 "batch 0 of 2 staged"
+is "$(jq -r '.state + " " + (.staged|tostring)' "$D/post.out")" "staging 2" "2 claims staged"
+is "$(nsnaps)" 3 "staging commits nothing"
+is "$(batch 0 true 0 2)" 202 "batch 0 again opens a new transaction"
+id=$(jq -r .id "$D/post.out")
+is "$(batch 2 false 2 2)" 409 "batch 2 where 1 is expected: 409"
+is "$(batch 0 true 0 2)" 202 "start over: batch 0"
+id=$(jq -r .id "$D/post.out")
+is "$(batch 1 false 2 2)" 202 "the last batch starts the commit"
+is "$(jq -r .id "$D/post.out")" "$id" "under the transaction's id"
+st=$(commit_wait)
+is "$(jq -r '.state + " " + (.changed|tostring) + " " + (.id|tostring)' <<<"$st")" "done 4 $id" \
+	"done: 4 chunks from 2 batches"
+last=$(jq -r .snapshot <<<"$st")
+t_run "export it" sctl export "pc1@$last" "$D/out5"
+t_run "it equals vol5" cmp "$D/vol5" "$D/out5"
+is "$(batch 0 true 0 2)" 202 "a transaction staged"
+{
+	kill -TERM "$GC_PID"
+	wait "$GC_PID"
+} 2>/dev/null
+start || bail "goldcached did not restart"
+is "$(batch 1 false 2 2)" 409 "after a restart its next batch is refused: start again"
+st=$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit")
+is "$(jq -r '.state + " " + (.snapshot|tostring) + " " + (.id|tostring)' <<<"$st")" \
+	"done $last $id" "and GET .../commit still answers the last commit (durable record)"
+# the window between publishing a snapshot and recording "done": a record
+# left saying running is settled against the store at the next start
+{
+	kill -KILL "$GC_PID"
+	wait "$GC_PID"
+} 2>/dev/null
+jq -c --argjson mb $((last - 1)) '.state = "running" | .max_before = $mb' \
+	"$D/state/uploads/pc1.commit" >"$D/rec" && mv "$D/rec" "$D/state/uploads/pc1.commit"
+start || bail "goldcached did not restart"
+st=$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit")
+is "$(jq -r '.state + " " + (.snapshot|tostring) + " " + (.id|tostring)' <<<"$st")" \
+	"done $last $id" "a commit recorded running whose snapshot exists is done after a restart"
+jq -c '.state = "running" | .max_before = 99' "$D/state/uploads/pc1.commit" >"$D/rec" &&
+	mv "$D/rec" "$D/state/uploads/pc1.commit"
+{
+	kill -KILL "$GC_PID"
+	wait "$GC_PID"
+} 2>/dev/null
+start || bail "goldcached did not restart"
+st=$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit")
+is "$(jq -r '.state + " " + .reason' <<<"$st")" "failed interrupted" \
+	"one whose snapshot does not exist: failed, interrupted"
+wait_lun2 pc1 "$UP1"
+ok $? "LUN 2 is back"
 
 # 5. restore and reset orders: what pc2's next attach must hydrate
 t_run "goldctl machine restore pc2 --from pc1@$last" ctl restore pc2 --from "pc1@$last"

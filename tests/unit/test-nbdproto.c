@@ -43,9 +43,17 @@ static int m_flush(void *priv)
 	flushes++;
 	return 0;
 }
-static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, NULL};
+static int holding;
+static int m_hold(void *priv)
+{
+	(void)priv;
+	return holding;
+}
+static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, NULL, NULL};
+static const struct nbd_export_ops ops_h = {m_read, m_write, m_zero, m_flush, NULL, m_hold};
 static const struct nbd_export exp_g = {"gold", "gold image", SZ, 1, &ops, gold};
 static const struct nbd_export exp_v = {"volume", "machine volume", SZ, 0, &ops, vol};
+static const struct nbd_export exp_h = {"volume", "machine volume", SZ, 0, &ops_h, vol};
 
 /* output collected from the session */
 static uint8_t out[1 << 20];
@@ -301,6 +309,35 @@ static void test_requests(void)
 	feed(s, b, 0);
 	is_int(simple_reply(&cookie), NBD_EIO, "failed fetch: EIO");
 	ok(feed(s, b, req(b, NBD_CMD_DISC, 0, 20, 0, 0)) < 0, "DISC ends the session");
+	nbd_session_free(s);
+
+	/* writes held (a sync's final pass): a read goes on, a write and what
+	 * follows it wait unexecuted until the export wakes the session */
+	s = tx(&exp_h);
+	holding = 1;
+	memset(vol, 0, 16);
+	feed(s, b, req(b, NBD_CMD_READ, 0, 30, 0, 8));
+	is_int(simple_reply(&cookie), 0, "read while writes are held: answered");
+	out_pos += 8;
+	n = req(b, NBD_CMD_WRITE, 0, 31, 0, 4);
+	memcpy(b + n, "held", 4);
+	n += 4;
+	n += req(b + n, NBD_CMD_READ, 0, 32, 0, 4);
+	feed(s, b, n);
+	ok(nbd_session_blocked(s) && out_len == out_pos && vol[0] == 0,
+	   "held write: blocked, not executed, no reply, the read behind it waits");
+	feed(s, b, 0);
+	ok(nbd_session_blocked(s) && vol[0] == 0, "still held when run again");
+	holding = 0;
+	nbd_session_wake(s, 0);
+	ok(nbd_session_woken(s), "woken");
+	feed(s, b, 0);
+	is_int(simple_reply(&cookie), 0, "released write answered");
+	is_int(cookie, 31, "its cookie");
+	ok(memcmp(vol, "held", 4) == 0, "and executed");
+	is_int(simple_reply(&cookie), 0, "the read behind it answered");
+	ok(cookie == 32 && memcmp(out + out_pos, "held", 4) == 0, "with the written data");
+	out_pos += 4;
 	nbd_session_free(s);
 
 	s = tx(&exp_v);

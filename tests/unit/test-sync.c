@@ -192,6 +192,40 @@ static void test_parse(void)
 	       -EINVAL, "bad hash refused");
 	ok(strstr(err, "chunks[0]") != NULL, "names the entry: %s", err);
 	ok(c == NULL, "nothing returned on refusal");
+#define H64 "\"0000000000000000000000000000000000000000000000000000000000000000\""
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":1048576,\"part_size\":65536,"
+		     "\"batch\":2,\"more\":true,\"chunks\":[{\"index\":1,\"sha256\":" H64
+		     ",\"parts\":\"8001\"},{\"index\":2,\"sha256\":" H64 "}]}",
+		     &c, err, sizeof(err)),
+	       0, "parts, part_size, batch and more parse");
+	ok(c && c->part_size == 65536 && c->has_batch && c->batch == 2 && c->more &&
+		   c->nclaims == 2 && c->claims[0].parts == 0x8001 && c->claims[1].parts == 0,
+	   "parts 0x8001 on chunk 1, whole chunk 2, batch 2, more");
+	sync_commit_free(c);
+	c = NULL;
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":1048576,\"part_size\":65536,"
+		     "\"chunks\":[{\"index\":1,\"sha256\":" H64 ",\"parts\":\"10000\"}]}",
+		     &c, err, sizeof(err)),
+	       -EINVAL, "a part past chunk_size / part_size refused");
+	ok(strstr(err, "chunks[0].parts") != NULL, "names the entry: %s", err);
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":1048576,"
+		     "\"chunks\":[{\"index\":1,\"sha256\":" H64 ",\"parts\":\"1\"}]}",
+		     &c, err, sizeof(err)),
+	       -EINVAL, "parts without part_size refused");
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":1048576,\"part_size\":4096,"
+		     "\"chunks\":[]}",
+		     &c, err, sizeof(err)),
+	       -EINVAL, "more than 64 parts per chunk refused");
+	ok(strstr(err, "part_size") != NULL, "says why: %s", err);
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":1048576,\"more\":true,"
+		     "\"chunks\":[]}",
+		     &c, err, sizeof(err)),
+	       -EINVAL, "more without batch refused");
+	is_int(parse("{\"volume_size\":4194304,\"chunk_size\":1048576,\"part_size\":65536,"
+		     "\"chunks\":[{\"index\":1,\"sha256\":" H64 ",\"parts\":\"0\"}]}",
+		     &c, err, sizeof(err)),
+	       -EINVAL, "an empty parts mask refused");
+#undef H64
 }
 
 static void test_routes(void)
