@@ -2,8 +2,9 @@
 # The Debian gold image for the demo: a debootstrap minbase root of the host's Debian
 # release (plus systemd as init, udev, iproute2), from the Debian mirror apt is
 # configured with, turned into an ext4 filesystem image with mkfs.ext4 -d (no
-# mounting). Its console: root logs in on ttyS0 without a password, and a unit prints
-# "goldcache-debian: up" when multi-user is reached. Takes several minutes: it is not
+# mounting). Its console: root logs in on ttyS0 without a password, and a unit
+# (debian/goldcache-image) prints "goldcache-debian: up" when multi-user is reached,
+# logs the boot and powers off on request, as the tiny image's init does. Takes several minutes: it is not
 # part of make check (make image-debian).
 #
 # Usage: image-build/debian-rootfs.sh [--out FILE] [--suite NAME]   (prints the path)
@@ -67,9 +68,10 @@ cat >"$tree/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf" <<'U
 ExecStart=
 ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 %I $TERM
 UNIT
-install -m 0644 "$IB_DIR/debian/goldcache-marker.service" "$tree/etc/systemd/system/"
+install -m 0755 "$IB_DIR/debian/goldcache-image" "$tree/usr/local/sbin/"
+install -m 0644 "$IB_DIR/debian/goldcache-image.service" "$tree/etc/systemd/system/"
 mkdir -p "$tree/etc/systemd/system/multi-user.target.wants"
-ln -sf ../goldcache-marker.service "$tree/etc/systemd/system/multi-user.target.wants/"
+ln -sf ../goldcache-image.service "$tree/etc/systemd/system/multi-user.target.wants/"
 # nothing the first boot must do over the network, and no stale machine identity
 : >"$tree/etc/machine-id"
 rm -rf "$tree/var/cache/apt/archives"/*.deb "$tree/var/lib/apt/lists"/*_Packages*

@@ -20,6 +20,9 @@
 # shellcheck shell=bash
 
 STORY_IMAGE=${STORY_IMAGE:-tiny}
+# the image's console prefix and file names (image-build/tiny/init,
+# image-build/debian/goldcache-image speak the same protocol)
+STORY_TAG=goldcache-$STORY_IMAGE
 STORY_MAC1=52:54:00:77:05:01
 STORY_MAC2=52:54:00:77:05:02
 STORY_URL="http://$LAB_ADDR:$LAB_HTTP_PORT"
@@ -166,7 +169,7 @@ story_gc_stop() {
 story_disk() {
 	bash "$GC_SRC/image-build/local-disk.sh" --out "$2" --size "$STORY_DISK_MB" --boot-size 32 \
 		--kernel "$GC_IMAGES/vmlinuz" --initrd "$GC_IMAGES/initramfs.img" \
-		--append "panic=-1 goldcache.onfail=poweroff goldcache.url=$STORY_URL goldcache.machine=$1 goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache.state=/dev/vda1 goldcache.sync=${STORY_SYNC:-10} goldcache-tiny.stay=${STORY_STAY:-30} goldcache-tiny.poweroff=1" \
+		--append "panic=-1 goldcache.onfail=poweroff goldcache.url=$STORY_URL goldcache.machine=$1 goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache.state=/dev/vda1 goldcache.sync=${STORY_SYNC:-10} $STORY_TAG.stay=${STORY_STAY:-30} $STORY_TAG.poweroff=1" \
 		>"$T_DIR/disk-$1.log" 2>&1
 }
 
@@ -224,7 +227,7 @@ story_step1() {
 		"agent@$S=goldcache: stage agent pid" \
 		"nbd@$S=goldcache: stage nbd gold=/dev/nbd0 volume=/dev/nbd1" \
 		"root@$S=goldcache: stage root lower=/dev/nbd0 upper=volume" \
-		"image-up@$S=goldcache-tiny: up|goldcache-debian: up"
+		"image-up@$S=$STORY_TAG: up"
 	ok $? "firmware -> dnsmasq -> iPXE -> goldcached -> initramfs -> goldagent attach -> overlay root" ||
 		{ story_tail "$S"; story_fail "laptop1 did not boot from the appliance"; }
 	story_mark "laptop1 runs from the gold image over NBD from goldagent"
@@ -246,11 +249,9 @@ story_step1() {
 	story_mark "goldagent status: cache on /dev/vda2 ${pct:-?} hydrated, mode $(jq -r '.mode' <<<"$st" 2>/dev/null)"
 	is "$(jq -r .mode <<<"$st" 2>/dev/null)" offline-ready "goldagent status: the cache is complete (offline-ready)" ||
 		{ diag "$st"; story_fail "the cache did not fill"; }
-	if [ "$STORY_IMAGE" = tiny ]; then
-		like "$(tr -d '\r' <"$S")" "goldcache-tiny: goldagent alive" "goldagent keeps running under the booted image"
-	else
-		like "$(tr -d '\r' <"$S")" "goldcache-debian: up overlay" "the Debian image reached multi-user on the overlay root"
-	fi
+	like "$(tr -d '\r' <"$S")" "$STORY_TAG: goldagent alive" "goldagent keeps running under the booted image"
+	[ "$STORY_IMAGE" = tiny ] ||
+		like "$(tr -d '\r' <"$S")" "$STORY_TAG: up overlay" "the Debian image reached multi-user on the overlay root"
 	# what the appliance knows: goldagent reports its state when it attaches
 	api=$(ip netns exec "$LAB_NS" goldctl --json machine show laptop1 --url "$STORY_URL" \
 		--token-file "$T_DIR/state/admin.token" 2>/dev/null)
@@ -264,7 +265,6 @@ story_step1() {
 story_step2() {
 	local S=$T_DIR/laptop1-boot2.serial
 	story_begin 2 "cache complete; appliance stopped; laptop1 reboots from its own disk and works offline"
-	[ "$STORY_IMAGE" = tiny ] || story_unavailable 2 "on the Debian image: the offline write and the sync checks read the tiny image's markers (/goldcache-tiny.boots, a stay before its poweroff); the Debian image's marker unit only announces that it is up"
 	story_stop_qemu
 	story_mark "laptop1 powered off (power cut)"
 	story_gc_stop
@@ -278,14 +278,14 @@ story_step2() {
 		"unreachable@$S=goldcache: stage appliance unreachable" \
 		"agent@$S=goldcache: stage agent pid" \
 		"root@$S=goldcache: stage root lower=/dev/nbd0 upper=volume" \
-		"image-up@$S=goldcache-tiny: up" \
-		"wrote@$S=goldcache-tiny: root writable"
+		"image-up@$S=$STORY_TAG: up" \
+		"wrote@$S=$STORY_TAG: logged boot"
 	ok $? "offline boot from the local disk: SYSLINUX -> initramfs -> goldagent from the cache -> overlay root" ||
 		{ story_tail "$S"; story_fail "laptop1 did not boot offline"; }
-	STORY_OFFLINE_LINE=$(tr -d '\r' <"$S" | sed -n 's/^goldcache-tiny: logged boot \([0-9]*\)$/boot \1/p' | tail -n 1)
-	like "$STORY_OFFLINE_LINE" '^boot [0-9]+$' "laptop1 logged its offline boot in /goldcache-tiny.boots"
-	story_mark "laptop1 wrote a file offline: '$STORY_OFFLINE_LINE' in /goldcache-tiny.boots"
-	story_wait "$S" 'goldcache-tiny: powering off' 90
+	STORY_OFFLINE_LINE=$(tr -d '\r' <"$S" | sed -n "s/^$STORY_TAG: logged boot \\([0-9]*\\)\$/boot \\1/p" | tail -n 1)
+	like "$STORY_OFFLINE_LINE" '^boot [0-9]+$' "laptop1 logged its offline boot in /$STORY_TAG.boots"
+	story_mark "laptop1 wrote a file offline: '$STORY_OFFLINE_LINE' in /$STORY_TAG.boots"
+	story_wait "$S" "$STORY_TAG: powering off" 90
 	story_wait_exit 60
 	ok $? "laptop1 powered off after writing (sync first)"
 	STORY_WRITTEN=$(story_cache_status "$T_DIR/laptop1.img" --json | jq -r .dirty_blocks)
@@ -308,7 +308,7 @@ story_step3() {
 		"syslinux@$S=SYSLINUX" \
 		"appliance@$S=goldcache: stage appliance reachable" \
 		"agent@$S=goldcache: stage agent pid|goldagent attach exited" \
-		"image-up@$S=goldcache-tiny: up"
+		"image-up@$S=$STORY_TAG: up"
 	if [ $? != 0 ] || tr -d '\r' <"$S" | grep -q 'goldagent attach exited'; then
 		story_tail "$S" 12
 		story_stop_qemu
@@ -331,15 +331,15 @@ story_step3() {
 		"access log: laptop1's goldagent committed its upload"
 	goldctl --store "$T_DIR/store" machine snapshots laptop1 | sed 's/^/#   /'
 	ok 0 "goldctl machine snapshots laptop1 shows a new snapshot ($n in all)"
-	story_wait "$S" 'goldcache-tiny: powering off' 90
+	story_wait "$S" "$STORY_TAG: powering off" 90
 	story_wait_exit 60 || story_stop_qemu
 	# the latest snapshot: the file the offline boot (step 2) logged must be in it
 	snap=$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 | jq -r 'max_by(.snapshot) | .snapshot')
 	t_run "goldctl machine export laptop1@$snap" goldctl --store "$T_DIR/store" machine export "laptop1@$snap" "$T_DIR/laptop1-snap.img"
 	mkdir -p "$T_DIR/mnt"
 	files=$(unshare -m --propagation private sh -c \
-		"mount -o ro,noload,loop '$T_DIR/laptop1-snap.img' '$T_DIR/mnt' && cat '$T_DIR/mnt/upper/goldcache-tiny.boots'" 2>&1)
-	printf '%s\n' "$files" | sed 's/^/#   snapshot upper\/goldcache-tiny.boots: /'
+		"mount -o ro,noload,loop '$T_DIR/laptop1-snap.img' '$T_DIR/mnt' && cat '$T_DIR/mnt/upper/$STORY_TAG.boots'" 2>&1)
+	printf '%s\n' "$files" | sed "s|^|#   snapshot upper/$STORY_TAG.boots: |"
 	like "$files" "^$STORY_OFFLINE_LINE at " \
 		"the snapshot (mounted read-only) holds the line laptop1 wrote offline: '$STORY_OFFLINE_LINE'"
 	STORY_SNAP=$snap
@@ -358,11 +358,11 @@ story_step4() {
 	e2e_timeline 240 \
 		"script@$STORY_ACCESS=GET /boot\\.ipxe\\?mac=52-54-00-77-05-02 " \
 		"agent@$S=goldcache: stage agent pid|goldagent attach exited" \
-		"image-up@$S=goldcache-tiny: logged boot"
+		"image-up@$S=$STORY_TAG: logged boot"
 	ok $? "laptop2 PXE-boots into the gold image" ||
 		{ story_tail "$S"; story_stop_qemu; story_fail "laptop2 did not boot"; }
 	story_stop_qemu
-	if ! tr -d '\r' <"$S" | grep -q 'goldcache-tiny: logged boot [2-9]'; then
+	if ! tr -d '\r' <"$S" | grep -q "$STORY_TAG: logged boot [2-9]"; then
 		story_tail "$S" 6
 		story_unavailable 4 "laptop2 came up with a blank machine volume: goldagent attach reads the restore order (machine state 'hydrate') but does not yet hydrate the volume from the snapshot"
 		story_end
@@ -376,16 +376,16 @@ story_step4() {
 story_step5() {
 	local out
 	story_begin 5 "goldctl machine vm laptop1 boots the snapshot as a VM"
-	timeout 600 goldctl machine vm -c "$T_DIR/goldcache.yaml" --work-dir "$T_DIR/vm" --accel tcg -m 384 --no-net \
-		--append "goldcache-tiny.show=/goldcache-tiny.boots goldcache-tiny.poweroff=1" "laptop1@$STORY_SNAP" \
+	timeout 600 goldctl machine vm -c "$T_DIR/goldcache.yaml" --work-dir "$T_DIR/vm" --accel tcg -m "${GC_QEMU_MEM:-384}" --no-net \
+		--append "$STORY_TAG.show=/$STORY_TAG.boots $STORY_TAG.poweroff=1" "laptop1@$STORY_SNAP" \
 		</dev/null >"$T_DIR/vm.console" 2>"$T_DIR/vm.err"
 	is $? 0 "goldctl machine vm: the VM ran and powered off" || sed 's/^/#   /' "$T_DIR/vm.err"
 	out=$(tr -d '\r' <"$T_DIR/vm.console")
-	like "$out" "goldcache-tiny: show /goldcache-tiny.boots: " "the VM's image shows the snapshot's boot log"
+	like "$out" "$STORY_TAG: show /$STORY_TAG.boots: " "the VM's image shows the snapshot's boot log"
 	# the file's lines: the first on the show line, the others on their own
-	like "$out" "(^|goldcache-tiny: show /goldcache-tiny.boots: )$STORY_OFFLINE_LINE at " \
+	like "$out" "(^|$STORY_TAG: show /$STORY_TAG.boots: )$STORY_OFFLINE_LINE at " \
 		"the VM sees the file laptop1 wrote offline"
 	story_mark "$(grep -a 'booting' "$T_DIR/vm.err" | head -n 1)"
-	story_mark "VM console: $(printf '%s\n' "$out" | grep -a -m1 'goldcache-tiny: show')"
+	story_mark "VM console: $(printf '%s\n' "$out" | grep -a -m1 "$STORY_TAG: show")"
 	story_end
 }
