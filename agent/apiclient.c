@@ -205,6 +205,11 @@ int apic_machine_get(struct apic *a, struct apic_machine *out)
 		rc = copy_str(h, "kind", out->hydrate_kind, sizeof(out->hydrate_kind), 1);
 		if (rc == 0)
 			rc = copy_str(h, "from", out->hydrate_from, sizeof(out->hydrate_from), 1);
+		out->hydrate_lun = (int)get_int(h, "lun");
+		out->hydrate_size = (uint64_t)get_int(h, "size");
+		if (rc == 0)
+			rc = copy_str(h, "lun_state", out->hydrate_lun_state,
+				      sizeof(out->hydrate_lun_state), 1);
 	}
 	json_decref(j);
 	return rc;
@@ -243,15 +248,15 @@ int apic_iscsi_get(struct apic *a, struct apic_iscsi *out)
 	return rc;
 }
 
-int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char **text, size_t *len,
-		      struct manifest **m, struct hash *file_hash)
+/* GET path: a manifest, decoded and checked to be image@version. */
+static int manifest_at(struct apic *a, const char *path, const char *image, uint32_t version,
+		       char **text, size_t *len, struct manifest **m, struct hash *file_hash)
 {
 	struct httpc_response r = {0};
 	struct httpc_request q;
-	char path[512], err[256];
+	char err[256];
 	int rc;
 
-	fmt_buf(path, sizeof(path), "/api/v1/images/%s/%u/manifest", image, version);
 	q = (struct httpc_request){.path = path,
 				   .bearer = a->token,
 				   .timeout_ms = a->timeout_ms ? a->timeout_ms * 6 : 60000,
@@ -281,12 +286,46 @@ int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char 
 		httpc_response_release(&r);
 		return -EBADMSG;
 	}
-	hash_buf(r.body, r.len, file_hash);
-	*text = r.body;
-	*len = r.len;
-	r.body = NULL;
+	if (file_hash)
+		hash_buf(r.body, r.len, file_hash);
+	if (text) {
+		*text = r.body;
+		*len = r.len;
+		r.body = NULL;
+	}
 	httpc_response_release(&r);
 	return 0;
+}
+
+int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char **text, size_t *len,
+		      struct manifest **m, struct hash *file_hash)
+{
+	char path[512];
+
+	fmt_buf(path, sizeof(path), "/api/v1/images/%s/%u/manifest", image, version);
+	return manifest_at(a, path, image, version, text, len, m, file_hash);
+}
+
+int apic_snapshot_manifest_get(struct apic *a, const char *from, uint32_t snap, struct manifest **m)
+{
+	char path[512];
+
+	fmt_buf(path, sizeof(path), "/api/v1/machines/%s/snapshots/%u/manifest", from, snap);
+	return manifest_at(a, path, from, snap, NULL, NULL, m, NULL);
+}
+
+int apic_hydrated(struct apic *a, int64_t id)
+{
+	struct httpc_response r = {0};
+	char path[512], body[64];
+	int rc;
+
+	fmt_buf(path, sizeof(path), "/api/v1/machines/%s/hydrated", a->machine);
+	fmt_buf(body, sizeof(body), "{\"id\": %lld}", (long long)id);
+	rc = call(a, "POST", path, body, &r, 1);
+	if (rc == 0)
+		httpc_response_release(&r);
+	return rc;
 }
 
 static int commit_status(json_t *j, struct apic_commit_status *st)

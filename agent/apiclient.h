@@ -39,6 +39,9 @@ struct apic_machine {
 	int64_t hydrate_id; /* pending restore/reset order, 0: none */
 	char hydrate_kind[16], hydrate_from[128];
 	uint32_t hydrate_snapshot;
+	int hydrate_lun; /* LUN serving that snapshot on our target, 0: not (yet) */
+	uint64_t hydrate_size; /* its bytes */
+	char hydrate_lun_state[16]; /* ready, preparing, failed, none ("" : older appliance) */
 };
 int apic_machine_get(struct apic *a, struct apic_machine *out);
 
@@ -56,6 +59,14 @@ int apic_iscsi_get(struct apic *a, struct apic_iscsi *out);
  * SHA-256 (recorded in the cache slot). */
 int apic_manifest_get(struct apic *a, const char *image, uint32_t version, char **text, size_t *len,
 		      struct manifest **m, struct hash *file_hash);
+
+/* GET .../machines/FROM/snapshots/SNAP/manifest (a restore order's
+ * snapshot), decoded strictly and checked to be FROM@SNAP. *m: caller frees. */
+int apic_snapshot_manifest_get(struct apic *a, const char *from, uint32_t snap,
+			       struct manifest **m);
+/* POST .../hydrated {"id": ID}: the order is carried out. -EEXIST (409): it is
+ * not the pending order any more (a newer one replaced it). */
+int apic_hydrated(struct apic *a, int64_t id);
 
 struct apic_commit_status {
 	char state[16]; /* done, failed, running, none */

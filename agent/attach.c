@@ -36,6 +36,7 @@
 #include "agent/fetch.h"
 #include "agent/hydrator.h"
 #include "agent/nbd.h"
+#include "agent/restore.h"
 #include "agent/source-iscsi.h"
 #include "agent/source-retry.h"
 #include "agent/source.h"
@@ -814,6 +815,32 @@ static int serve_loop(struct aargs *a, struct session *s)
 	return r;
 }
 
+/* Restore and reset orders (agent/restore.h): online, the pending order is
+ * carried out before anything serves the volume; offline, a half-restored
+ * volume is refused. Machines without a volume (stream mode) skip it. */
+static int attach_restore(struct aargs *a, struct session *s)
+{
+	struct restore_opts o;
+	int r;
+
+	if (!a->vol_sock || !s->c)
+		return 0;
+	if (!s->online)
+		return restore_offline_check(s->c, a->url);
+	o = (struct restore_opts){.api = &s->api,
+				  .login = &s->login,
+				  .base_path = a->sync_path,
+				  .depth = a->depth,
+				  .timeout_s = a->timeout_s,
+				  .give_up_ms = a->give_up_ms};
+	r = restore_pending(s->c, &s->mach, &o, NULL);
+	if (r < 0)
+		fprintf(stderr,
+			"goldagent: the machine volume was not restored (%s): see the log\n",
+			strerror(-r));
+	return r;
+}
+
 static int cmd_serve(struct aargs *a)
 {
 	struct session s;
@@ -829,7 +856,7 @@ static int cmd_serve(struct aargs *a)
 			cache_close(s.c);
 		return 1;
 	}
-	rc = serve_loop(a, &s) < 0;
+	rc = attach_restore(a, &s) < 0 || serve_loop(a, &s) < 0;
 	if (cache_close(s.c) < 0)
 		rc = 1;
 	session_end(&s);

@@ -241,6 +241,8 @@ void cache_header_encode(const struct cache_header *h, uint8_t *b)
 	put_le32(b + 132, h->unclean_stops);
 	put_le64(b + 136, (uint64_t)h->created);
 	put_le64(b + 144, (uint64_t)h->last_sync);
+	put_le64(b + 152, (uint64_t)h->restore_order);
+	put_le64(b + 160, (uint64_t)h->restore_done);
 	for (int s = 0; s < CACHE_NSLOTS; s++) {
 		uint8_t *r = b + SLOT_REC_OFF + (size_t)s * SLOT_REC_LEN;
 		const struct cache_slot_info *si = &h->slot[s];
@@ -298,7 +300,12 @@ int cache_header_decode(const uint8_t *b, size_t len, struct cache_header *h)
 	h->unclean_stops = get_le32(b + 132);
 	h->created = (int64_t)get_le64(b + 136);
 	h->last_sync = (int64_t)get_le64(b + 144);
+	h->restore_order = (int64_t)get_le64(b + 152);
+	h->restore_done = (int64_t)get_le64(b + 160);
 	if (h->flags & ~CACHE_F_KNOWN)
+		return -EUCLEAN;
+	/* the flag and the order id go together */
+	if (!(h->flags & CACHE_F_RESTORING) != !h->restore_order)
 		return -EUCLEAN;
 	for (int s = 0; s < CACHE_NSLOTS; s++) {
 		const uint8_t *r = b + SLOT_REC_OFF + (size_t)s * SLOT_REC_LEN;
@@ -1207,6 +1214,92 @@ int cache_sync_done(struct cache *c, const uint64_t *blocks, size_t n, int all, 
 	return r;
 }
 
+/* ---- restore ---- */
+
+int cache_restore_begin(struct cache *c, int64_t order)
+{
+	struct cache_header nh = c->hdr;
+
+	if (c->rdonly)
+		return -EROFS;
+	if (order == 0)
+		return -EINVAL;
+	nh.flags |= CACHE_F_RESTORING;
+	nh.restore_order = order;
+	return header_update(c, &nh);
+}
+
+int cache_restore_write(struct cache *c, const void *buf, uint64_t off, size_t len)
+{
+	int r;
+
+	if (c->rdonly)
+		return -EROFS;
+	if (!(c->hdr.flags & CACHE_F_RESTORING))
+		return -EPERM;
+	if (vol_bounds(c, off, len) < 0)
+		return -ENOSPC;
+	r = io_pwrite_all(c->fd, buf, len, (off_t)(c->hdr.geo.volume_off + off));
+	if (r < 0)
+		log_error("cache '%s': restore write at %llu+%zu failed: %s", c->path,
+			  (unsigned long long)off, len, strerror(-r));
+	return r;
+}
+
+int cache_restore_zero(struct cache *c, uint64_t off, size_t len)
+{
+	uint64_t foff = c->hdr.geo.volume_off + off;
+	int r;
+
+	if (c->rdonly)
+		return -EROFS;
+	if (!(c->hdr.flags & CACHE_F_RESTORING))
+		return -EPERM;
+	if (vol_bounds(c, off, len) < 0)
+		return -ENOSPC;
+	if (len == 0)
+		return 0;
+	/* a hole reads as zeros (files; block devices that support it) */
+	if (fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)foff, (off_t)len) ==
+	    0)
+		return 0;
+	r = zero_range(c->fd, foff, len);
+	if (r < 0)
+		log_error("cache '%s': restore zeroing at %llu+%zu failed: %s", c->path,
+			  (unsigned long long)off, len, strerror(-r));
+	return r;
+}
+
+int cache_restore_finish(struct cache *c)
+{
+	const struct cache_geometry *g = &c->hdr.geo;
+	struct cache_header nh;
+	int r;
+
+	if (c->rdonly)
+		return -EROFS;
+	if (!(c->hdr.flags & CACHE_F_RESTORING))
+		return -EPERM;
+	r = io_fdatasync(c->fd); /* the restored data first */
+	if (r == 0) {
+		memset(c->dmap, 0, (size_t)g->dmap_len);
+		r = io_pwrite_all(c->fd, c->dmap, (size_t)g->dmap_len, (off_t)g->dmap_off);
+	}
+	if (r == 0)
+		r = io_fdatasync(c->fd);
+	if (r < 0) {
+		log_error("cache '%s': cannot complete the restore: %s (it runs again)", c->path,
+			  strerror(-r));
+		return r;
+	}
+	c->ndirty = 0;
+	nh = c->hdr;
+	nh.flags &= ~(CACHE_F_RESTORING | CACHE_F_DIRTY_ALL);
+	nh.restore_done = nh.restore_order;
+	nh.restore_order = 0;
+	return header_update(c, &nh);
+}
+
 /* ---- check ---- */
 
 struct report {
@@ -1362,6 +1455,11 @@ int cache_check(struct cache *c, int repair, cache_verify_fn verify, void *arg,
 			"dirty map not provably complete: all %llu blocks count as dirty "
 			"until a full compare",
 			(unsigned long long)g->nblocks);
+	if (c->hdr.flags & CACHE_F_RESTORING)
+		finding(&rp, 0,
+			"restore of order %lld in progress: the machine volume is half-restored "
+			"until the next online attach completes it",
+			(long long)c->hdr.restore_order);
 	free(buf);
 	if (!repair) {
 		for (int s = 0; s < CACHE_NSLOTS; s++) {

@@ -45,7 +45,11 @@ enum cache_slot_state {
 /* the machine's profile keeps no volume (persist: false): every start resets
  * it, offline ones too (remembered from the last online start) */
 #define CACHE_F_VOL_RESET 0x4u
-#define CACHE_F_KNOWN (CACHE_F_VOL_OPEN | CACHE_F_DIRTY_ALL | CACHE_F_VOL_RESET)
+/* the volume is being overwritten by a restore order (restore_order):
+ * half-restored until it completes */
+#define CACHE_F_RESTORING 0x8u
+#define CACHE_F_KNOWN                                                                       \
+	(CACHE_F_VOL_OPEN | CACHE_F_DIRTY_ALL | CACHE_F_VOL_RESET | CACHE_F_RESTORING)
 
 /* How the writer that last had the volume open kept its dirty map. Only
  * write-ahead (bit durable before data) survives an unclean stop as-is. */
@@ -84,6 +88,8 @@ struct cache_header {
 	uint32_t unclean_stops; /* times the volume was found open at start */
 	int64_t created;
 	int64_t last_sync; /* unix time of the last acknowledged sync, 0: never */
+	int64_t restore_order; /* CACHE_F_RESTORING: the order being carried out, else 0 */
+	int64_t restore_done; /* the last order whose restore completed, 0: none */
 	struct cache_slot_info slot[CACHE_NSLOTS];
 };
 
@@ -194,6 +200,22 @@ int cache_vol_zero(struct cache *c, uint64_t off, size_t len, int fua);
 int cache_flush(struct cache *c);
 int cache_block_dirty(const struct cache *c, uint64_t block);
 uint64_t cache_dirty_count(const struct cache *c); /* blocks (all if DIRTY_ALL) */
+
+/* ---- restore (agent/restore.c) ---- */
+/* Order: cache_restore_begin (CACHE_F_RESTORING and the order id durable in
+ * the header before any volume byte changes), cache_restore_write/zero (no
+ * dirty bits: the restored volume is the new base, not a change to upload),
+ * cache_restore_finish (data fdatasynced, then the dirty map cleared and made
+ * durable, then the header: flag off, restore_done = the order). A crash at
+ * any point before the last header write leaves the flag set: the volume is
+ * half-restored and the restore must run again. */
+int cache_restore_begin(struct cache *c, int64_t order);
+/* Only while restoring (-EPERM otherwise); no dirty bit is set. */
+int cache_restore_write(struct cache *c, const void *buf, uint64_t off, size_t len);
+/* Zeroes [off, off+len) of the volume (a hole where the file system can). */
+int cache_restore_zero(struct cache *c, uint64_t off, size_t len);
+/* Completes the restore begun (see above). 0 or -errno (the flag stays). */
+int cache_restore_finish(struct cache *c);
 
 /* ---- sync (agent/uploader.c) ---- */
 /* on: from now on, remember in memory which volume blocks are written (a

@@ -548,6 +548,12 @@ static int cmd_status(struct args *a)
 			      complete ? "offline-ready" : "needs-appliance");
 		/* the profile's persist flag as the last online start recorded it */
 		json_object_set_new(o, "persist", json_boolean(!(h->flags & CACHE_F_VOL_RESET)));
+		/* a restore in progress: the volume is half-restored (agent/restore.c) */
+		json_object_set_new(o, "restore_order",
+				    h->restore_order ? json_integer(h->restore_order)
+						     : json_null());
+		json_object_set_new(o, "restore_done",
+				    h->restore_done ? json_integer(h->restore_done) : json_null());
 		json_object_set_new(o, "layout",
 				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "present_map_a",
 					      (json_int_t)h->geo.pmap_off[0], "present_map_b",

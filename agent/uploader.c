@@ -170,30 +170,70 @@ static int upload_all(struct up *u, unsigned depth)
 	return u->err;
 }
 
-static int read_base(const char *path, uint32_t *snap)
+/* The base the next commit names, from state_path: "snapshot N" (this
+ * machine's N: its last acknowledged commit, or a reset to N), "snapshot
+ * FROM@N" (restored from FROM's snapshot N: agent/restore.c), "snapshot none"
+ * (a fresh reset: no base, and the volume is known all-zero but for its dirty
+ * blocks, so no full commit). from gets "" or FROM. */
+static int read_base(const char *path, uint32_t *snap, char *from, size_t fsize, int *fresh)
 {
-	char *s = NULL;
+	char *s = NULL, *at;
 	size_t n = 0;
 	int r = io_read_file(path, 256, &s, &n);
 
 	*snap = 0;
+	*fresh = 0;
+	from[0] = '\0';
 	if (r < 0)
 		return r;
 	while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
 		s[--n] = '\0';
-	r = strncmp(s, "snapshot ", 9) == 0 ? parse_u32(s + 9, snap) : -EBADMSG;
+	if (strncmp(s, "snapshot ", 9) != 0) {
+		r = -EBADMSG;
+	} else if (strcmp(s + 9, "none") == 0) {
+		*fresh = 1;
+		r = 0;
+	} else if ((at = strchr(s + 9, '@'))) {
+		*at = '\0';
+		r = name_is_valid(s + 9) && fmt_buf(from, fsize, "%s", s + 9) == 0
+			    ? parse_u32(at + 1, snap)
+			    : -EBADMSG;
+		if (r < 0)
+			from[0] = '\0';
+	} else {
+		r = parse_u32(s + 9, snap);
+	}
 	free(s);
 	return r;
 }
 
-static char *commit_body(const struct up *u, uint32_t base, size_t *len)
+int upload_base_set(const char *state_path, const char *from, uint32_t snap)
+{
+	char line[128];
+	int r;
+
+	if (!snap)
+		fmt_buf(line, sizeof(line), "snapshot none\n");
+	else if (from)
+		fmt_buf(line, sizeof(line), "snapshot %s@%u\n", from, snap);
+	else
+		fmt_buf(line, sizeof(line), "snapshot %u\n", snap);
+	r = io_write_file_atomic(state_path, line, strlen(line), 0644);
+	if (r < 0)
+		log_error("cannot record the sync base in '%s': %s", state_path, strerror(-r));
+	return r;
+}
+
+static char *commit_body(const struct up *u, uint32_t base, const char *from, size_t *len)
 {
 	size_t cap = 256 + u->nitems * 96, n = 0;
 	char *b = xmalloc(cap), hex[HASH_HEX_LEN + 1];
 
 	n += (size_t)snprintf(b + n, cap - n, "{\"volume_size\": %" PRIu64 ", \"chunk_size\": %u, ",
 			      u->vsize, u->bs);
-	if (base)
+	if (base && from[0])
+		n += (size_t)snprintf(b + n, cap - n, "\"base_snapshot\": \"%s@%u\", ", from, base);
+	else if (base)
 		n += (size_t)snprintf(b + n, cap - n, "\"base_snapshot\": %u, ", base);
 	else
 		n += (size_t)snprintf(b + n, cap - n, "\"base_snapshot\": null, ");
@@ -216,16 +256,17 @@ int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp
 	struct up u = {.c = c, .bs = h->geo.dirty_block_size, .vsize = h->geo.volume_size};
 	unsigned attempts = o->attempts ? o->attempts : 5, backoff = 500;
 	uint32_t base = 0;
-	int dirty_all = (h->flags & CACHE_F_DIRTY_ALL) != 0, full, r = -EIO;
+	char from[72];
+	int dirty_all = (h->flags & CACHE_F_DIRTY_ALL) != 0, full, fresh, r = -EIO;
 	uint64_t *blocks = NULL;
 	size_t nblocks = 0;
 
 	memset(st, 0, sizeof(*st));
 	if (getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"))
 		parse_int(getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"), 0, 10000, &u.delay_ms);
-	if (read_base(o->state_path, &base) < 0)
-		base = 0;
-	full = base == 0 && h->last_sync != 0;
+	if (read_base(o->state_path, &base, from, sizeof(from), &fresh) < 0)
+		base = 0, fresh = 0;
+	full = base == 0 && h->last_sync != 0 && !fresh;
 	for (uint64_t b = 0; b < h->geo.nblocks; b++)
 		if (dirty_all || full || cache_block_dirty(c, b))
 			nblocks++;
@@ -279,7 +320,7 @@ int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp
 		st->sent_blocks = u.nitems;
 		st->sent_bytes = u.sent;
 		t0 = now_ms();
-		body = commit_body(&u, base, &blen);
+		body = commit_body(&u, base, from, &blen);
 		r = apic_commit(o->api, body, blen, 20, 600000, &cs);
 		free(body);
 		st->commit_ms = now_ms() - t0;
@@ -295,6 +336,7 @@ int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp
 				log_warn("sync: base snapshot %u unusable: committing in full",
 					 base);
 				base = 0;
+				from[0] = '\0';
 				full = 1;
 				free(blocks);
 				nblocks = (size_t)h->geo.nblocks;

@@ -31,4 +31,9 @@ struct upl_stats {
  * (the dirty bits are untouched: the next sync uploads them again). */
 int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *st);
 
+/* Records in state_path the base the next commit names (docs/sync.md): this
+ * machine's snapshot snap (from NULL), FROM's snapshot snap (a restore), or
+ * none (snap 0: a fresh volume). Atomic and durable; 0 or -errno (logged). */
+int upload_base_set(const char *state_path, const char *from, uint32_t snap);
+
 #endif

@@ -62,6 +62,8 @@ struct api {
 	int (*chap_secret)(void *arg, const struct config_machine *m, const char *name, char **out);
 	void (*health)(void *arg, json_t *obj);
 	struct sync *sync;
+	int (*restore_lun)(void *arg, const char *machine, const char *from, uint32_t snap,
+			   uint64_t *size);
 	void *cb_arg;
 	int64_t (*clock)(void);
 	int64_t started;
@@ -320,6 +322,34 @@ static const struct config_profile *effective_profile(struct api *a, const struc
 	return m->matched ? m->match.profile : NULL;
 }
 
+/* Where the agent reads the snapshot its order names (docs/restore.md): "lun"
+ * (RESTORE_LUN on its own target once tgtd serves it, else null), "size" (the
+ * LUN's bytes, null until then) and "lun_state": "ready", "preparing" (being
+ * exported or added to the target), "failed" (the export failed: retried), or
+ * "none" (a fresh reset needs no LUN). */
+static void hydrate_lun_json(struct api *a, const struct mref *m, json_t *h)
+{
+	const char *from = json_string_value(json_object_get(h, "from"));
+	json_int_t snap = json_integer_value(json_object_get(h, "snapshot"));
+	uint64_t size = 0;
+	int lun = 0;
+
+	if (!from || snap <= 0 || snap > UINT32_MAX) {
+		json_object_set_new(h, "lun", json_null());
+		json_object_set_new(h, "size", json_null());
+		json_object_set_new(h, "lun_state", json_string("none"));
+		return;
+	}
+	if (a->restore_lun)
+		lun = a->restore_lun(a->cb_arg, m->name, from, (uint32_t)snap, &size);
+	json_object_set_new(h, "lun", lun > 0 ? json_integer(lun) : json_null());
+	json_object_set_new(h, "size", lun > 0 ? json_integer((json_int_t)size) : json_null());
+	json_object_set_new(h, "lun_state",
+			    json_string(lun > 0	  ? "ready"
+					: lun < 0 ? "failed"
+						  : "preparing"));
+}
+
 /* Sync fields of a machine (docs/sync.md): its volume, newest snapshot and the
  * pending hydrate order its next attach must carry out. */
 static void machine_json_sync(struct api *a, const struct mref *m,
@@ -338,6 +368,8 @@ static void machine_json_sync(struct api *a, const struct mref *m,
 	json_object_set_new(j, "sync_interval",
 			    syncs ? json_integer((json_int_t)p->sync_interval_s) : json_null());
 	json_object_set_new(j, "persist", json_boolean(!p || p->persist));
+	if (h)
+		hydrate_lun_json(a, m, h);
 	json_object_set_new(j, "hydrate", h ? h : json_null());
 }
 
@@ -1632,6 +1664,7 @@ int api_new(const struct api_opts *o, struct api **out)
 	a->store = o->store;
 	a->chap_secret = o->chap_secret;
 	a->health = o->health;
+	a->restore_lun = o->restore_lun;
 	a->sync = o->sync;
 	a->cb_arg = o->cb_arg;
 	a->clock = o->clock;

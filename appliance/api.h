@@ -44,6 +44,12 @@ struct api_opts {
 	/* Adds fields to GET /api/v1/health's object (component states). Optional. */
 	void (*health)(void *arg, json_t *obj);
 	struct sync *sync; /* borrowed; NULL: commit routes answer 503 (appliance/sync.h) */
+	/* Where machine's pending order's snapshot from@snap is served (restore
+	 * LUN, appliance/restore.h): the LUN number once the machine's target
+	 * holds it (*size: its bytes), 0 while it is being prepared, -EIO when its
+	 * export failed (retried). Optional: NULL reports no LUN. */
+	int (*restore_lun)(void *arg, const char *machine, const char *from, uint32_t snap,
+			   uint64_t *size);
 	void *cb_arg;
 	/* The kernel's IPv4 neighbour table; NULL: /proc/net/arp (tests give a file). */
 	const char *neigh_path;

@@ -85,6 +85,7 @@
 #include "appliance/image.h"
 #include "appliance/loop.h"
 #include "appliance/registry.h"
+#include "appliance/restore.h"
 #include "appliance/store.h"
 #include "appliance/supervise.h"
 #include "appliance/sync.h"
@@ -134,7 +135,10 @@ struct want {
 	char *secret;
 	char *lun_path; /* NULL: no LUN yet (no version in the store, or export not ready) */
 	char *upload_path; /* LUN 2, NULL: none (not a persistent cache-mode machine) */
+	char *restore_path; /* LUN 3, read-only: the snapshot a pending order names
+			     * (appliance/restore.h), NULL: none or not exported yet */
 	struct export *exp;
+	struct restore_file *rst; /* the order's file, ready or not */
 };
 
 struct daemon {
@@ -143,6 +147,8 @@ struct daemon {
 	struct config *owned_cfg;
 	char *config_path;
 	char *state_dir, *dhcp_dir, *run_dir, *exports_dir, *secrets_dir, *uploads_dir;
+	char *restore_dir;
+	struct restores *restores;
 	char *pid_path, *log_path, *tgt_sock, *tgt_memo;
 	int lock_fd, log_fd;
 	struct store *store;
@@ -438,6 +444,7 @@ static void want_release(struct want *w)
 	secret_free(w->secret);
 	free(w->lun_path);
 	free(w->upload_path);
+	free(w->restore_path);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -467,6 +474,7 @@ static struct want *wants_copy(const struct want *w, size_t n)
 		c[i].secret = xstrdup(w[i].secret);
 		c[i].lun_path = str_dup_or_null(w[i].lun_path);
 		c[i].upload_path = str_dup_or_null(w[i].upload_path);
+		c[i].restore_path = str_dup_or_null(w[i].restore_path);
 	}
 	return c;
 }
@@ -476,12 +484,29 @@ struct reg_row {
 	char mac[18];
 	char name[65];
 	char profile[65]; /* assigned profile, "" when none */
+	char order_from[65]; /* pending order's snapshot: from@snap, "" and 0: none */
+	uint32_t order_snap;
 };
 
 struct reg_rows {
 	struct reg_row *a;
 	size_t n, cap;
 };
+
+/* The snapshot a pending order (registry JSON, docs/sync.md) names: from and
+ * *snap, or "" and 0 (no order, a fresh reset, or unreadable text). */
+static void restore_order_parse(const char *text, char *from, size_t size, uint32_t *snap)
+{
+	json_t *h = text ? json_loads(text, 0, NULL) : NULL;
+	const char *f = json_string_value(json_object_get(h, "from"));
+	json_int_t id = json_integer_value(json_object_get(h, "snapshot"));
+
+	if (f && name_is_valid(f) && strlen(f) < size && id > 0 && id <= UINT32_MAX) {
+		snprintf(from, size, "%s", f);
+		*snap = (uint32_t)id;
+	}
+	json_decref(h);
+}
 
 static int reg_row_cmp(const void *a, const void *b)
 {
@@ -498,6 +523,9 @@ static int reg_row_add(const struct registry_machine *m, void *arg)
 	snprintf(r->mac, sizeof(r->mac), "%s", m->mac);
 	snprintf(r->name, sizeof(r->name), "%s", m->name);
 	snprintf(r->profile, sizeof(r->profile), "%s", m->assigned_profile);
+	r->order_from[0] = '\0';
+	r->order_snap = 0;
+	restore_order_parse(m->hydrate, r->order_from, sizeof(r->order_from), &r->order_snap);
 	return 0;
 }
 
@@ -527,10 +555,26 @@ static const struct config_profile *machine_profile(const struct config *cfg,
 	return p ? p : fallback;
 }
 
+/* LUN 3 of a cache-mode machine whose pending order names a snapshot: the
+ * snapshot's restore file, once exported (appliance/restore.h). */
+static void want_restore(struct daemon *d, struct want *x, const struct config_profile *p,
+			 const struct reg_row *row)
+{
+	const char *path;
+
+	if (!d->restores || !row || !row->order_snap || p->mode != CONFIG_MODE_CACHE)
+		return;
+	x->rst = restores_get(d->restores, row->order_from, row->order_snap);
+	path = restore_file_path(x->rst);
+	if (path)
+		x->restore_path = xstrdup(path);
+}
+
 /* Fills x for the machine called name booting profile p. Returns 0, or -EINVAL
  * (no valid iSCSI name, unreadable secret: logged). */
 static int want_fill(struct daemon *d, const struct config *cfg, int live, struct want *x,
-		     const char *name, const char *secret_file, const struct config_profile *p)
+		     const char *name, const char *secret_file, const struct config_profile *p,
+		     const struct reg_row *row)
 {
 	const char *prefix = cfg->appliance.iscsi.iqn_prefix;
 	uint32_t version;
@@ -558,6 +602,7 @@ static int want_fill(struct daemon *d, const struct config *cfg, int live, struc
 		if (sync_upload_path(d->uploads_dir, name, up, sizeof(up)) == 0)
 			x->upload_path = xstrdup(up);
 	}
+	want_restore(d, x, p, row);
 	if (strcmp(p->image_ref->version, "current") != 0) {
 		if (parse_u32(p->image_ref->version, &version) < 0) {
 			log_error("image \"%s\": version \"%s\" is not a version number",
@@ -598,10 +643,10 @@ static int wants_build(struct daemon *d, const struct config *cfg, int live, str
 	w = xcalloc(cfg->n_machines + rows.n + 1, sizeof(*w));
 	for (size_t i = 0; i < cfg->n_machines; i++) {
 		const struct config_machine *m = &cfg->machines[i];
-		const struct config_profile *p = machine_profile(
-			cfg, reg_row_find(&rows, m->mac_str), m->profile_ref, m->name);
+		const struct reg_row *row = reg_row_find(&rows, m->mac_str);
+		const struct config_profile *p = machine_profile(cfg, row, m->profile_ref, m->name);
 
-		if (want_fill(d, cfg, live, &w[n], m->name, m->chap_secret_file, p) < 0) {
+		if (want_fill(d, cfg, live, &w[n], m->name, m->chap_secret_file, p, row) < 0) {
 			want_release(&w[n]);
 			r = -EINVAL;
 			continue;
@@ -628,7 +673,7 @@ static int wants_build(struct daemon *d, const struct config *cfg, int live, str
 		p = machine_profile(cfg, row, match.profile, name);
 		if (!p || !name_is_valid(name) || config_machine_by_name(cfg, name))
 			continue;
-		if (want_fill(d, cfg, live, &w[n], name, NULL, p) == 0)
+		if (want_fill(d, cfg, live, &w[n], name, NULL, p, row) == 0)
 			n++;
 		else
 			want_release(&w[n]);
@@ -659,6 +704,9 @@ static struct tgt_target_spec *wants_specs(const struct want *w, size_t n)
 		}
 		if (w[i].upload_path)
 			t[i].luns[t[i].n_luns++] = (struct tgt_lun_spec){2, w[i].upload_path, 0};
+		if (w[i].restore_path)
+			t[i].luns[t[i].n_luns++] =
+				(struct tgt_lun_spec){RESTORE_LUN, w[i].restore_path, 1};
 	}
 	return t;
 }
@@ -693,7 +741,9 @@ static int want_equal(const struct want *a, const struct want *b)
 	       !a->lun_path == !b->lun_path &&
 	       (!a->lun_path || strcmp(a->lun_path, b->lun_path) == 0) &&
 	       !a->upload_path == !b->upload_path &&
-	       (!a->upload_path || strcmp(a->upload_path, b->upload_path) == 0);
+	       (!a->upload_path || strcmp(a->upload_path, b->upload_path) == 0) &&
+	       !a->restore_path == !b->restore_path &&
+	       (!a->restore_path || strcmp(a->restore_path, b->restore_path) == 0);
 }
 
 /* Recomputes the wants; marks them dirty when they differ from the last set;
@@ -720,6 +770,13 @@ static void desired_refresh(struct daemon *d)
 		if (w[i].exp)
 			w[i].exp->wanted = 1;
 	exports_pump(d);
+	if (d->restores) {
+		restores_unmark(d->restores);
+		for (size_t i = 0; i < n; i++)
+			if (w[i].rst)
+				restore_file_mark(w[i].rst);
+		restores_pump(d->restores);
+	}
 }
 
 /* ---- reconciling tgtd ---- */
@@ -779,8 +836,11 @@ static void reconcile_done(int result, void *arg)
 	d->n_rec_wants = 0;
 	if (result == 0) {
 		d->synced_gen = d->rec_gen;
-		if (!DIRTY(d))
+		if (!DIRTY(d)) {
 			exports_prune(d, 0); /* no LUN uses the unwanted ones any more */
+			if (d->restores)
+				restores_prune(d->restores, 0);
+		}
 	} else if (result != -EINTR) {
 		log_warn("tgt reconcile incomplete (%s); retrying in %d ms", strerror(-result),
 			 RECONCILE_RETRY_MS);
@@ -1243,6 +1303,28 @@ static void web_health(void *arg, json_t *obj)
 				      (json_int_t)pending, "failed", (json_int_t)failed));
 }
 
+/* The API's view of a pending order's LUN 3 (api_opts.restore_lun): served
+ * only once the set tgtd is known to hold gives machine that file. */
+static int web_restore_lun(void *arg, const char *machine, const char *from, uint32_t snap,
+			   uint64_t *size)
+{
+	struct daemon *d = arg;
+	struct restore_file *f = d->restores ? restores_find(d->restores, from, snap) : NULL;
+	const char *path = f ? restore_file_path(f) : NULL;
+
+	if (f && restore_file_state(f) == RESTORE_FAILED)
+		return -EIO;
+	if (!path)
+		return 0;
+	for (size_t i = 0; i < d->n_synced; i++)
+		if (d->synced[i].restore_path && strcmp(d->synced[i].user, machine) == 0 &&
+		    strcmp(d->synced[i].restore_path, path) == 0) {
+			*size = restore_file_size(f);
+			return RESTORE_LUN;
+		}
+	return 0;
+}
+
 static int web_setup(struct daemon *d)
 {
 	struct web_opts wo = {
@@ -1254,6 +1336,7 @@ static int web_setup(struct daemon *d)
 		.chap_secret = web_chap_secret,
 		.health = web_health,
 		.sync = d->sync,
+		.restore_lun = web_restore_lun,
 		.cb_arg = d,
 	};
 
@@ -1337,6 +1420,8 @@ static void shutdown_begin(struct daemon *d, const char *why)
 			d->children_left++;
 			worker_child_kill(d->exports[i]->job);
 		}
+	if (d->restores) /* a killed export leaves a temp file, swept at the next start */
+		d->children_left += (int)restores_kill(d->restores, sync_gone, d);
 	if (d->sync) /* a killed commit leaves no snapshot; the agent commits again */
 		d->children_left += sync_kill(d->sync, sync_gone, d);
 	if (d->tgtd) {
@@ -1563,6 +1648,28 @@ static int dirs_setup(struct daemon *d)
 	return 0;
 }
 
+static void restore_child_setup(void *arg)
+{
+	worker_fds_close(arg);
+}
+
+static void restore_ready(void *arg)
+{
+	schedule_reconcile(arg, 0); /* its refresh gives the machines their LUN 3 */
+}
+
+static int restores_setup(struct daemon *d)
+{
+	struct restores_opts ro = {.loop = d->loop,
+				   .store_dir = d->cfg->appliance.store_dir,
+				   .dir = d->restore_dir,
+				   .child_setup = restore_child_setup,
+				   .ready = restore_ready,
+				   .arg = d};
+
+	return restores_new(&ro, &d->restores);
+}
+
 /* Store, registry and the stale-tgtd check: what must work before children start. */
 static int resources_open(struct daemon *d)
 {
@@ -1583,6 +1690,9 @@ static int resources_open(struct daemon *d)
 	r = sync_new(d->loop, d->cfg->appliance.store_dir, d->uploads_dir, &d->sync);
 	if (r < 0)
 		return r;
+	r = restores_setup(d);
+	if (r < 0)
+		return r;
 	if (tgtadm_ping(&d->ctl) == 0) {
 		/* our socket, in our locked state dir: a tgtd an earlier goldcached left
 		 * behind when it was killed. It is stopped through its control socket. */
@@ -1599,6 +1709,7 @@ static void daemon_release(struct daemon *d)
 {
 	web_stop(d->web);
 	sync_free(d->sync); /* waits for a commit in flight */
+	restores_free(d->restores);
 	supervise_free(d->tgtd);
 	supervise_free(d->dnsmasq);
 	for (size_t i = 0; i < d->n_exports; i++)
@@ -1625,6 +1736,7 @@ static void daemon_release(struct daemon *d)
 	free(d->exports_dir);
 	free(d->secrets_dir);
 	free(d->uploads_dir);
+	free(d->restore_dir);
 	free(d->pid_path);
 	free(d->log_path);
 	free(d->tgt_sock);
@@ -1645,6 +1757,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	d.exports_dir = path_join(d.state_dir, "exports");
 	d.secrets_dir = path_join(d.state_dir, "secrets");
 	d.uploads_dir = path_join(d.state_dir, "uploads");
+	d.restore_dir = path_join(d.state_dir, "restore");
 	d.pid_path = path_join(d.state_dir, "goldcached.pid");
 	d.log_path = o->log_path ? xstrdup(o->log_path) : NULL;
 	d.tgt_sock = path_join(d.run_dir, "tgtd.sock");
@@ -1705,6 +1818,8 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *o)
 	exports_sweep(&d, 1); /* temp files of jobs killed with an earlier goldcached */
 	desired_refresh(&d);
 	exports_prune(&d, 1);
+	if (d.restores)
+		restores_prune(d.restores, 1);
 	d.poll_timer = loop_timer_add(d.loop, DESIRED_POLL_MS, poll_desired, &d);
 	d.drift_timer = loop_timer_add(d.loop, RECONCILE_MS, drift_check, &d);
 	log_info("goldcached running (pid %d): state dir \"%s\", HTTP %s:%u, iSCSI portal %s, "

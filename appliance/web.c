@@ -118,6 +118,7 @@ int web_start(const struct web_opts *o, struct web **out)
 			      .chap_secret = o->chap_secret,
 			      .health = o->health,
 			      .sync = o->sync,
+			      .restore_lun = o->restore_lun,
 			      .cb_arg = o->cb_arg};
 	struct http_server *h = NULL;
 	char *token = NULL;

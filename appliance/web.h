@@ -25,6 +25,8 @@ struct web_opts {
 	int (*chap_secret)(void *arg, const struct config_machine *m, const char *name, char **out);
 	void (*health)(void *arg, json_t *obj);
 	struct sync *sync; /* may be NULL: commit routes answer 503 */
+	int (*restore_lun)(void *arg, const char *machine, const char *from, uint32_t snap,
+			   uint64_t *size); /* api_opts.restore_lun */
 	void *cb_arg;
 };
 

@@ -343,6 +343,79 @@ static void test_volume(void)
 	cache_free(c);
 }
 
+/* Restore marker (agent/restore.c): set durably before the volume changes,
+ * restored data carries no dirty bit, finish clears the map then the flag; a
+ * crash anywhere before the last header write leaves the flag set. */
+static void test_restore(void)
+{
+	struct cache_header h = {0}, d;
+	uint8_t b[CACHE_HDR_LEN], w[8192], r[8192];
+	struct cache *c;
+
+	/* header: the flag and the order id go together */
+	h.geo = (struct cache_geometry){.chunk_size = 65536,
+					.dirty_block_size = 65536,
+					.gold_capacity = 1 << 30,
+					.volume_size = 1 << 30};
+	cache_geometry_layout(&h.geo);
+	h.active_slot = CACHE_NO_SLOT;
+	h.flags = CACHE_F_RESTORING;
+	h.restore_order = 1795000700123;
+	h.restore_done = 17;
+	cache_header_encode(&h, b);
+	is_int(cache_header_decode(b, sizeof(b), &d), 0, "restore: marker round trip");
+	ok(d.restore_order == 1795000700123 && d.restore_done == 17, "restore: order ids kept");
+	h.restore_order = 0;
+	cache_header_encode(&h, b);
+	is_int(cache_header_decode(b, sizeof(b), &d), -EUCLEAN, "restore: flag without an order");
+	h.flags = 0;
+	h.restore_order = 5;
+	cache_header_encode(&h, b);
+	is_int(cache_header_decode(b, sizeof(b), &d), -EUCLEAN, "restore: order without the flag");
+
+	c = mk();
+	if (!c)
+		return;
+	memset(w, 0x6b, sizeof(w));
+	is_int(cache_vol_write(c, w, 0, 4096, 0), 0, "a dirty block before the restore");
+	is_int(cache_restore_write(c, w, 0, 4096), -EPERM, "restore write refused without marker");
+	/* the marker's header write fails: nothing may be touched */
+	fault("fsync:1:EIO");
+	ok(cache_restore_begin(c, 99) < 0, "marker not durable: begin fails");
+	fault(NULL);
+	ok(!(cache_header(c)->flags & CACHE_F_RESTORING), "no marker after the failed begin");
+	is_int(cache_restore_begin(c, 99), 0, "begin");
+	is_int(cache_restore_write(c, w, 65536, sizeof(w)), 0, "restored data written");
+	is_int(cache_restore_zero(c, 0, 8192), 0, "restored zeros");
+	is_int(cache_dirty_count(c), 1, "restored data sets no dirty bit");
+	c = reopen(c); /* crash mid-restore */
+	if (!c)
+		return;
+	ok(cache_header(c)->flags & CACHE_F_RESTORING, "crash: the marker survives");
+	is_int(cache_header(c)->restore_order, 99, "crash: with its order");
+	is_int(cache_restore_begin(c, 100), 0, "a new order restarts the restore");
+	is_int(cache_restore_write(c, w, 65536, sizeof(w)), 0, "written again");
+	fault("fsync:1:EIO"); /* the data's fdatasync */
+	ok(cache_restore_finish(c) < 0, "finish fails when the data is not durable");
+	fault(NULL);
+	ok(cache_header(c)->flags & CACHE_F_RESTORING, "the marker stays");
+	is_int(cache_restore_finish(c), 0, "finish");
+	ok(!(cache_header(c)->flags & CACHE_F_RESTORING), "marker cleared");
+	ok(cache_header(c)->restore_done == 100 && cache_header(c)->restore_order == 0,
+	   "restore_done names the order");
+	is_int(cache_dirty_count(c), 0, "dirty map cleared");
+	c = reopen(c);
+	if (!c)
+		return;
+	ok(!(cache_header(c)->flags & CACHE_F_RESTORING) && cache_dirty_count(c) == 0,
+	   "after a crash: no marker, nothing dirty");
+	is_int(cache_vol_read(c, r, 65536, sizeof(r)), 0, "read restored data");
+	ok(memcmp(r, w, sizeof(r)) == 0, "restored data intact");
+	is_int(cache_vol_read(c, r, 0, 4096), 0, "read the zeroed block");
+	ok(r[0] == 0 && r[4095] == 0, "zeroed by the restore");
+	cache_free(c);
+}
+
 static int verify_img(void *arg, int slot, uint64_t idx, const void *data, size_t len)
 {
 	(void)arg, (void)slot;
@@ -488,6 +561,7 @@ int main(void)
 	test_slots();
 	test_header_ab();
 	test_volume();
+	test_restore();
 	test_check();
 	test_hashes();
 	test_mem_loader();
