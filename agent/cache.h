@@ -48,8 +48,7 @@ enum cache_slot_state {
 /* the volume is being overwritten by a restore order (restore_order):
  * half-restored until it completes */
 #define CACHE_F_RESTORING 0x8u
-#define CACHE_F_KNOWN                                                                       \
-	(CACHE_F_VOL_OPEN | CACHE_F_DIRTY_ALL | CACHE_F_VOL_RESET | CACHE_F_RESTORING)
+#define CACHE_F_KNOWN (CACHE_F_VOL_OPEN | CACHE_F_DIRTY_ALL | CACHE_F_VOL_RESET | CACHE_F_RESTORING)
 
 /* How the writer that last had the volume open kept its dirty map. Only
  * write-ahead (bit durable before data) survives an unclean stop as-is. */
