@@ -19,11 +19,11 @@
  *
  * Agent tokens are issued, never stored in clear: by enrollment (the first
  * claim within API_ENROLL_WINDOW_S of the machine's boot script, trust on first
- * use) or by an admin (POST .../token, printed once). A boot script never holds
- * a token: it is served without authentication to anyone who names the MAC.
- * A sanboot script must carry the CHAP secret (iPXE's limit), so it is refused
- * to a boot-network neighbour whose MAC (kernel neighbour table) is not the
- * machine's. */
+ * use; a diskless stream machine may claim once per boot script, its earlier
+ * token being lost with its RAM) or by an admin (POST .../token, printed once). A boot script never
+ * holds a token: it is served without authentication to anyone who names the MAC. A sanboot script
+ * must carry the CHAP secret (iPXE's limit), so it is refused to a boot-network neighbour whose MAC
+ * (kernel neighbour table) is not the machine's. */
 #include "appliance/api.h"
 
 #include <arpa/inet.h>
@@ -634,10 +634,11 @@ static void h_token(struct ctx *c)
 static void h_enroll(struct ctx *c)
 {
 	char tok[REGISTRY_TOKEN_HASH_HEX + 1];
+	const struct config_profile *prof;
 	struct registry_machine rm;
 	struct mref m;
 	int64_t now = api_now(c->a);
-	int rc;
+	int rc, rebooted;
 
 	if (path_machine(c, &m) < 0)
 		return;
@@ -646,7 +647,14 @@ static void h_enroll(struct ctx *c)
 			   m.name);
 		return;
 	}
-	rc = rm.has_token ? -EEXIST
+	prof = effective_profile(c->a, &m, rm.assigned_profile);
+	/* A stream machine is diskless: its agent token is gone at every reboot. Each
+	 * boot script served to it opens one enrollment, which replaces the token of
+	 * an earlier boot (trust on first use, per boot); a second claim for the same
+	 * boot is still refused. */
+	rebooted = rm.has_token && prof && prof->mode == CONFIG_MODE_STREAM &&
+		   rm.token_at < rm.last_boot;
+	rc = rm.has_token && !rebooted ? -EEXIST
 	     : (!rm.last_boot || now - rm.last_boot > API_ENROLL_WINDOW_S || now < rm.last_boot)
 		     ? -ETIME
 		     : 0;
@@ -670,7 +678,8 @@ static void h_enroll(struct ctx *c)
 		http_error(c->resp, 500, "cannot issue a token for '%s'", m.name);
 		return;
 	}
-	log_info("machine '%s' (%s) enrolled from %s", m.name, m.mac_str, c->req->peer);
+	log_info("machine '%s' (%s) enrolled from %s%s", m.name, m.mac_str, c->req->peer,
+		 rebooted ? " (stream mode: a new token for this boot)" : "");
 	reply_token(c, &m, tok);
 	explicit_bzero(tok, sizeof(tok));
 }

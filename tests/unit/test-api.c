@@ -251,7 +251,7 @@ static void test_auth_and_assign(void)
 
 static void test_tokens_and_state(void)
 {
-	char *t1, *t1b, *t3;
+	char *t1, *t1b, *t3, *ts1, *ts2;
 
 	is_int(req("POST", "/api/v1/machines/pc1/enroll", NULL, NULL), 200, "pc1 enrolls");
 	t1 = token_of();
@@ -266,6 +266,36 @@ static void test_tokens_and_state(void)
 	is_int(req("POST", "/api/v1/machines/pc3/token", ADMIN, NULL), 200, "admin issues a token");
 	t3 = token_of();
 	ok(t3 && strlen(t3) == 64, "token for pc3");
+	is_int(req("GET", "/boot.ipxe?mac=52-54-00-00-00-03", NULL, NULL), 200, "pc3 boots again");
+	is_int(req("POST", "/api/v1/machines/pc3/enroll", NULL, NULL), 409,
+	       "a cache machine that holds a token cannot enroll at its next boot");
+
+	/* a diskless stream machine loses its token with its RAM: one claim per boot */
+	is_int(req("GET", "/boot.ipxe?mac=52-54-00-aa-00-07", NULL, NULL), 200,
+	       "stream node boots");
+	is_int(req("POST", "/api/v1/machines/52-54-00-aa-00-07/enroll", NULL, NULL), 200,
+	       "stream node enrolls");
+	ts1 = token_of();
+	is_int(req("POST", "/api/v1/machines/52-54-00-aa-00-07/enroll", NULL, NULL), 409,
+	       "stream node: a second claim for the same boot is refused");
+	fake_now += 30;
+	is_int(req("GET", "/boot.ipxe?mac=52-54-00-aa-00-07", NULL, NULL), 200,
+	       "stream node reboots");
+	is_int(req("POST", "/api/v1/machines/52-54-00-aa-00-07/enroll", NULL, NULL), 200,
+	       "stream node enrolls again after its reboot");
+	ts2 = token_of();
+	ok(ts1 && ts2 && strcmp(ts1, ts2) != 0, "a new token");
+	is_int(req("GET", "/api/v1/machines/52-54-00-aa-00-07", ts1, NULL), 401,
+	       "the earlier boot's token is dead");
+	is_int(req("GET", "/api/v1/machines/52-54-00-aa-00-07", ts2, NULL), 200,
+	       "this boot's token works");
+	is_int(req("POST", "/api/v1/machines/52-54-00-aa-00-07/enroll", NULL, NULL), 409,
+	       "and it is the only claim of this boot");
+	fake_now += API_ENROLL_WINDOW_S + 1;
+	is_int(req("POST", "/api/v1/machines/52-54-00-aa-00-07/enroll", NULL, NULL), 409,
+	       "stream node: no claim without a new boot script");
+	free(ts1);
+	free(ts2);
 
 	is_int(req("GET", "/api/v1/machines/pc1", t1, NULL), 200, "pc1 reads itself");
 	ok(has("\"enrolled\":true") && has("\"name\":\"pc1\""), "enrolled");
