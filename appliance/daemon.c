@@ -16,7 +16,11 @@
  *   on that version. LUN 2 (cache-mode machines whose profile persists) is the
  *   machine's upload file STATE/uploads/NAME.img, read-write, sparse at the
  *   profile's volume_size: the agent writes its changed chunks there and
- *   commits them as a snapshot through the API (appliance/sync.h). A
+ *   commits them as a snapshot through the API (appliance/sync.h). LUN 3
+ *   (cache-mode machines with a pending restore/reset order naming a
+ *   snapshot) is that snapshot's restore file STATE/restore/FROM@SNAP.img,
+ *   read-only, exported by appliance/restore.h; the API reports it to the
+ *   agent only once tgtd holds it (web_restore_lun reads the synced set). A
  *   machine's profile is the one `goldctl machine assign` put
  *   in the registry, else the config's; the version is the image's pinned one,
  *   else the store's current one. Serving a sanboot script (the API asks for the
@@ -47,6 +51,8 @@
  *   STATE/exports/         gold LUN files (a cache: kept; unused ones removed)
  *   STATE/secrets/         generated CHAP secrets, NAME.chap, 0600 (kept)
  *   STATE/uploads/         upload LUN files, NAME.img, sparse, 0600 (kept)
+ *   STATE/restore/         restore LUN files, FROM@SNAP.img (removed when no
+ *                          order names them)
  *   STATE/registry.db      the machine registry (kept)
  *   STATE/tgt-accounts.json  fingerprints of the CHAP secrets set in tgtd (kept)
  *

@@ -348,7 +348,7 @@ story_step3() {
 
 # --- 4. a second machine restored from that snapshot sees the file
 story_step4() {
-	local S=$T_DIR/laptop2-boot1.serial
+	local S=$T_DIR/laptop2-boot1.serial api
 	story_begin 4 "laptop2 is restored from laptop1's snapshot and sees the file"
 	t_run "goldctl machine restore laptop2 --from laptop1@$STORY_SNAP" \
 		ip netns exec "$LAB_NS" goldctl machine restore laptop2 --from "laptop1@$STORY_SNAP" --url "$STORY_URL" \
@@ -362,13 +362,14 @@ story_step4() {
 	ok $? "laptop2 PXE-boots into the gold image" ||
 		{ story_tail "$S"; story_stop_qemu; story_fail "laptop2 did not boot"; }
 	story_stop_qemu
-	if ! tr -d '\r' <"$S" | grep -q "$STORY_TAG: logged boot [2-9]"; then
-		story_tail "$S" 6
-		story_unavailable 4 "laptop2 came up with a blank machine volume: goldagent attach reads the restore order (machine state 'hydrate') but does not yet hydrate the volume from the snapshot"
-		story_end
-		return
-	fi
-	ok 0 "laptop2's volume continues laptop1's boot log (restored)"
+	story_mark "$(tr -d '\r' <"$S" | grep -a -m1 -o 'restore: order [0-9]* done.*')"
+	tr -d '\r' <"$S" | grep -q "$STORY_TAG: logged boot [2-9]"
+	ok $? "laptop2's volume continues laptop1's boot log (restored by goldagent attach from LUN 3)" ||
+		{ story_tail "$S" 12; story_fail "laptop2 came up without laptop1's volume"; }
+	# goldagent acknowledged the order: cleared, and LUN 3 is no longer asked for
+	api=$(ip netns exec "$LAB_NS" goldctl --json machine show laptop2 --url "$STORY_URL" \
+		--token-file "$T_DIR/state/admin.token" 2>/dev/null)
+	is "$(jq -c .hydrate <<<"$api" 2>/dev/null)" null "the restore order is acknowledged and cleared"
 	story_end
 }
 
