@@ -1000,6 +1000,12 @@ int cache_vol_open(struct cache *c)
 
 	if (c->rdonly)
 		return -EROFS;
+	if (c->hdr.flags & CACHE_F_RESTORING) {
+		log_error("cache '%s': the machine volume is half-restored (order %lld): not "
+			  "served until an online goldagent attach completes the restore",
+			  c->path, (long long)c->hdr.restore_order);
+		return -EBUSY;
+	}
 	if (c->hdr.flags & CACHE_F_VOL_OPEN) {
 		nh.unclean_stops++;
 		log_warn("cache '%s': volume was not closed cleanly (unclean stop #%u); its dirty "

@@ -184,7 +184,8 @@ int cache_chunk_read_raw(struct cache *c, int slot, uint64_t idx, void *buf, siz
 
 /* ---- machine volume ---- */
 /* Marks the volume open read-write in the header (durable). Counts an unclean
- * stop when the flag was already set. */
+ * stop when the flag was already set. -EBUSY while a restore is half done
+ * (CACHE_F_RESTORING): such a volume is never served. */
 int cache_vol_open(struct cache *c);
 /* Records whether the volume is reset at every start (CACHE_F_VOL_RESET, the
  * profile's persist: false) in the header, durable; no write when unchanged. */

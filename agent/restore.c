@@ -60,6 +60,7 @@ struct rs {
 	uint8_t *done; /* bit per chunk: written (this run) */
 	uint64_t next, ndone;
 	int err;
+	int fatal; /* a local failure or a bad chunk: another session would not help */
 	int delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS: widens the window for kill tests */
 	struct restore_stats *st;
 };
@@ -93,11 +94,13 @@ static void read_done(void *arg, int err, uint64_t off, size_t len)
 			  (unsigned long long)s->idx, (unsigned long long)off, x->m->name,
 			  x->m->version, hash_to_hex(&x->m->chunks[s->idx].id, hex));
 		x->err = -EBADMSG;
+		x->fatal = 1;
 		return;
 	}
 	r = cache_restore_write(x->c, s->buf, off, len);
 	if (r < 0) {
 		x->err = r;
+		x->fatal = 1;
 		return;
 	}
 	x->done[s->idx >> 3] |= (uint8_t)(1u << (s->idx & 7));
@@ -121,6 +124,7 @@ static int issue(struct rs *x, struct rs_slot *s)
 			r = cache_restore_zero(x->c, off, len);
 			if (r < 0) {
 				x->err = r;
+				x->fatal = 1;
 				return 1;
 			}
 			x->done[i >> 3] |= (uint8_t)(1u << (i & 7));
@@ -269,7 +273,9 @@ static int copy_snapshot(struct cache *c, const struct manifest *mf, int lun,
 		}
 		if (r == 0)
 			r = copy_pass(&x, depth);
-		if (r == 0 || r == -EBADMSG || x.ndone == mf->nchunks)
+		if (x.ndone == mf->nchunks && !x.fatal)
+			r = 0;
+		if (r == 0 || x.fatal || r == -EBADMSG)
 			break;
 		if (x.ndone > before)
 			last = now_ms();

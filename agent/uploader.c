@@ -262,6 +262,13 @@ int upload_sync(struct cache *c, const struct upl_opts *o, struct upl_stats *stp
 	size_t nblocks = 0;
 
 	memset(st, 0, sizeof(*st));
+	if (h->flags & CACHE_F_RESTORING) {
+		/* its dirty bits describe the volume before the restore began */
+		log_error("sync: the machine volume in '%s' is half-restored (order %lld): nothing "
+			  "synced until an online goldagent attach completes the restore",
+			  cache_path(c), (long long)h->restore_order);
+		return -EBUSY;
+	}
 	if (getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"))
 		parse_int(getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"), 0, 10000, &u.delay_ms);
 	if (read_base(o->state_path, &base, from, sizeof(from), &fresh) < 0)

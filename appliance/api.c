@@ -1477,6 +1477,16 @@ static void h_hydrated(struct ctx *c)
 		http_error(c->resp, 500, "cannot clear the order of '%s'", m.name);
 		goto out;
 	}
+	if (json_is_string(json_object_get(h, "from")))
+		log_info("machine '%s': order %lld carried out (%s from %s@%lld)", m.name,
+			 (long long)json_integer_value(json_object_get(h, "id")),
+			 json_string_value(json_object_get(h, "kind")),
+			 json_string_value(json_object_get(h, "from")),
+			 (long long)json_integer_value(json_object_get(h, "snapshot")));
+	else
+		log_info("machine '%s': order %lld carried out (%s to a fresh volume)", m.name,
+			 (long long)json_integer_value(json_object_get(h, "id")),
+			 json_string_value(json_object_get(h, "kind")));
 	reply_machine(c, &m, 200);
 out:
 	json_decref(h);

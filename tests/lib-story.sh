@@ -362,7 +362,8 @@ story_step4() {
 	ok $? "laptop2 PXE-boots into the gold image" ||
 		{ story_tail "$S"; story_stop_qemu; story_fail "laptop2 did not boot"; }
 	story_stop_qemu
-	story_mark "$(tr -d '\r' <"$S" | grep -a -m1 -o 'restore: order [0-9]* done.*')"
+	story_mark "$(grep -a -m1 -o "restore LUN file laptop1@$STORY_SNAP ready.*" "$T_DIR/goldcached.log")"
+	story_mark "$(grep -a -m1 -o "machine 'laptop2': order [0-9]* carried out.*" "$T_DIR/goldcached.log")"
 	tr -d '\r' <"$S" | grep -q "$STORY_TAG: logged boot [2-9]"
 	ok $? "laptop2's volume continues laptop1's boot log (restored by goldagent attach from LUN 3)" ||
 		{ story_tail "$S" 12; story_fail "laptop2 came up without laptop1's volume"; }

@@ -195,6 +195,9 @@ for i in $(seq "$kills"); do
 			ok "$([ $? -ne 0 ]; echo $?)" "offline with a half-restored volume: refused"
 			like "$(cat "$D/off.log")" "half-restored" "and it says why"
 			ok "$([ ! -S "$D/run-off/volume.sock" ]; echo $?)" "nothing served"
+			sync_now pc2 >"$D/sync-half.log" 2>&1
+			ok "$([ $? -ne 0 ]; echo $?)" "a sync of the half-restored volume is refused"
+			like "$(cat "$D/sync-half.log")" "half-restored" "and says why"
 		fi
 	fi
 	boot pc2 "$D/re$i.log"

@@ -385,6 +385,7 @@ static void test_restore(void)
 	fault(NULL);
 	ok(!(cache_header(c)->flags & CACHE_F_RESTORING), "no marker after the failed begin");
 	is_int(cache_restore_begin(c, 99), 0, "begin");
+	is_int(cache_vol_open(c), -EBUSY, "a half-restored volume is never served");
 	is_int(cache_restore_write(c, w, 65536, sizeof(w)), 0, "restored data written");
 	is_int(cache_restore_zero(c, 0, 8192), 0, "restored zeros");
 	is_int(cache_dirty_count(c), 1, "restored data sets no dirty bit");
