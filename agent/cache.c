@@ -838,10 +838,10 @@ int cache_slot_set_active(struct cache *c, int slot)
 	return header_update(c, &nh);
 }
 
-int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data, size_t len)
+int cache_chunk_prepare(struct cache *c, int slot, uint64_t idx, size_t len,
+			struct cache_chunk_io *io)
 {
 	const struct cache_geometry *g = &c->hdr.geo;
-	int r;
 
 	if (c->rdonly)
 		return -EROFS;
@@ -850,17 +850,49 @@ int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data,
 		return -EINVAL;
 	if (bit_get(c->pmap[slot], idx))
 		return -EEXIST;
-	r = io_pwrite_all(c->fd, data, len, (off_t)(g->slot_off[slot] + idx * g->chunk_size));
+	*io = (struct cache_chunk_io){.fd = c->fd,
+				      .slot = slot,
+				      .idx = idx,
+				      .off = g->slot_off[slot] + idx * g->chunk_size,
+				      .len = len,
+				      .path = c->path};
+	return 0;
+}
+
+int cache_chunk_io_write(const struct cache_chunk_io *io, const void *data)
+{
+	int r = io_pwrite_all(io->fd, data, io->len, (off_t)io->off);
+
 	if (r < 0) {
-		log_error("cache '%s': cannot write chunk %llu of slot %c: %s", c->path,
-			  (unsigned long long)idx, 'A' + slot, strerror(-r));
+		log_error("cache '%s': cannot write chunk %llu of slot %c: %s", io->path,
+			  (unsigned long long)io->idx, 'A' + io->slot, strerror(-r));
 		return r;
 	}
-	if (!bit_get(c->pend[slot], idx)) {
-		bit_set(c->pend[slot], idx);
+	/* start the writeback now, so the commit's fdatasync finds it mostly
+	 * done instead of writing the whole batch then; durability still comes
+	 * only from that fdatasync (a hint: its failure means nothing) */
+	(void)sync_file_range(io->fd, (off_t)io->off, (off_t)io->len, SYNC_FILE_RANGE_WRITE);
+	return 0;
+}
+
+void cache_chunk_written(struct cache *c, const struct cache_chunk_io *io)
+{
+	if (!bit_get(c->pend[io->slot], io->idx)) {
+		bit_set(c->pend[io->slot], io->idx);
 		c->npend++;
 	}
-	return 0;
+}
+
+int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data, size_t len)
+{
+	struct cache_chunk_io io;
+	int r = cache_chunk_prepare(c, slot, idx, len, &io);
+
+	if (r == 0)
+		r = cache_chunk_io_write(&io, data);
+	if (r == 0)
+		cache_chunk_written(c, &io);
+	return r;
 }
 
 int cache_commit(struct cache *c)

@@ -164,6 +164,28 @@ int cache_slot_set_active(struct cache *c, int slot);
  * it becomes present at the next cache_commit(). The caller has verified it.
  * -EEXIST when already present (gold chunks are never rewritten). */
 int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data, size_t len);
+
+/* cache_chunk_write in three steps, so that the data write can run on
+ * another thread (the hydrator's workers) while the owning thread keeps the
+ * maps: cache_chunk_prepare (owner: checks, fills *io), cache_chunk_io_write
+ * (any thread: writes the data and starts its writeback; touches nothing of
+ * the cache but the device), cache_chunk_written (owner, after the write
+ * succeeded: pending, present at the next cache_commit()). The header and the
+ * maps are never read by the writer, so a commit may run meanwhile. */
+struct cache_chunk_io {
+	int fd;
+	int slot;
+	uint64_t idx;
+	uint64_t off; /* in the cache device */
+	size_t len;
+	const char *path; /* for the error message */
+};
+/* 0, -EINVAL, -EROFS, or -EEXIST when already present. */
+int cache_chunk_prepare(struct cache *c, int slot, uint64_t idx, size_t len,
+			struct cache_chunk_io *io);
+/* 0 or the write's negative errno (logged). Thread-safe. */
+int cache_chunk_io_write(const struct cache_chunk_io *io, const void *data);
+void cache_chunk_written(struct cache *c, const struct cache_chunk_io *io);
 /* Makes written chunks present: fdatasync (data), set bits, write the changed
  * present-map pages, fdatasync (maps), then COMPLETE in the header when the
  * slot is full (also when nothing is pending: a crash between the last map

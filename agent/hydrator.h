@@ -14,6 +14,7 @@ typedef int (*hydr_open_fn)(void *arg, struct chunk_source **out);
 
 struct hydr_opts {
 	unsigned depth; /* chunks in flight (0: 8) */
+	unsigned workers; /* threads verifying and writing chunks (0: online CPUs, at most 8) */
 	uint64_t commit_bytes; /* 0: 64 MiB */
 	unsigned backoff_min_ms; /* 0: 500 */
 	unsigned backoff_max_ms; /* 0: 10000 */

@@ -11,7 +11,18 @@
  * In-flight fetches are keyed by chunk: a second reader of the same absent
  * chunk joins the waiters instead of fetching it again. A fetched chunk is
  * verified against its hash before cache_chunk_write(); a mismatch is never
- * stored and every waiter gets EIO. */
+ * stored and every waiter gets EIO.
+ *
+ * Read throughput (bench/agent-nbd.sh, qemu-img bench against the same reads
+ * of the cache file): a gold READ reply's data goes from the page cache to
+ * the socket without a copy: spliced into a per-connection pipe (1 MiB) and
+ * from there into the socket (sendfile when there is no pipe; it splices
+ * through a 64 KiB internal pipe, sixteen rounds per MiB). Each connection's
+ * send buffer is raised to NBD_SNDBUF so a whole reply (and the next ones)
+ * leaves in one call: with the default 208 KiB the server woke five times per
+ * MiB and spent 0.9 s of CPU per 10 GiB, with both 0.38 s. Readahead hints
+ * (POSIX_FADV_WILLNEED) are given only when the end of a range is not in the
+ * page cache: on a warm cache the hint itself walked every page. */
 #include "agent/nbd.h"
 
 #include <errno.h>
@@ -24,6 +35,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -45,7 +57,12 @@ struct conn {
 	unsigned id;
 	struct nbd_session *s;
 	uint32_t events; /* registered with epoll */
+	int pfd[2]; /* gold replies: file -> pipe -> socket; -1: sendfile */
+	size_t piped; /* bytes in the pipe: the head of the session's file range */
 };
+
+#define NBD_SNDBUF (4 << 20) /* the output mark: a whole 1 MiB reply and more in one call */
+#define NBD_PIPE (1 << 20)
 
 struct fetch {
 	struct fetch *next;
@@ -222,6 +239,16 @@ static int gold_flush(void *priv)
 	return 0;
 }
 
+/* Whether the page holding byte off of fd is in the page cache: a one-byte
+ * read that may not wait for I/O (RWF_NOWAIT). Kernels without it: "no". */
+static int range_cached(int fd, uint64_t off)
+{
+	char b;
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+
+	return preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT) == 1;
+}
+
 static int gold_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
 {
 	struct nbd_server *srv = priv;
@@ -230,7 +257,7 @@ static int gold_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
 	/* start the disk read now, so sendfile finds the pages (or their I/O)
 	 * in flight when this reply's turn comes: the loop never waits on one
 	 * request's disk read with the others idle */
-	if (fd >= 0)
+	if (fd >= 0 && len && !range_cached(fd, *foff + len - 1))
 		posix_fadvise(fd, (off_t)*foff, (off_t)len, POSIX_FADV_WILLNEED);
 	return fd;
 }
@@ -428,6 +455,10 @@ static void conn_close(struct nbd_server *srv, struct conn *c)
 				f->waiters[i] = f->waiters[--f->nwaiters];
 	log_debug("nbd client %u: closed", c->id);
 	close(c->fd);
+	if (c->pfd[0] >= 0) {
+		close(c->pfd[0]);
+		close(c->pfd[1]);
+	}
 	nbd_session_free(c->s);
 	free(c);
 	srv->nconns--;
@@ -458,19 +489,43 @@ void nbd_server_free(struct nbd_server *srv)
 }
 
 /* Sends what the session has queued: memory with send, file ranges (gold
- * READ replies) with sendfile. 0 or -errno (connection lost). */
+ * READ replies) spliced through the connection's pipe (or with sendfile).
+ * Bytes in the pipe count as sent only when they reached the socket.
+ * 0 or -errno (connection lost). */
 static int conn_write(struct conn *c)
 {
 	for (;;) {
 		size_t len;
-		const uint8_t *p = nbd_session_outbuf(c->s, &len);
+		const uint8_t *p;
 		uint64_t foff;
 		ssize_t n;
 		int fd;
 
-		if (len) {
+		if (c->piped) {
+			n = splice(c->pfd[0], NULL, c->fd, NULL, c->piped,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0)
+				c->piped -= (size_t)n;
+		} else if ((p = nbd_session_outbuf(c->s, &len)) && len) {
 			n = send(c->fd, p, len, MSG_NOSIGNAL);
-		} else if ((fd = nbd_session_outfile(c->s, &foff, &len)) >= 0) {
+		} else if ((fd = nbd_session_outfile(c->s, &foff, &len)) >= 0 && c->pfd[0] >= 0) {
+			loff_t o = (loff_t)foff;
+
+			n = splice(fd, &o, c->pfd[1], NULL, MIN(len, (size_t)NBD_PIPE),
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n == 0)
+				return -EIO; /* the cache file shrank under us */
+			if (n > 0) {
+				c->piped = (size_t)n;
+				continue; /* not sent yet */
+			}
+			if (errno == EINVAL) { /* a file that cannot splice: sendfile */
+				close(c->pfd[0]);
+				close(c->pfd[1]);
+				c->pfd[0] = c->pfd[1] = -1;
+				continue;
+			}
+		} else if (fd >= 0) {
 			off_t o = (off_t)foff;
 
 			n = sendfile(c->fd, fd, &o, len);
@@ -529,6 +584,22 @@ static int conn_update(struct nbd_server *srv, struct conn *c)
 	return 0;
 }
 
+/* Socket buffer and splice pipe of a new connection. Both are optional:
+ * without them replies are smaller per call, not wrong. */
+static void conn_tune(struct conn *c, const struct nbd_export *e)
+{
+	int sz = NBD_SNDBUF;
+
+	/* FORCE passes net.core.wmem_max for root; the plain one is capped by it */
+	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	c->pfd[0] = c->pfd[1] = -1;
+	if (!e->ops->locate || pipe2(c->pfd, O_NONBLOCK | O_CLOEXEC) < 0)
+		return;
+	/* a smaller pipe (a user's pipe quota) still works, in smaller pieces */
+	(void)fcntl(c->pfd[1], F_SETPIPE_SZ, NBD_PIPE);
+}
+
 static void conn_accept(struct nbd_server *srv, int which)
 {
 	for (;;) {
@@ -552,6 +623,7 @@ static void conn_accept(struct nbd_server *srv, int which)
 		c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
 		c->id = ++srv->next_id;
+		conn_tune(c, e);
 		c->s = nbd_session_new(&e, 1);
 		c->events = EPOLLOUT;
 		ev.events = c->events;

@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
 # goldagent NBD read throughput from a complete cache, side by side with
-# reading the same bytes of the cache file directly, in one run: nbdcopy (its
-# default connections and requests in flight) from the gold export to null:,
-# against dd of the slot's byte range to /dev/null. Measured cold (the cache
-# file's pages dropped before each run, as after a boot: the goal, >= 0.7x)
-# and warm (page cache: the pure cost of goldagent + NBD over a plain read).
-# Size: GC_BENCH_MB (default 1024); repetitions: best of GC_BENCH_REPS (3).
+# reading the same bytes of the cache file directly, in one run. Both sides
+# are the same client, `qemu-img bench` (QEMU's block layer, what a VM
+# uses), with the same request size and queue depth: the peer reads the
+# slot's byte range of the cache file (raw driver with offset and size over
+# the file), goldagent serves the gold export over its Unix socket. Cases:
+# queue depth 1 and 8 (GC_BENCH_QD), 1 MiB requests (GC_BENCH_REQ), cold
+# (the cache file's pages dropped before each run, as after a boot) and warm
+# (page cache: the pure cost of goldagent + NBD over a plain read).
+# Warm runs read the image GC_BENCH_PASSES times (4: long enough to time at
+# several GB/s), one qemu-img run each. Goal: nbd/direct >= 0.7x.
+# Size: GC_BENCH_MB (default 1024). Rounds: GC_BENCH_REPS (3), interleaved,
+# every round printed; the summary takes the best time of each side per case
+# (the rounds least disturbed by other work on a shared machine) and their
+# ratio.
 set -euo pipefail
 : "${GC_BUILD:?run through make bench (GC_BUILD unset)}"
 export PATH="$GC_BUILD/bin:$PATH"
 mb=${GC_BENCH_MB:-1024}
 reps=${GC_BENCH_REPS:-3}
-for c in goldagent nbdcopy dd jq; do
+qds=${GC_BENCH_QD:-1 8}
+req=${GC_BENCH_REQ:-1M}
+passes=${GC_BENCH_PASSES:-4}
+for c in goldagent qemu-img jq; do
 	command -v "$c" >/dev/null || {
 		echo "agent-nbd: missing $c (run make deps)" >&2
 		exit 1
 	}
 done
+reqb=$(numfmt --from=iec "$req")
+[ $(((mb << 20) % reqb)) -eq 0 ] || {
+	echo "agent-nbd: GC_BENCH_MB ($mb MiB) is not a multiple of GC_BENCH_REQ ($req)" >&2
+	exit 2
+}
+count=$(((mb << 20) / reqb))
 d=$(mktemp -d "${TMPDIR:-/tmp}/gc-bench-agent.XXXXXX")
 pid=
 cleanup() {
@@ -35,42 +52,64 @@ slot=$(goldagent status --json --cache "$d/c" | jq -r .layout.slot_a)
 goldagent serve --cache "$d/c" --gold-socket "$d/g.sock" 2>"$d/serve.log" &
 pid=$!
 for _ in $(seq 100); do [ -S "$d/g.sock" ] && break; sleep 0.1; done
-
-# secs CMD...: wall seconds of CMD (3 decimals)
-secs() {
-	local t0 t1
-	t0=$(date +%s%N)
-	"$@" >/dev/null 2>&1
-	t1=$(date +%s%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'
+[ -S "$d/g.sock" ] || {
+	cat "$d/serve.log" >&2
+	exit 1
 }
-best() { sort -n | head -1; }
-direct() { dd if="$d/c" of=/dev/null bs=1M iflag=skip_bytes,count_bytes skip="$slot" count=$((mb << 20)); }
-nbd() { nbdcopy "nbd+unix:///gold?socket=$d/g.sock" null:; }
+
+# qbench PASSES QD TARGET...: seconds qemu-img reports (the requests only,
+# not its start) for reading the image PASSES times, one run per pass
+qbench() {
+	local passes=$1 qd=$2 t=0
+	shift 2
+	for _ in $(seq "$passes"); do
+		t=$(qemu-img bench -c "$count" -d "$qd" -s "$req" "$@" |
+			sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' |
+			awk -v t="$t" '{ print t + $1 }')
+	done
+	echo "$t"
+}
+direct() { qbench "$1" "$2" --image-opts "driver=raw,offset=$slot,size=$((mb << 20)),file.driver=file,file.filename=$d/c"; }
+nbd() { qbench "$1" "$2" -f raw "nbd+unix:///gold?socket=$d/g.sock"; }
 # drop: the cache file's pages out of the page cache (this file only)
 drop() { dd if="$d/c" iflag=nocache count=0 2>/dev/null; }
-cold() { drop; secs "$@"; }
-# interleaved, so a busy moment of the machine hits both sides alike
-: >"$d/t"
-for _ in $(seq "$reps"); do
-	echo "cd $(cold direct)" >>"$d/t"
-	echo "cn $(cold nbd)" >>"$d/t"
-	direct >/dev/null 2>&1
-	echo "wd $(secs direct)" >>"$d/t"
-	nbd >/dev/null 2>&1
-	echo "wn $(secs nbd)" >>"$d/t"
+rate() { awk -v m="$mb" -v n="$2" -v t="$1" 'BEGIN { printf "%d", m * n / t }'; }
+
+printf 'agent-nbd: %d MiB of gold from a complete cache, qemu-img bench, %s requests, %d rounds\n' \
+	"$mb" "$req" "$reps"
+printf '  %-14s %14s %14s %7s\n' "case" "direct MiB/s" "NBD MiB/s" "ratio"
+: >"$d/times"
+for r in $(seq "$reps"); do
+	for qd in $qds; do
+		for temp in cold warm; do
+			if [ "$temp" = cold ]; then
+				n=1
+				drop
+				td=$(direct 1 "$qd")
+				drop
+				tn=$(nbd 1 "$qd")
+			else
+				n=$passes
+				direct 1 "$qd" >/dev/null
+				td=$(direct "$n" "$qd")
+				nbd 1 "$qd" >/dev/null
+				tn=$(nbd "$n" "$qd")
+			fi
+			ratio=$(awk -v a="$td" -v b="$tn" 'BEGIN { printf "%.2f", a / b }')
+			printf '  %-14s %14s %14s %6sx\n' "r$r qd$qd $temp" "$(rate "$td" "$n")" "$(rate "$tn" "$n")" "$ratio"
+			echo "qd$qd-$temp $td $tn $n" >>"$d/times"
+		done
+	done
 done
-pick() { awk -v k="$1" '$1 == k { print $2 }' "$d/t" | best; }
-cd_=$(pick cd)
-cn=$(pick cn)
-wd=$(pick wd)
-wn=$(pick wn)
-rate() { awk -v m="$mb" -v t="$1" 'BEGIN { printf "%d\n", m / t }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
-printf 'agent-nbd: %d MiB of gold from a complete cache, best of %d (interleaved)\n' "$mb" "$reps"
-printf '  %-44s %6s MiB/s\n' "cold: direct read (dd of the slot)" "$(rate "$cd_")" \
-	"cold: goldagent NBD (nbdcopy to null:)" "$(rate "$cn")" \
-	"warm: direct read (dd of the slot)" "$(rate "$wd")" \
-	"warm: goldagent NBD (nbdcopy to null:)" "$(rate "$wn")"
-printf '  ratio nbd/direct, cold cache file: %sx (goal >= 0.7x)\n' "$(ratio "$cd_" "$cn")"
-printf '  ratio nbd/direct, warm (page cache): %sx\n' "$(ratio "$wd" "$wn")"
+echo "  best of $reps rounds:"
+for qd in $qds; do
+	for temp in cold warm; do
+		awk -v k="qd$qd-$temp" -v m="$mb" '$1 == k {
+				if (!bd || $2 < bd) bd = $2
+				if (!bn || $3 < bn) bn = $3
+				n = $4
+			}
+			END { printf "  %-14s %14d %14d %6.2fx (goal >= 0.7x)\n", k, m * n / bd, m * n / bn, bd / bn }' \
+			"$d/times"
+	done
+done
