@@ -7,11 +7,13 @@
 #   1 MiB - end     partition 1, active, FAT16 (LBA, type 0x0e), label GCDISK:
 #                   ldlinux.sys + ldlinux.c32 (SYSLINUX), syslinux.cfg, /vmlinuz (the
 #                   netboot kernel), /initrd.img (busybox + image-build/wholedisk/init
-#                   + the iscsi_ibft module)
+#                   + open-iscsi's iscsistart + iscsi_ibft, virtio-net, iscsi_tcp, sd_mod)
 # The booted /init prints "goldcache-wholedisk: up", the disk id given on its kernel
 # command line by syslinux.cfg (goldcache-wholedisk.id=, also in FILE.id: the hash
 # of this build's inputs) and the iBFT iPXE left behind (which target and LUN it
-# sanbooted). Built without mounting or a partitioning tool: the FAT is made in
+# sanbooted); then, as an OS installed on a SAN disk does, it logs in again from
+# the iBFT (iscsistart -N, -b), prints the SHA-256 of the whole disk it reads over
+# iSCSI and whether a write to it was refused. Built without mounting or a partitioning tool: the FAT is made in
 # place with mformat at the partition's offset, filled with mcopy, SYSLINUX is
 # installed with its mtools installer (--offset), and the MBR is written with dd;
 # syslinux, syslinux-common and mtools are unpacked from Debian packages.
@@ -42,9 +44,17 @@ tools=$IB_OUT/pkgs/syslinux-tools
 for p in syslinux syslinux-common mtools; do ib_unpack "$p" "$tools"; done
 bbroot=$IB_OUT/pkgs/busybox-static
 ib_unpack busybox-static "$bbroot"
+# iscsistart (open-iscsi) logs in again from the iBFT; its library may be missing on
+# the build host: unpacked into a sysroot that ldd searches first
+sysroot=$IB_OUT/pkgs/wholedisk-sysroot
+for p in open-iscsi libopeniscsiusr; do ib_unpack "$p" "$sysroot"; done
+libdirs=("$sysroot/lib/x86_64-linux-gnu" "$sysroot/usr/lib/x86_64-linux-gnu")
+# the NIC (virtio), iSCSI (crc32c first: without it the login fails) and SCSI disks
+modules=(iscsi_ibft virtio_pci virtio_net crc32c_generic sd_mod iscsi_tcp)
 hash=$(ib_inputs_hash "$0" "$IB_DIR/common.sh" "$IB_DIR/wholedisk" "$size" "$append" \
 	"$release" "$(cat "$kernel.inputs")" "$bbroot/.deb-busybox-static" \
-	"$tools/.deb-syslinux" "$tools/.deb-syslinux-common" "$tools/.deb-mtools")
+	"$tools/.deb-syslinux" "$tools/.deb-syslinux-common" "$tools/.deb-mtools" \
+	"$sysroot/.deb-open-iscsi" "$sysroot/.deb-libopeniscsiusr" "${modules[*]}")
 if ib_up_to_date "$out" "$hash" && [ -s "$out.id" ]; then
 	echo "$out"
 	exit 0
@@ -58,26 +68,34 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/gc-wholedisk.XXXXXX")
 img=$out.tmp
 trap 'rm -rf "$work" "$img"' EXIT
 
-# --- the initramfs: static busybox, /init, iscsi_ibft and its dependencies
+# --- the initramfs: static busybox, /init, iscsistart, the modules with their dependencies
 tree=$work/root
-mkdir -p "$tree"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp}
+mkdir -p "$tree"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc/iscsi,var/lock}
 cp "$bbroot/bin/busybox" "$tree/bin/busybox"
 "$tree/bin/busybox" --list-full | while read -r a; do
 	[ -e "$tree/$a" ] || ln -s /bin/busybox "$tree/$a"
 done
 install -m 0755 "$IB_DIR/wholedisk/init" "$tree/init"
+IB_BIN_DEST=/sbin/iscsistart ib_copy_binary "$sysroot/sbin/iscsistart" "$tree" "${libdirs[@]}"
 ib_kmod_tools
-deps=$("${IB_MODPROBE[@]}" -d "$kroot" -S "$release" --show-depends iscsi_ibft) ||
-	ib_die "module iscsi_ibft not found for $release"
-while read -r kind path _; do
-	[ "$kind" = insmod ] || continue
-	rel=${path#"$kroot/lib/modules/$release/"}
-	mkdir -p "$tree/lib/modules/$release/$(dirname "$rel")"
-	cp "$path" "$tree/lib/modules/$release/$rel"
-done <<<"$deps"
+for m in "${modules[@]}"; do
+	deps=$("${IB_MODPROBE[@]}" -d "$kroot" -S "$release" --show-depends "$m") ||
+		ib_die "module '$m' not found for $release"
+	while read -r kind path _; do
+		[ "$kind" = insmod ] || continue
+		rel=${path#"$kroot/lib/modules/$release/"}
+		mkdir -p "$tree/lib/modules/$release/$(dirname "$rel")"
+		cp "$path" "$tree/lib/modules/$release/$rel"
+	done <<<"$deps"
+done
 cp "$kroot/lib/modules/$release"/modules.{order,builtin,builtin.modinfo} "$tree/lib/modules/$release/"
 "${IB_DEPMOD[@]}" -b "$tree" "$release" || ib_die "depmod failed in the whole-disk initramfs"
-[ "$(id -u)" = 0 ] && mknod -m 0600 "$tree/dev/console" c 5 1
+if [ "$(id -u)" = 0 ]; then
+	mknod -m 0600 "$tree/dev/console" c 5 1
+	# prove iscsistart finds its libraries inside the tree alone
+	chroot "$tree" /sbin/iscsistart --version >/dev/null 2>&1 ||
+		ib_die "iscsistart does not run inside the whole-disk initramfs tree"
+fi
 find "$tree" -exec touch -h -d @0 {} +
 (cd "$tree" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
 	cpio --null -o -H newc -R 0:0 --quiet) | gzip -n -9 >"$work/initrd.img" ||

@@ -8,7 +8,9 @@
 # target and sanboots LUN 1 (the read-only gold export) -> SYSLINUX, the kernel and
 # the initramfs are read from the iSCSI disk (nothing but the script over HTTP) ->
 # the disk's /init prints the disk id baked into that image and the iBFT iPXE left
-# (target, LUN 1, initiator, CHAP user), then powers off. tgtd shows the session
+# (target, LUN 1, initiator, CHAP user); like an OS installed on a SAN disk it logs
+# in again from the iBFT (open-iscsi), reads the whole disk (its SHA-256 is the
+# built image's) and cannot write it, then powers off. tgtd shows the session
 # of the machine's initiator from the guest's address on a read-only LUN bound to
 # the machine's CHAP account; the store's image is byte-identical afterwards.
 # gc-test: once
@@ -104,6 +106,8 @@ e2e_timeline 150 \
 	"linux@$SERIAL=Linux version" \
 	"init@$SERIAL=goldcache-wholedisk: up" \
 	"ibft@$SERIAL=goldcache-wholedisk: ibft target0/target-name" \
+	"relogin@$SERIAL=goldcache-wholedisk: iscsi login from the iBFT" \
+	"read-disk@$SERIAL=goldcache-wholedisk: disk sha256" \
 	"poweroff@$SERIAL=goldcache-wholedisk: powering off"
 ok $? "firmware -> dnsmasq -> iPXE -> sanboot script -> iSCSI LUN 1 -> SYSLINUX -> kernel -> the disk's init"
 serial=$(tr -d '\r' <"$SERIAL")
@@ -128,6 +132,14 @@ like "$serial" "goldcache-wholedisk: ibft target0/lun 0?1(0+)?$" "iBFT: LUN 1"
 like "$serial" "goldcache-wholedisk: ibft target0/chap-name exam1" "iBFT: CHAP user exam1"
 like "$serial" "goldcache-wholedisk: ibft initiator/initiator-name $PREFIX:i\\.exam1" "iBFT: exam1's initiator name"
 like "$serial" "goldcache-wholedisk: ibft ethernet0/mac $MAC" "iBFT: the booting NIC"
+# the running system logs in again from the iBFT and reads the disk it booted from
+like "$serial" "goldcache-wholedisk: iscsi login from the iBFT: /dev/sd[a-z]+, 32 MiB" \
+	"Linux logged in to the LUN again with the iBFT's credentials (open-iscsi)"
+like "$serial" "goldcache-wholedisk: disk sha256 $(sha256sum <"$DISK" | cut -c1-64)" \
+	"the disk Linux reads over iSCSI is the built image, byte for byte (SHA-256)"
+like "$serial" "sd [0-9:]+: \\[sd[a-z]+\\] Write Protect is on" "the target reports the LUN write-protected"
+like "$serial" "goldcache-wholedisk: disk write-protect flag 1" "the disk is read-only in the guest"
+like "$serial" "goldcache-wholedisk: disk write refused: " "a write to it is refused"
 printf '%s' "$serial" | grep -q exam1-chap-secret
 ok $((!$?)) "the CHAP secret never reaches the console"
 
