@@ -333,6 +333,7 @@ static int commit_status(json_t *j, struct apic_commit_status *st)
 	memset(st, 0, sizeof(*st));
 	if (copy_str(j, "state", st->state, sizeof(st->state), 0) < 0)
 		return -EBADMSG;
+	st->id = (uint64_t)get_int(j, "id");
 	st->snapshot = (uint32_t)get_int(j, "snapshot");
 	st->chunk = (uint64_t)get_int(j, "chunk");
 	copy_str(j, "reason", st->reason, sizeof(st->reason), 1);
@@ -340,6 +341,55 @@ static int commit_status(json_t *j, struct apic_commit_status *st)
 		fmt_buf(st->error, sizeof(st->error), "%s",
 			json_string_value(json_object_get(j, "error")));
 	return 0;
+}
+
+int apic_commit_post(struct apic *a, const char *body, size_t len, struct apic_commit_status *st)
+{
+	char path[512];
+	struct httpc_response r = {0};
+	struct httpc_request q;
+	json_t *j;
+	int rc;
+
+	fmt_buf(path, sizeof(path), "/api/v1/machines/%s/commit", a->machine);
+	q = (struct httpc_request){.method = "POST",
+				   .path = path,
+				   .bearer = a->token,
+				   .body = body,
+				   .body_len = len,
+				   .timeout_ms = a->timeout_ms ? a->timeout_ms : 10000};
+	rc = httpc_request(a->url, &q, &r);
+	if (rc < 0) {
+		log_warn("appliance %s: POST %s: %s", a->url, path, strerror(-rc));
+		return rc;
+	}
+	j = json_loadb(r.body, r.len, 0, NULL);
+	if (r.status != 202) {
+		log_warn("appliance %s: POST %s: HTTP %d: %s", a->url, path, r.status,
+			 json_string_value(json_object_get(json_object_get(j, "error"), "message"))
+				 ?: "(no message)");
+		rc = status_err(r.status) ?: -EIO;
+	} else {
+		rc = j ? commit_status(j, st) : -EBADMSG;
+	}
+	json_decref(j);
+	httpc_response_release(&r);
+	return rc;
+}
+
+int apic_commit_get(struct apic *a, struct apic_commit_status *st)
+{
+	char path[512];
+	json_t *j;
+	int rc;
+
+	fmt_buf(path, sizeof(path), "/api/v1/machines/%s/commit", a->machine);
+	rc = get_json(a, NULL, path, NULL, &j, 1);
+	if (rc < 0)
+		return rc;
+	rc = commit_status(j, st);
+	json_decref(j);
+	return rc;
 }
 
 int apic_commit(struct apic *a, const char *body, size_t len, int poll_ms, int timeout_ms,

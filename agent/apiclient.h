@@ -69,7 +69,8 @@ int apic_snapshot_manifest_get(struct apic *a, const char *from, uint32_t snap,
 int apic_hydrated(struct apic *a, int64_t id);
 
 struct apic_commit_status {
-	char state[16]; /* done, failed, running, none */
+	char state[16]; /* done, failed, running, staging, none */
+	uint64_t id; /* the commit's id (0: none said) */
 	uint32_t snapshot;
 	char reason[32];
 	uint64_t chunk; /* failed: mismatch */
@@ -79,6 +80,13 @@ struct apic_commit_status {
  * state is not running (at most timeout_ms in all). */
 int apic_commit(struct apic *a, const char *body, size_t len, int poll_ms, int timeout_ms,
 		struct apic_commit_status *st);
+/* One POST .../commit (a whole commit or one batch of it): 0 and the
+ * answer's COMMIT_STATUS (state running or staging, id), or an error as
+ * above (-EEXIST: 409, a commit is running or the batch does not continue
+ * the open transaction). */
+int apic_commit_post(struct apic *a, const char *body, size_t len, struct apic_commit_status *st);
+/* One GET .../commit: the status of the machine's last commit. */
+int apic_commit_get(struct apic *a, struct apic_commit_status *st);
 /* POST .../state with a STATE body (best effort report). */
 int apic_state_put(struct apic *a, const char *body);
 

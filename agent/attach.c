@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -639,20 +640,63 @@ struct ticker {
 	struct session *s;
 	unsigned syncs, failures;
 	uint64_t reported_present; /* gold chunks present at the last state report */
+	struct nbd_server *srv;
+	struct upl_live *live; /* the sync in progress, NULL: none */
+	struct fetch_target tgt; /* its upload LUN */
+	int efd; /* its thread wakes the loop through this eventfd */
 };
 
-/* Periodic sync on the serve loop (clients wait: one point in time). Offline
+static void pause_writes(void *arg, int on)
+{
+	struct ticker *t = arg;
+
+	nbd_server_pause_writes(t->srv, on);
+}
+
+/* The sync's thread finished a step: the next one runs here, on the loop. */
+static void sync_notify(void *arg)
+{
+	struct ticker *t = arg;
+	const struct upl_stats *st;
+	int r;
+
+	if (!t->live)
+		return;
+	r = upl_live_step(t->live);
+	if (r == 1)
+		return;
+	st = upl_live_stats(t->live);
+	if (r < 0) {
+		t->failures++;
+		log_error("sync failed: %s (dirty blocks stay dirty; the next tick tries again)",
+			  strerror(-r));
+	} else {
+		t->syncs++;
+		report_state(t->s, t->a->mode ? t->a->mode : "cache");
+		log_info("sync: snapshot %u (%llu bytes sent for %llu dirty bytes) in %llu ms, "
+			 "%u passes, writes paused %llu ms",
+			 st->snapshot, (unsigned long long)st->sent_bytes,
+			 (unsigned long long)st->dirty_bytes,
+			 (unsigned long long)(st->upload_ms + st->commit_ms), st->passes,
+			 (unsigned long long)st->pause_ms);
+	}
+	upl_live_free(t->live);
+	t->live = NULL;
+}
+
+/* Periodic sync, started on the serve loop and run by the uploader's thread
+ * while clients keep working (writes pause only for its final pass). Offline
  * or failing: the dirty bits stay and the next tick tries again, so the first
  * tick after the appliance is back is the sync "on reconnect". */
 static void sync_tick(void *arg)
 {
 	struct ticker *t = arg;
 	struct session *s = t->s;
-	struct fetch_target tgt;
 	struct upl_opts o;
-	struct upl_stats st;
 	int r = 0;
 
+	if (t->live)
+		return; /* one sync at a time */
 	if (cache_dirty_count(s->c) == 0) {
 		/* nothing to sync: still tell the appliance how far hydration got
 		 * (the first attach report says 0%, the cache fills after it) */
@@ -676,28 +720,24 @@ static void sync_tick(void *arg)
 		t->failures++;
 		return;
 	}
-	tgt = (struct fetch_target){.portal = s->login.portal,
-				    .iqn = s->login.target,
-				    .initiator = s->login.initiator,
-				    .user = s->login.user,
-				    .secret = s->login.secret,
-				    .lun = s->login.upload_lun};
+	t->tgt = (struct fetch_target){.portal = s->login.portal,
+				       .iqn = s->login.target,
+				       .initiator = s->login.initiator,
+				       .user = s->login.user,
+				       .secret = s->login.secret,
+				       .lun = s->login.upload_lun};
 	o = (struct upl_opts){.api = &s->api,
-			      .target = &tgt,
+			      .target = &t->tgt,
 			      .depth = t->a->depth,
 			      .timeout_s = t->a->timeout_s,
 			      .state_path = t->a->sync_path,
-			      .attempts = 2};
-	r = upload_sync(s->c, &o, &st);
-	if (r < 0) {
+			      .attempts = 5,
+			      .notify_fd = t->efd,
+			      .pause = pause_writes,
+			      .pause_arg = t};
+	r = upl_live_start(s->c, &o, &t->live);
+	if (r < 0)
 		t->failures++;
-		return;
-	}
-	t->syncs++;
-	report_state(s, t->a->mode ? t->a->mode : "cache");
-	log_info("sync: snapshot %u (%llu bytes sent for %llu dirty bytes) in %llu ms", st.snapshot,
-		 (unsigned long long)st.sent_bytes, (unsigned long long)st.dirty_bytes,
-		 (unsigned long long)(st.upload_ms + st.commit_ms));
 }
 
 /* persist: false (reimaging labs): the machine starts every boot from an empty
@@ -760,7 +800,7 @@ static int volume_policy(struct session *s)
 
 static int serve_loop(struct aargs *a, struct session *s)
 {
-	struct ticker tk = {.a = a, .s = s};
+	struct ticker tk = {.a = a, .s = s, .efd = -1};
 	struct nbd_server_opts o = {0};
 	struct chunk_source *src = NULL;
 	struct nbd_server *srv;
@@ -798,9 +838,18 @@ static int serve_loop(struct aargs *a, struct session *s)
 	if (!a->interval_given && s->online && s->mach.sync_interval_s)
 		a->sync_interval = s->mach.sync_interval_s;
 	if (a->sync_interval && a->vol_sock) {
+		tk.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (tk.efd < 0) {
+			r = -errno;
+			log_error("cannot create an eventfd for syncs: %s", strerror(-r));
+			chunk_source_free(src);
+			return r;
+		}
 		o.tick = sync_tick;
 		o.tick_arg = &tk;
 		o.tick_ms = a->sync_interval * 1000;
+		o.notify_fd = tk.efd;
+		o.notify = sync_notify;
 	}
 	if (s->online)
 		report_state(s, a->mode ? a->mode : "cache");
@@ -808,9 +857,15 @@ static int serve_loop(struct aargs *a, struct session *s)
 		log_warn("cannot create '%s'", a->run_dir);
 	r = nbd_server_new(&o, &srv);
 	if (r == 0) {
+		tk.srv = srv;
 		r = nbd_server_run(srv);
+		/* a sync still running is abandoned: its dirty bits stay */
+		upl_live_free(tk.live);
+		tk.live = NULL;
 		nbd_server_free(srv);
 	}
+	if (tk.efd >= 0)
+		close(tk.efd);
 	chunk_source_free(src);
 	return r;
 }
@@ -904,11 +959,13 @@ static int cmd_sync(struct aargs *a)
 			      .state_path = a->sync_path};
 	rc = upload_sync(s.c, &o, &st) < 0;
 	printf("sync: snapshot %u, %llu dirty bytes, %llu bytes sent (%.3f), %llu blocks, "
-	       "%llu bits cleared, upload %llu ms, commit %llu ms, %u attempts\n",
+	       "%llu bits cleared, upload %llu ms, commit %llu ms, %u attempts, %llu chunks "
+	       "(%llu in part), %u requests\n",
 	       st.snapshot, (unsigned long long)st.dirty_bytes, (unsigned long long)st.sent_bytes,
 	       st.dirty_bytes ? (double)st.sent_bytes / (double)st.dirty_bytes : 0.0,
 	       (unsigned long long)st.sent_blocks, (unsigned long long)st.cleared,
-	       (unsigned long long)st.upload_ms, (unsigned long long)st.commit_ms, st.attempts);
+	       (unsigned long long)st.upload_ms, (unsigned long long)st.commit_ms, st.attempts,
+	       (unsigned long long)st.chunks, (unsigned long long)st.partial, st.requests);
 	if (cache_close(s.c) < 0)
 		rc = 1;
 out:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Sync back of a machine volume (default 256 MiB, 10% of its 1 MiB chunks
-# changed, scattered) through the real goldcached + tgtd on loopback, side by
-# side with peers doing the same bytes in the same run:
-#   upload: gc-upload (goldagent's engine, WRITE16 qd8) of the changed chunks to
-#           LUN 2  vs  qemu-img (libiscsi) writing as many bytes to the same LUN
-#   commit: POST .../commit until done (verify every claimed hash, store the
-#           chunks, publish)  vs  `goldctl image import` of a file holding the
-#           same changed chunks (hash + store + publish, no verification pass)
-# Also prints sync's wire efficiency: bytes uploaded / dirty bytes.
+# Sync back of a machine volume (default 256 MiB) by goldagent itself, through
+# the real goldcached + tgtd on loopback, side by side with a peer doing the
+# same bytes in the same run:
+#   commit: goldagent sync's commit (POST .../commit until done: verify every
+#           claimed hash, lay parts over the base, store, publish)  vs
+#           `goldctl image import` of a file holding the same dirty bytes
+#   wire:   bytes written to LUN 2 / dirty bytes (goal <= 1.05)
+# in two write patterns of the same dirty bytes (BENCH_CHANGED_PCT of the
+# volume): whole 1 MiB chunks, and scattered 64 KiB blocks (chunks uploaded in
+# part, completed from the base on the appliance). Then a live sync: `goldagent
+# serve` with a 1 s sync interval while qemu-io keeps writing 4 KiB blocks
+# through NBD; prints how long each sync paused the volume's writes.
 set -euo pipefail
 : "${GC_BUILD:?run through make bench}"
 PATH="$GC_BUILD/bin:$PATH"
@@ -26,13 +29,15 @@ HTTP_PORT=$(free_port)
 ISCSI_PORT=$(free_port)
 URL=http://127.0.0.1:$HTTP_PORT
 PREFIX=iqn.2026-11.org.goldcache.syncbench
-GC_PID=
+GC_PID='' AG_PID='' W_PID=''
 cleanup() {
+	[ -n "$W_PID" ] && kill "$W_PID" 2>/dev/null
+	[ -n "$AG_PID" ] && kill -TERM "$AG_PID" 2>/dev/null && wait "$AG_PID" 2>/dev/null
 	[ -n "$GC_PID" ] && kill -TERM "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null
 	rm -rf "$D"
 }
 trap cleanup EXIT
-mkdir -p "$D/tftp" "$D/store" "$D/state"
+mkdir -p "$D/tftp" "$D/store" "$D/state" "$D/a"
 head -c 4096 /dev/urandom >"$D/k"
 head -c 1048576 /dev/urandom >"$D/gold.img"
 cat >"$D/gc.yaml" <<-YAML
@@ -60,72 +65,102 @@ for _ in $(seq 200); do
 		grep -q "uploads/pc1.img" && break
 	sleep 0.1
 done
-AGENT=$(goldctl machine token pc1 --url "$URL" --token-file "$D/state/admin.token")
-SECRET=$D/state/secrets/pc1.chap
-upload() { # VOL BASE BASESNAP -> body on stdout, stats on stderr
-	gc-upload --stats -c 1M -i "$PREFIX:i.pc1" -u pc1 --secret-file "$SECRET" \
-		${2:+--base "$2"} ${3:+--base-snapshot "$3"} "127.0.0.1:$ISCSI_PORT" "$PREFIX:m.pc1" 2 "$1"
+goldctl machine token pc1 --url "$URL" --token-file "$D/state/admin.token" >"$D/a/pc1.token"
+AG=(--cache "$D/a/c.img" --appliance "$URL" --machine pc1 --state-dir "$D/a")
+goldagent hydrate "${AG[@]}" >/dev/null 2>&1
+VOL="nbd+unix:///volume?socket=$D/v.sock"
+serve() {
+	rm -f "$D/v.sock"
+	goldagent serve "${AG[@]}" --volume-socket "$D/v.sock" "$@" >>"$D/serve.log" 2>&1 &
+	AG_PID=$!
+	for _ in $(seq 200); do [ -S "$D/v.sock" ] && return 0; sleep 0.05; done
+	echo "goldagent serve did not start" >&2
+	exit 1
 }
-commit() { # BODY -> seconds until done
-	local t0 t1 s
-	t0=$(date +%s.%N)
-	curl -sS -o /dev/null -X POST -H "Authorization: Bearer $AGENT" --data-binary "@$1" \
-		"$URL/api/v1/machines/pc1/commit"
-	while :; do
-		s=$(curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit" | jq -r .state)
-		[ "$s" != running ] && break
-		sleep 0.02
+stop() { kill -TERM "$AG_PID" && wait "$AG_PID" || true; AG_PID=; }
+# write UNIT COUNT: COUNT random regions of UNIT bytes at distinct
+# UNIT-aligned offsets, through NBD; the bytes also go to $D/dirty
+write_random() {
+	local unit=$1 n=$2 args=() i
+	: >"$D/dirty"
+	for i in $(shuf -i 0-$(((vol_mb << 20) / unit - 1)) -n "$n"); do
+		head -c "$unit" /dev/urandom >"$D/w$i"
+		cat "$D/w$i" >>"$D/dirty"
+		args+=(-c "write -s $D/w$i $((i * unit)) $unit")
 	done
-	t1=$(date +%s.%N)
-	[ "$s" = "done" ] || { echo "commit $s" >&2; exit 1; }
-	curl -sS -H "Authorization: Bearer $AGENT" "$URL/api/v1/machines/pc1/commit" | jq .elapsed_ms >>"$D/elapsed"
-	echo "$t1 - $t0" | bc -l
+	serve
+	qemu-io -f raw "${args[@]}" "$VOL" >/dev/null
+	stop
+	rm -f "$D"/w[0-9]*
 }
-qemu_write() { # FILE -> seconds to write it to LUN 2 at offset 0
-	local opts t0 t1
-	printf '%s' "$(cat "$SECRET")" >"$D/secret"
-	opts="driver=iscsi,transport=tcp,portal=127.0.0.1:$ISCSI_PORT,target=$PREFIX:m.pc1,lun=2"
-	opts="$opts,initiator-name=$PREFIX:i.pc1,user=pc1,password-secret=s0"
-	t0=$(date +%s.%N)
-	qemu-img convert -n -f raw --object "secret,id=s0,file=$D/secret" \
-		--target-image-opts "$1" "$opts"
-	t1=$(date +%s.%N)
-	echo "$t1 - $t0" | bc -l
-}
+# field NAME LINE: a figure of goldagent sync's summary line
+field() { sed -n "s/.*[ ,(]\\([0-9.]*\\) $1.*/\\1/p" <<<"$2"; }
+field_after() { sed -n "s/.*$1 \\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 
-# the base: a full volume, committed once (not timed)
-head -c $((vol_mb << 20)) /dev/urandom >"$D/v0"
-upload "$D/v0" >"$D/b0" 2>/dev/null
-commit "$D/b0" >/dev/null
+# the base: the whole volume, synced once (not timed)
+head -c $((vol_mb << 20)) /dev/urandom >"$D/full"
+serve
+nbdcopy "$D/full" "$VOL"
+stop
+goldagent sync "${AG[@]}" >/dev/null
+rm -f "$D/full"
 nchg=$((vol_mb * pct / 100))
-printf 'volume %d MiB, %d changed 1 MiB chunks (%d%%), %d rounds\n' "$vol_mb" "$nchg" "$pct" "$rounds"
-up=0 qe=0 co=0 im=0 sent=0
-prev=$D/v0
-for r in $(seq "$rounds"); do
-	cp "$prev" "$D/v$r"
-	: >"$D/chg$r"
-	for i in $(shuf -i 0-$((vol_mb - 1)) -n "$nchg"); do
-		head -c 1048576 /dev/urandom | tee -a "$D/chg$r" |
-			dd of="$D/v$r" bs=1M seek="$i" conv=notrunc status=none
+printf 'volume %d MiB, %d MiB dirty per sync (%d%%), %d rounds per pattern\n' \
+	"$vol_mb" "$nchg" "$pct" "$rounds"
+printf '%-26s %9s %11s %11s %11s %7s %9s\n' "pattern" "sent/dirty" "upload" "commit" \
+	"import" "ratio" "requests"
+for pattern in chunks scattered; do
+	dirty=0 sent=0 up=0 co=0 im=0 req=0 chunks=0 part=0 el=0
+	for r in $(seq "$rounds"); do
+		if [ "$pattern" = chunks ]; then
+			write_random 1048576 "$nchg"
+		else
+			write_random 65536 $((nchg * 16))
+		fi
+		line=$(goldagent sync "${AG[@]}" 2>/dev/null)
+		dirty=$((dirty + $(field "dirty bytes" "$line")))
+		sent=$((sent + $(field "bytes sent" "$line")))
+		up=$((up + $(field_after upload "$line")))
+		co=$((co + $(field_after commit "$line")))
+		req=$((req + $(sed -n 's/.* \([0-9]*\) requests.*/\1/p' <<<"$line")))
+		chunks=$((chunks + $(sed -n 's/.* \([0-9]*\) chunks (.*/\1/p' <<<"$line")))
+		part=$((part + $(sed -n 's/.*chunks (\([0-9]*\) in part).*/\1/p' <<<"$line")))
+		el=$((el + $(curl -sS -H "Authorization: Bearer $(cat "$D/a/pc1.token")" \
+			"$URL/api/v1/machines/pc1/commit" | jq .elapsed_ms)))
+		t0=$(date +%s%N)
+		goldctl --store "$D/store" -q image import "peer-$pattern-$r" "$D/dirty" >/dev/null
+		t1=$(date +%s%N)
+		im=$((im + (t1 - t0) / 1000000))
 	done
-	t=$( { upload "$D/v$r" "$prev" "$r" >"$D/b$r"; } 2>&1 | sed -n 's/.* in \([0-9.]*\) s$/\1/p')
-	up=$(echo "$up + $t" | bc -l)
-	sent=$((sent + $(jq '.chunks | length' "$D/b$r") * 1048576))
-	co=$(echo "$co + $(commit "$D/b$r")" | bc -l)
-	qe=$(echo "$qe + $(qemu_write "$D/chg$r")" | bc -l)
-	t0=$(date +%s.%N)
-	goldctl --store "$D/store" -q image import "peer$r" "$D/chg$r" >/dev/null
-	t1=$(date +%s.%N)
-	im=$(echo "$im + $t1 - $t0" | bc -l)
-	rm -f "$prev"
-	prev=$D/v$r
+	mb=$(echo "$dirty / 1000000" | bc -l)
+	printf '%-26s %9.3f %6.0f MB/s %6.0f MB/s %6.0f MB/s %6.2fx %9d\n' \
+		"$pattern ($((chunks / rounds)) chunks, $((part / rounds)) in part)" \
+		"$(echo "$sent / $dirty" | bc -l)" "$(echo "$mb * 1000 / $up" | bc -l)" \
+		"$(echo "$mb * 1000 / $co" | bc -l)" "$(echo "$mb * 1000 / $im" | bc -l)" \
+		"$(echo "$im / $co" | bc -l)" "$((req / rounds))"
+	printf '%-26s commit %d ms per sync, %d ms of it in snapshot_commit\n' "" \
+		"$((co / rounds))" "$((el / rounds))"
 done
-mb=$(echo "$nchg * $rounds * 1.048576" | bc -l)
-printf '%-34s %10s %10s %8s\n' "" "ours" "peer" "ratio"
-printf '%-34s %6.0f MB/s %6.0f MB/s %7.2fx\n' "upload (gc-upload vs qemu-img)" \
-	"$(echo "$mb / $up" | bc -l)" "$(echo "$mb / $qe" | bc -l)" "$(echo "$qe / $up" | bc -l)"
-printf '%-34s %6.0f MB/s %6.0f MB/s %7.2fx\n' "commit (vs goldctl image import)" \
-	"$(echo "$mb / $co" | bc -l)" "$(echo "$mb / $im" | bc -l)" "$(echo "$im / $co" | bc -l)"
-printf '%-34s %6.3f s\n' "commit of one sync (mean)" "$(echo "$co / $rounds" | bc -l)"
-printf '%-34s %6.0f ms\n' "  of which in snapshot_commit" "$(echo "($(tail -n "$rounds" "$D/elapsed" | paste -sd+)) / $rounds" | bc -l)"
-printf '%-34s %6.2f\n' "bytes sent / dirty bytes" "$(echo "$sent / ($nchg * $rounds * 1048576)" | bc -l)"
+echo "(upload and commit: goldagent sync; import: goldctl image import of the same dirty bytes;"
+echo " ratio: commit throughput / import throughput; requests: commit POSTs per sync)"
+
+# live: writes keep flowing through NBD while syncs run every second
+: >"$D/serve.log"
+serve --sync-interval 1
+while :; do
+	echo "write -P $((RANDOM % 250 + 1)) $(((RANDOM * 32768 + RANDOM) % ((vol_mb << 20) / 4096) * 4096)) 4k"
+	sleep 0.002
+done | qemu-io -f raw "$VOL" >/dev/null 2>&1 &
+W_PID=$!
+for _ in $(seq 600); do
+	[ "$(grep -c 'committed:' "$D/serve.log")" -ge 5 ] && break
+	sleep 0.1
+done
+kill "$W_PID" 2>/dev/null || true
+wait "$W_PID" 2>/dev/null || true
+W_PID=
+stop
+grep 'committed:' "$D/serve.log" | sed -n 's/.* in \([0-9]*\) passes, writes paused \([0-9]*\) ms.*/\1 \2/p' >"$D/pauses"
+printf 'live sync with a writer (4 KiB random writes): %d syncs, passes %s, writes paused ms: %s\n' \
+	"$(wc -l <"$D/pauses")" "$(cut -d' ' -f1 "$D/pauses" | paste -sd,)" \
+	"$(cut -d' ' -f2 "$D/pauses" | paste -sd,)"

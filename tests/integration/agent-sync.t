@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # goldagent sync against the real goldcached and tgtd: ext4 written on the
 # machine volume through nbdfuse + loop (private mount namespace), `goldagent
-# sync` uploads exactly the dirty blocks to LUN 2 (bytes sent / dirty bytes =
-# 1.0), commits, clears the dirty bits; `goldctl machine export` holds the
+# sync` uploads the dirty blocks to LUN 2 (at most the dirty bytes: a first
+# snapshot's zero blocks are inherited, not sent), commits, clears the dirty
+# bits; `goldctl machine export` holds the
 # file and equals the volume; an incremental sync builds on the last
 # snapshot; tgtd killed mid-upload is retried; kill -9 during sync loses no
 # dirty block (re-sync, compare).
@@ -59,8 +60,12 @@ agent_stop
 dirty=$(agent_json_field "$D/a/c.img" .dirty_bytes)
 sync_now >"$D/s1.out" 2>"$D/s1.err"
 is "$?" 0 "goldagent sync"
-like "$(cat "$D/s1.out")" "snapshot 1, $dirty dirty bytes, $dirty bytes sent \\(1.000\\)" \
-	"snapshot 1: bytes sent = dirty bytes ($dirty)"
+like "$(cat "$D/s1.out")" "snapshot 1, $dirty dirty bytes, [0-9]+ bytes sent" "snapshot 1"
+sent=$(sed -n 's/.* dirty bytes, \([0-9]*\) bytes sent.*/\1/p' "$D/s1.out")
+# a first snapshot has no base: dirty blocks that are zero (mkfs writes
+# many) are inherited as zero, not sent
+ok "$([ "$sent" -gt 0 ] && [ "$sent" -le "$dirty" ]; echo $?)" \
+	"snapshot 1: bytes sent ($sent) at most the dirty bytes ($dirty)"
 is "$(agent_json_field "$D/a/c.img" .dirty_blocks)" 0 "dirty bits cleared"
 ok "$([ "$(agent_json_field "$D/a/c.img" .last_sync)" != null ]; echo $?)" "last_sync recorded"
 is "$(cat "$D/a/pc1.sync")" "snapshot 1" "snapshot id kept for the next base"
