@@ -16,7 +16,8 @@
 # iSCSI and whether a write to it was refused. Built without mounting or a partitioning tool: the FAT is made in
 # place with mformat at the partition's offset, filled with mcopy, SYSLINUX is
 # installed with its mtools installer (--offset), and the MBR is written with dd;
-# syslinux, syslinux-common and mtools are unpacked from Debian packages.
+# syslinux, syslinux-common and mtools are unpacked from Debian packages. Reruns with
+# the same inputs give the same bytes (epoch times, a reproducible cpio, a fixed serial).
 #
 # Usage: image-build/wholedisk.sh [--out FILE] [--size MiB] [--append "ARGS"]
 # Defaults: build/images/wholedisk.img, 32 MiB, append "goldcache-wholedisk.poweroff=1"
@@ -60,7 +61,8 @@ if ib_up_to_date "$out" "$hash" && [ -s "$out.id" ]; then
 	exit 0
 fi
 id=${hash:0:16}
-export PATH="$tools/usr/bin:$PATH" MTOOLSRC=/dev/null MTOOLS_SKIP_CHECK=1
+# SOURCE_DATE_EPOCH: mtools stamps the entries it creates (volume label, files) with it
+export PATH="$tools/usr/bin:$PATH" MTOOLSRC=/dev/null MTOOLS_SKIP_CHECK=1 SOURCE_DATE_EPOCH=0
 ib_need mformat mcopy minfo syslinux
 ib_log "whole-disk image -> $out (disk id $id)"
 
@@ -98,7 +100,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 find "$tree" -exec touch -h -d @0 {} +
 (cd "$tree" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
-	cpio --null -o -H newc -R 0:0 --quiet) | gzip -n -9 >"$work/initrd.img" ||
+	cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -n -9 >"$work/initrd.img" ||
 	ib_die "cannot pack the whole-disk initramfs"
 
 cat >"$work/syslinux.cfg" <<CFG
@@ -113,6 +115,10 @@ LABEL wholedisk
   INITRD /initrd.img
   APPEND console=ttyS0 panic=-1 goldcache-wholedisk.id=$id $append
 CFG
+
+# every file's time is the epoch (mcopy copies it into the FAT): reruns with the same
+# inputs give the same bytes, which the store deduplicates
+touch -d @0 "$work/initrd.img" "$work/syslinux.cfg"
 
 # --- the disk: partition 1 from sector 2048 to the end, FAT made in place
 sectors=$((size * 2048))

@@ -38,6 +38,13 @@ DISK_ID=$(cat "$DISK.id")
 like "$DISK_ID" '^[0-9a-f]{16}$' "image-build: whole-disk image ready (disk id $DISK_ID)"
 mbr=$(od -An -tx1 -j 510 -N 2 "$DISK" | tr -d ' ')
 is "$mbr" 55aa "the image is an MBR disk"
+t_run "a rebuild from the same inputs is byte-identical (the store deduplicates it)" \
+	sh -c "bash '$GC_SRC/image-build/wholedisk.sh' --out '$T_DIR/again.img' >/dev/null 2>&1 && cmp '$DISK' '$T_DIR/again.img'"
+rm -f "$T_DIR/again.img"*
+t_fails "wholedisk.sh --size 8: refused" bash "$GC_SRC/image-build/wholedisk.sh" --size 8 --out "$T_DIR/small.img"
+like "$T_OUT" "error: --size 8 MiB is too small: the kernel and initramfs need 16 MiB" "it says why"
+t_fails "wholedisk.sh --size 1G: refused" bash "$GC_SRC/image-build/wholedisk.sh" --size 1G --out "$T_DIR/small.img"
+like "$T_OUT" "error: --size '1G' is not a number of MiB" "it names the value"
 
 lab_new
 mkdir -p "$T_DIR/store" "$T_DIR/state" "$T_DIR/secrets"
