@@ -358,12 +358,13 @@ static void machine_json_sync(struct api *a, const struct mref *m,
 {
 	json_t *h = rm && rm->hydrate ? json_loads(rm->hydrate, 0, NULL) : NULL;
 	uint32_t latest = 0;
-	int syncs = p && p->mode == CONFIG_MODE_CACHE && p->persist;
+	int cache = p && p->mode == CONFIG_MODE_CACHE, syncs = cache && p->persist;
 
 	if (a->store && snapshot_latest(a->store, m->name, &latest) < 0)
 		latest = 0;
+	/* persist: false keeps a local volume too (reset at every boot): its size */
 	json_object_set_new(j, "volume_size",
-			    syncs ? json_integer((json_int_t)p->volume_size) : json_null());
+			    cache ? json_integer((json_int_t)p->volume_size) : json_null());
 	json_object_set_new(j, "latest_snapshot", latest ? json_integer(latest) : json_null());
 	json_object_set_new(j, "sync_interval",
 			    syncs ? json_integer((json_int_t)p->sync_interval_s) : json_null());

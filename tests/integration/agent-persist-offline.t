@@ -63,6 +63,7 @@ for m in pc1 pc2; do
 	is "$?" 0 "$m: attach ends cleanly"
 done
 is "$(st pc2 .persist)" false "pc2's cache remembers persist: false (goldagent status)"
+is "$(st pc2 .volume_size)" $((32 << 20)) "pc2's volume has the lab profile's volume_size (32M)"
 is "$(st pc1 .persist)" true "pc1's cache says persist: true"
 
 # --- offline: the appliance is gone
