@@ -37,7 +37,9 @@ attach_lab() {
 	goldctl --store "$d/store" image import deb "$2" >/dev/null
 }
 GC_PID=
-# attach_gc_start DIR: starts goldcached, waits for the API and pc1's target.
+# attach_gc_start DIR: starts goldcached, waits for the API, pc1's upload LUN
+# and every machine's gold LUN (a login while LUN 1 is being added can hang
+# until the agent's time-out).
 attach_gc_start() {
 	local d=$1
 	goldcached -c "$d/goldcache.yaml" --log "$d/goldcached.log" &
@@ -45,7 +47,9 @@ attach_gc_start() {
 	track "$GC_PID"
 	wait_for 20 curl -sf "$URL/api/v1/health" || return 1
 	for _ in $(seq 200); do
-		[ -n "$(attach_lun_path "$d" pc1 2)" ] && return 0
+		[ -n "$(attach_lun_path "$d" pc1 2)" ] && [ -n "$(attach_lun_path "$d" pc1 1)" ] &&
+			[ -n "$(attach_lun_path "$d" pc2 1)" ] && [ -n "$(attach_lun_path "$d" pc3 1)" ] &&
+			return 0
 		sleep 0.1
 	done
 	return 1
