@@ -25,6 +25,7 @@
 #                          log on the console, stays MACHINE_STAY s (20), then powers off
 #   machine_disk NAME OUT  the machine's local disk (image-build/local-disk.sh layout)
 #   machine_ctl ARGS...    goldctl machine ARGS against the lab's goldcached (admin)
+#   machine_show NAME      goldctl --json machine show NAME
 #   machine_meter_start    counters in the lab namespace on the iSCSI portal's TCP
 #                          port: bytes tgtd sent to machines, and connections opened
 #   machine_meter_take     prints "BYTES CONNECTIONS" since the last take, zeroes them
@@ -97,6 +98,11 @@ machine_disk() {
 
 machine_ctl() {
 	ip netns exec "$LAB_NS" goldctl machine "$@" --url "$MACHINE_URL" --token-file "$T_DIR/state/admin.token"
+}
+
+machine_show() {
+	ip netns exec "$LAB_NS" goldctl --json machine show "$1" --url "$MACHINE_URL" \
+		--token-file "$T_DIR/state/admin.token"
 }
 
 # (the table lives in the lab namespace and goes with it)

@@ -6,7 +6,10 @@
 # (the image finds no previous write, its boot log starts over) and not one byte came
 # from the appliance's iSCSI portal (nftables counts in the lab namespace): the gold
 # cache was kept, only the volume was reset. desk1, the same image in a persistent
-# profile, keeps its files across the same reboot (so the check can tell).
+# profile, keeps its files across the same reboot (so the check can tell); then
+# `goldctl machine reset desk1` reimages it at its next PXE boot: a fresh volume,
+# again with no byte from the iSCSI portal, and the order acknowledged.
+# gc-test: slow
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-lab.sh"
@@ -99,4 +102,18 @@ like "$SERIAL" "goldcache-tiny: previous boot's write present" "desk1 boot 2: th
 like "$SERIAL" "goldcache-tiny: logged boot 2" "desk1 boot 2: the image's boot log goes on"
 machine_unlike "$SERIAL" "machine volume reset" "desk1 boot 2: no volume reset"
 is "$B $C" "0 0" "desk1 boot 2: zero bytes from the iSCSI portal either"
+
+# --- desk1 reset: goldctl machine reset, then its next boot has a fresh volume
+t_run "goldctl machine reset desk1" machine_ctl reset desk1
+like "$(machine_show desk1 2>/dev/null | jq -c .hydrate)" '"kind":"reset"' \
+	"goldctl machine show desk1: the reset order waits for its next boot"
+again desk1 "$MAC_DESK" 3
+like "$SERIAL" "restore: order [0-9]+ \\(reset\\): the machine volume becomes a fresh, empty one" \
+	"desk1 boot 3: goldagent carries out the reset before it serves the volume"
+like "$SERIAL" "restore: order [0-9]+ acknowledged" "desk1 boot 3: and acknowledges it"
+machine_unlike "$SERIAL" "previous boot's write present" "desk1 boot 3: the files of its earlier boots are gone"
+like "$SERIAL" "goldcache-tiny: logged boot 1" "desk1 boot 3: the image's boot log starts over"
+like "$SERIAL" "goldcache-tiny: show /goldcache-image: lab image" "desk1 boot 3: the gold image is there"
+is "$B $C" "0 0" "desk1 boot 3: zero bytes from the appliance's iSCSI portal, no iSCSI connection"
+is "$(machine_show desk1 2>/dev/null | jq -c .hydrate)" null "the order is cleared at the appliance"
 done_testing
