@@ -11,6 +11,7 @@
  *   goldagent cache activate --slot A|B [--force] FILE    (switch, or roll back)
  *   goldagent hydrate --cache FILE [--source-file F] [--manifest F [--other-manifest F]
  *                     | --hashes F]   (--other-manifest: copy equal chunks from the other slot)
+ *   goldagent bootdisk probe|prepare|update|check ...  (agent/bootdisk.c)
  *   goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]
  *                   [--source-file F [--hydrate]] [--manifest F | --hashes F]
  *
@@ -29,6 +30,7 @@
 #include <jansson.h>
 
 #include "agent/attach.h"
+#include "agent/bootdisk.h"
 #include "agent/cache.h"
 #include "agent/nbd.h"
 #include "agent/source.h"
@@ -111,6 +113,8 @@ static void usage(void)
 	      "  goldagent serve --cache FILE [--gold-socket PATH] [--volume-socket PATH]\n"
 	      "                  [--source-file F [--hydrate]] [--manifest F | --hashes F]\n"
 	      "                  [--slot A|B]\n"
+	      "  goldagent bootdisk probe|prepare|update|check ...  (goldagent bootdisk: its "
+	      "usage)\n"
 	      "sizes take K, M, G, T suffixes (binary); -v / --verbose logs more\n",
 	      stderr);
 	exit(2);
@@ -686,6 +690,8 @@ int main(int argc, char **argv)
 	cmd = argv[1];
 	if (attach_wants(argc, argv)) /* attach, sync, hydrate/serve --appliance */
 		return attach_main(argc, argv);
+	if (strcmp(cmd, "bootdisk") == 0) /* the machine's own disk: agent/bootdisk.c */
+		return bootdisk_main(argc, argv);
 	if (strcmp(cmd, "cache") == 0) {
 		struct args a;
 

@@ -72,6 +72,17 @@ struct api {
 	uint64_t by_status[6]; /* 1xx..5xx by first digit; [0]: other */
 	uint64_t scripts[BOOT_MODE_N];
 	uint64_t sanboot_refused;
+	/* SHA-256 of the boot files served, keyed by what stat says of them (a
+	 * replaced or rewritten file misses, ctime included): GET /boot/images/IMAGE/sums hashes a
+	 * file once, not at every machine's boot */
+	struct bootsum {
+		dev_t dev;
+		ino_t ino;
+		off_t size;
+		struct timespec mtime, ctime;
+		struct hash h;
+	} bootsums[8];
+	unsigned bootsums_next;
 };
 
 enum who { WHO_NONE, WHO_ADMIN, WHO_ANY, WHO_SELF };
@@ -1051,6 +1062,88 @@ static void h_bootfile(struct ctx *c, int kernel)
 	c->resp->fd_size = (uint64_t)st.st_size;
 }
 
+/* The SHA-256 of the open boot file fd (st its fstat), from the cache or read. */
+static int bootsum(struct api *a, int fd, const struct stat *st, struct hash *out)
+{
+	struct bootsum *e;
+	struct hash_ctx *hc;
+	char *buf;
+	ssize_t n;
+
+	for (size_t i = 0; i < sizeof(a->bootsums) / sizeof(a->bootsums[0]); i++) {
+		e = &a->bootsums[i];
+		if (e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+		    e->mtime.tv_sec == st->st_mtim.tv_sec &&
+		    e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+		    e->ctime.tv_sec == st->st_ctim.tv_sec &&
+		    e->ctime.tv_nsec == st->st_ctim.tv_nsec && e->ino != 0) {
+			*out = e->h;
+			return 0;
+		}
+	}
+	buf = xmalloc(1u << 20);
+	hc = hash_ctx_new();
+	while ((n = io_read_full(fd, buf, 1u << 20)) > 0)
+		hash_ctx_update(hc, buf, (size_t)n);
+	hash_ctx_final(hc, out);
+	free(buf);
+	if (n < 0)
+		return (int)n;
+	e = &a->bootsums[a->bootsums_next++ % (sizeof(a->bootsums) / sizeof(a->bootsums[0]))];
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	e->size = st->st_size;
+	e->mtime = st->st_mtim;
+	e->ctime = st->st_ctim; /* a write that restores the mtime still changes this */
+	e->h = *out;
+	return 0;
+}
+
+/* GET /boot/images/IMAGE/sums: size and SHA-256 of the kernel and initrd this
+ * route's siblings serve, so that goldagent can check the copies it writes to
+ * the machine's own disk (agent/bootdisk.c). */
+static void h_bootsums(struct ctx *c)
+{
+	const struct config_image *img = config_image_by_name(c->a->cfg, c->caps[0]);
+	json_t *j;
+
+	if (!img || !img->kernel || !img->initrd) {
+		http_error(c->resp, 404, "no kernel and initrd for image '%s' in the config",
+			   c->caps[0]);
+		return;
+	}
+	j = json_pack("{s:s}", "image", img->name);
+	for (int k = 1; k >= 0; k--) {
+		const char *path = k ? img->kernel : img->initrd, *what = k ? "kernel" : "initrd";
+		char hex[HASH_HEX_LEN + 1], url[SEG_MAX + 32];
+		struct hash h;
+		struct stat st;
+		int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -errno;
+
+		if (fd >= 0)
+			rc = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+		if (rc == 0)
+			rc = bootsum(c->a, fd, &st, &h);
+		if (fd >= 0)
+			close(fd);
+		if (rc < 0) {
+			log_error("cannot hash '%s' for image '%s': %s", path, img->name,
+				  strerror(-rc));
+			http_error(c->resp, 503,
+				   "the %s of image '%s' is not readable on the appliance", what,
+				   img->name);
+			json_decref(j);
+			return;
+		}
+		snprintf(url, sizeof(url), "/boot/images/%s/%s", img->name, what);
+		json_object_set_new(j, what,
+				    json_pack("{s:s,s:I,s:s}", "path", url, "size",
+					      (json_int_t)st.st_size, "sha256",
+					      hash_to_hex(&h, hex)));
+	}
+	send_json(c, 200, j);
+}
+
 static void h_kernel(struct ctx *c)
 {
 	h_bootfile(c, 1);
@@ -1606,6 +1699,7 @@ static const struct route routes[] = {
 	{NULL, "/boot.ipxe", WHO_NONE, h_boot},
 	{NULL, "/boot/images/*/kernel", WHO_NONE, h_kernel},
 	{NULL, "/boot/images/*/initrd", WHO_NONE, h_initrd},
+	{NULL, "/boot/images/*/sums", WHO_NONE, h_bootsums},
 	{NULL, "/api/v1/health", WHO_NONE, h_health},
 	{NULL, "/metrics", WHO_NONE, h_metrics},
 	{NULL, "/api/v1/machines", WHO_ADMIN, h_machines},

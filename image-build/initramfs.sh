@@ -2,7 +2,9 @@
 # The netboot initramfs: busybox (Debian busybox-static) as the userland, the kernel
 # modules goldagent's boot needs (resolved with the kmod .deb's modprobe against the
 # netboot kernel's modules.dep), nbd-client and mke2fs with their shared libraries
-# (copied by ldd resolution), the /init in image-build/initramfs/, and goldagent when
+# (copied by ldd resolution), what goldagent bootdisk lays a machine's own disk out
+# with (mkfs.fat, SYSLINUX's unmounted-FAT installer with the mtools it runs, and
+# SYSLINUX's mbr.bin), the /init in image-build/initramfs/, and goldagent when
 # given. Output: a gzip'd newc cpio the kernel takes as its initrd.
 #
 # Usage: image-build/initramfs.sh [--agent PATH] [--add SRC[:DEST]]... [--out FILE]
@@ -14,7 +16,7 @@
 # (kernel, packages, /init, these scripts, the agent's bytes) changed. Prints the path.
 . "$(dirname "$0")/common.sh"
 ib_lock
-ib_need cpio gzip ldd sha256sum
+ib_need cpio gzip ldd sha256sum unshare
 
 agent=""
 adds=()
@@ -45,12 +47,14 @@ modules+=(${extra[@]+"${extra[@]}"})
 release=$(bash "$IB_DIR/kernel.sh")
 kroot=$IB_OUT/kernel
 bbroot=$IB_OUT/pkgs/busybox-static
-ib_resolve busybox-static nbd-client libnl-3-200 libnl-genl-3-200 e2fsprogs libext2fs2 kmod libkmod2
+ib_resolve busybox-static nbd-client libnl-3-200 libnl-genl-3-200 e2fsprogs libext2fs2 kmod libkmod2 \
+	dosfstools syslinux syslinux-common mtools
 sysroot=$IB_OUT/sysroot
 ib_unpack busybox-static "$bbroot"
 # nbd-client (its libnl-genl may be missing on the build host) and mke2fs, unpacked
 # into a sysroot whose library directories ldd searches first
-for p in nbd-client libnl-3-200 libnl-genl-3-200 e2fsprogs libext2fs2; do
+for p in nbd-client libnl-3-200 libnl-genl-3-200 e2fsprogs libext2fs2 dosfstools syslinux \
+	syslinux-common mtools; do
 	ib_unpack "$p" "$sysroot"
 done
 libdirs=("$sysroot/lib/x86_64-linux-gnu" "$sysroot/usr/lib/x86_64-linux-gnu")
@@ -101,6 +105,23 @@ copy_bin() { # SRC DEST
 }
 copy_bin "$sysroot/sbin/nbd-client" /sbin/nbd-client
 copy_bin "$sysroot/sbin/mke2fs" /sbin/mke2fs
+# goldagent bootdisk: the FAT, SYSLINUX (it runs mattrib and mcopy through sh), the
+# MBR boot code at the path goldagent looks for it
+copy_bin "$sysroot/sbin/mkfs.fat" /sbin/mkfs.fat
+copy_bin "$sysroot/usr/bin/syslinux" /usr/bin/syslinux
+copy_bin "$sysroot/usr/bin/mtools" /usr/bin/mtools
+for a in mcopy mattrib; do
+	rm -f "$tree/usr/bin/$a"
+	ln -s mtools "$tree/usr/bin/$a"
+done
+install -D -m 0644 "$sysroot/usr/lib/syslinux/mbr/mbr.bin" "$tree/usr/lib/syslinux/mbr/mbr.bin"
+# mtools converts names to the DOS code page 850 through iconv: the C library's
+# gconv module for it (from the same host C library the binaries were copied with)
+gconv=$(dirname "$(ldd "$sysroot/usr/bin/mtools" | sed -n 's/.*libc\.so\.6 => \([^ ]*\).*/\1/p')")/gconv
+[ -f "$gconv/IBM850.so" ] || ib_die "no iconv module IBM850.so in $gconv (mtools needs code page 850)"
+mkdir -p "$tree/usr/lib/x86_64-linux-gnu/gconv"
+cp "$gconv/IBM850.so" "$gconv/gconv-modules" "$tree/usr/lib/x86_64-linux-gnu/gconv/"
+[ -d "$gconv/gconv-modules.d" ] && cp -r "$gconv/gconv-modules.d" "$tree/usr/lib/x86_64-linux-gnu/gconv/"
 [ -z "$agent" ] || copy_bin "$agent" /sbin/goldagent
 for a in ${adds[@]+"${adds[@]}"}; do
 	case "$a" in
@@ -122,6 +143,22 @@ if [ "$(id -u)" = 0 ]; then
 	esac
 	chroot "$tree" /sbin/mke2fs -V >/dev/null 2>&1 ||
 		ib_die "mke2fs does not run inside the initramfs tree"
+	# (grep without -q: it reads all, so pipefail never sees the tool's SIGPIPE)
+	chroot "$tree" /usr/bin/syslinux --version 2>&1 | grep 'Peter Anvin' >/dev/null ||
+		ib_die "syslinux does not run inside the initramfs tree"
+	chroot "$tree" /usr/bin/mcopy --version 2>&1 | grep mtools >/dev/null ||
+		ib_die "mtools (mcopy) does not run inside the initramfs tree"
+	chroot "$tree" /sbin/mkfs.fat --help 2>&1 | grep 'Create FAT filesystem' >/dev/null ||
+		ib_die "mkfs.fat does not run inside the initramfs tree"
+	# what goldagent bootdisk does, on a small image file: a FAT at 1 MiB, SYSLINUX on
+	# it (the installer hands mtools its file as /proc/PID/fd/N: /proc in a private
+	# mount namespace; its temp folder is TMPDIR's, which must exist in the tree)
+	truncate -s 20M "$tree/tmp/fat.img"
+	TMPDIR=/tmp unshare -m --propagation private sh -c 'mount -t proc proc "$1/proc" &&
+		chroot "$1" /sbin/mkfs.fat -I -n GCBOOT --offset=2048 /tmp/fat.img 16384 >/dev/null 2>&1 &&
+		chroot "$1" /usr/bin/syslinux --install --offset 1048576 /tmp/fat.img' - "$tree" ||
+		ib_die "mkfs.fat + syslinux cannot make a bootable FAT inside the initramfs tree"
+	rm -f "$tree/tmp/fat.img"
 fi
 
 (cd "$tree" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |

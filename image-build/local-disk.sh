@@ -3,12 +3,15 @@
 # (FAT, "GCBOOT", active) holds SYSLINUX, the netboot kernel and initramfs and a
 # syslinux.cfg booting them with the machine's goldcache arguments, and whose second
 # partition (type 0xda, non-filesystem data) is left for goldagent's local cache.
-# This is the layout goldagent keeps up to date on a cached machine (it rewrites
-# /vmlinuz, /initrd.img and syslinux.cfg on GCBOOT, keeping the previous pair as
-# *.prev for the "previous" entry); tests and the demo use it to boot a machine from
-# its own disk with no appliance. Built without mounting or partitioning tools: the
-# MBR is written here, the FAT with mkfs.fat, mtools and SYSLINUX's mtools installer,
-# all three unpacked from Debian packages.
+# It is the layout `goldagent bootdisk` (agent/bootdisk.c) lays out on a machine's
+# blank disk itself at an online boot (goldcache.disk=DEV): this script is the
+# host-side tool for tests and VMs that need such a disk made beforehand. goldagent
+# also updates a disk made here at its next network boot: it writes the boot's
+# kernel + initramfs into its own slots (a/, b/) and a syslinux.cfg naming them, and
+# removes /vmlinuz, /initrd.img (and the *.prev pair this script's "previous" entry
+# names, never written here). Built without mounting or partitioning tools: the MBR is
+# written here, the FAT with mkfs.fat, mtools and SYSLINUX's mtools installer, all
+# three unpacked from Debian packages.
 #
 # Usage: image-build/local-disk.sh --out FILE [--size MiB] [--boot-size MiB]
 #          [--kernel FILE] [--initrd FILE] [--append "ARGS"]

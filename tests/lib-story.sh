@@ -13,10 +13,11 @@
 #   story_unavailable N WHY
 #
 # The machines: laptop1 (MAC1) lives the story; laptop2 (MAC2) is restored from
-# laptop1's snapshot in step 4. Their disks are image-build/local-disk.sh's layout,
-# prepared by the story before the first boot (GCBOOT partition: SYSLINUX, the
-# netboot kernel and initramfs, syslinux.cfg with the machine's arguments; partition
-# 2: goldagent's cache, /dev/vda2, created by goldagent attach at the first boot).
+# laptop1's snapshot in step 4. Their disks start blank: at the first (network)
+# boot goldagent lays them out (goldcache.disk=/dev/vda, agent/bootdisk.c: GCBOOT
+# partition with SYSLINUX, this boot's kernel and initramfs, syslinux.cfg with the
+# machine's arguments; partition 2: goldagent's cache, /dev/vda2, created by
+# goldagent attach), so the offline reboot runs what goldagent wrote.
 # shellcheck shell=bash
 
 STORY_IMAGE=${STORY_IMAGE:-tiny}
@@ -165,12 +166,11 @@ story_gc_stop() {
 	return $r
 }
 
-# story_disk NAME OUT: the machine's local disk, image-build/local-disk.sh's layout
+# story_disk NAME OUT: the machine's local disk, blank (all zeros, sparse): goldagent
+# lays it out at the first network boot
 story_disk() {
-	bash "$GC_SRC/image-build/local-disk.sh" --out "$2" --size "$STORY_DISK_MB" --boot-size 32 \
-		--kernel "$GC_IMAGES/vmlinuz" --initrd "$GC_IMAGES/initramfs.img" \
-		--append "panic=-1 goldcache.onfail=poweroff goldcache.url=$STORY_URL goldcache.machine=$1 goldcache.mode=cache goldcache.cache=/dev/vda2 goldcache.state=/dev/vda1 goldcache.sync=${STORY_SYNC:-10} $STORY_TAG.stay=${STORY_STAY:-30} $STORY_TAG.poweroff=1" \
-		>"$T_DIR/disk-$1.log" 2>&1
+	rm -f "$2"
+	truncate -s "${STORY_DISK_MB}M" "$2"
 }
 
 story_setup() {
@@ -181,17 +181,17 @@ story_setup() {
 	case "$STORY_IMAGE" in
 	tiny)
 		qemu_images tiny
-		gold=$GC_IMAGES/tiny.ext4 STORY_DISK_MB=160 STORY_BOOT_S=180 ;;
+		gold=$GC_IMAGES/tiny.ext4 STORY_DISK_MB=192 STORY_BOOT_S=180 ;;
 	debian)
 		[ -s "$GC_IMAGES/debian-minbase.ext4" ] ||
 			bash "$GC_SRC/image-build/debian-rootfs.sh" >"$T_DIR/debian.log" 2>&1 ||
 			bail "image-build/debian-rootfs.sh failed (log $T_DIR/debian.log)"
-		gold=$GC_IMAGES/debian-minbase.ext4 STORY_DISK_MB=$((3 * $(stat -c %s "$gold") / 1048576 + 128)) STORY_BOOT_S=900
+		gold=$GC_IMAGES/debian-minbase.ext4 STORY_DISK_MB=$((3 * $(stat -c %s "$gold") / 1048576 + 160)) STORY_BOOT_S=900
 		export GC_QEMU_MEM=${GC_QEMU_MEM:-768} ;;
 	*) bail "STORY_IMAGE must be tiny or debian" ;;
 	esac
-	grep -q goldagent "$GC_IMAGES/initramfs.img.inputs" 2>/dev/null ||
-		diag "(initramfs inputs do not name goldagent: is it built in?)"
+	zcat "$GC_IMAGES/initramfs.img" | cpio -t --quiet 2>/dev/null | grep -qx sbin/goldagent ||
+		bail "the initramfs has no sbin/goldagent (build goldagent first: make)"
 	story_mark "images ready: $(basename "$gold") $(($(stat -c %s "$gold") / 1048576)) MiB, kernel, initramfs with goldagent"
 	lab_new
 	lab_tap st-laptop1
@@ -200,7 +200,7 @@ story_setup() {
 	sed -e "s|@BRIDGE@|$LAB_BR|g; s|@ADDR@|$LAB_ADDR|g; s|@HTTP_PORT@|$LAB_HTTP_PORT|g" \
 		-e "s|@RANGE@|10.77.0.100-10.77.0.199|g; s|@DIR@|$T_DIR|g; s|@IMAGES@|$GC_IMAGES|g" \
 		-e "s|@IMAGE@|$STORY_IMAGE|g; s|@SYNC@|${STORY_SYNC:-10}s|g; s|@SYNC_S@|${STORY_SYNC:-10}|g" \
-		-e "s|@MAC1@|$STORY_MAC1|g; s|@MAC2@|$STORY_MAC2|g" \
+		-e "s|@MAC1@|$STORY_MAC1|g; s|@MAC2@|$STORY_MAC2|g; s|@STAY@|${STORY_STAY:-30}|g; s|@TAG@|$STORY_TAG|g" \
 		"$GC_SRC/config/demo.yaml" >"$T_DIR/goldcache.yaml"
 	t_run "config/demo.yaml filled in for this lab is valid" \
 		ip netns exec "$LAB_NS" goldcached --check -c "$T_DIR/goldcache.yaml"
@@ -209,7 +209,7 @@ story_setup() {
 	is "$STORY_VER" "$STORY_IMAGE@1" "goldctl image import $STORY_IMAGE (in $(story_secs "$(story_ms "$t0")") s)"
 	story_gc_start
 	ok 0 "goldcached runs in the lab namespace (dnsmasq, tgtd, HTTP on $STORY_URL)"
-	t_run "laptop1's local disk laid out by image-build/local-disk.sh" story_disk laptop1 "$T_DIR/laptop1.img"
+	t_run "laptop1's local disk: blank ($STORY_DISK_MB MiB, goldagent lays it out)" story_disk laptop1 "$T_DIR/laptop1.img"
 	story_end
 }
 
