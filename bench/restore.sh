@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Restore throughput against iscsi-perf, side by side in one run: the real
+# goldcached + tgtd on loopback; pc1's machine volume (BENCH_VOL_MB, default
+# 256 MiB of random data: every chunk non-zero) synced as snapshot pc1@1;
+# then, per round, `goldctl machine restore pc2 --from pc1` and, on the LUN 3
+# goldcached serves for that order, with pc2's own initiator name and CHAP
+# login, at the same request size (64 KiB: the snapshot's chunk) and queue
+# depth (BENCH_DEPTH, 8):
+#   iscsi-perf         sequential READ16s of LUN 3, data thrown away (the peer);
+#   gc-fetch           goldagent's transfer engine alone (agent/fetch.c), to
+#                      /dev/null;
+#   goldagent attach   the restore itself (its own clock, from its log line):
+#                      every chunk read, SHA-256 verified against the
+#                      snapshot's manifest, written into the machine volume,
+#                      then fdatasync, dirty map and header.
+# The cache is on BENCH_CACHE_DIR (default /dev/shm), so this measures the
+# transfer + verification path as iscsi-perf measures the transfer.
+# Rounds: BENCH_ROUNDS (3), each printed, then the best of each side.
+# BENCH_KEEP=DIR copies the logs (goldcached, the agents') there at the end.
+set -euo pipefail
+: "${GC_BUILD:?run through make bench}"
+PATH="$GC_BUILD/bin:$PATH"
+vol_mb=${BENCH_VOL_MB:-256}
+rounds=${BENCH_ROUNDS:-3}
+depth=${BENCH_DEPTH:-8}
+for c in goldcached goldctl goldagent gc-fetch iscsi-perf tgtd tgtadm ss nbdcopy curl jq; do
+	command -v "$c" >/dev/null || {
+		echo "restore: missing $c (run make deps)" >&2
+		exit 1
+	}
+done
+D=$(mktemp -d)
+CD=$(mktemp -d "${BENCH_CACHE_DIR:-/dev/shm}/gc-restore-bench.XXXXXX")
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		ss -Htln "sport = :$p" | grep -q . || {
+			echo "$p"
+			return
+		}
+	done
+}
+HTTP_PORT=$(free_port)
+ISCSI_PORT=$(free_port)
+URL=http://127.0.0.1:$HTTP_PORT
+PREFIX=iqn.2026-11.org.goldcache.restorebench
+GC_PID="" AP=""
+cleanup() {
+	[ -z "$AP" ] || { kill -TERM "$AP" 2>/dev/null && wait "$AP" 2>/dev/null; } || true
+	[ -z "$GC_PID" ] || { kill -TERM "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null; } || true
+	[ -z "${BENCH_KEEP:-}" ] || cp "$D"/*.log "$BENCH_KEEP"/ 2>/dev/null || true
+	rm -rf "$D" "$CD"
+}
+trap cleanup EXIT
+mkdir -p "$D/tftp" "$D/store" "$D/state" "$D/a"
+head -c 4096 /dev/urandom >"$D/k"
+head -c $((4 << 20)) /dev/urandom >"$D/gold.img"
+cat >"$D/gc.yaml" <<-YAML
+	appliance:
+	  interface: lo
+	  listen: 127.0.0.1
+	  http_port: $HTTP_PORT
+	  dhcp: {mode: off}
+	  tftp_root: $D/tftp
+	  iscsi: {portal: 127.0.0.1:$ISCSI_PORT, iqn_prefix: $PREFIX}
+	  store_dir: $D/store
+	  state_dir: $D/state
+	images:
+	  - {name: deb, version: current, kernel: $D/k, initrd: $D/k}
+	profiles:
+	  - {name: desk, image: deb, mode: cache, volume_size: ${vol_mb}M}
+	machines:
+	  - {mac: 52:54:00:30:00:01, name: pc1, profile: desk}
+	  - {mac: 52:54:00:30:00:02, name: pc2, profile: desk}
+YAML
+goldctl --store "$D/store" -q image import deb "$D/gold.img" >/dev/null
+goldcached -c "$D/gc.yaml" --log "$D/gc.log" &
+GC_PID=$!
+tgt_show() { TGT_IPC_SOCKET="$D/state/run/tgtd.sock" tgtadm -C 0 --lld iscsi --op show --mode target 2>/dev/null; }
+for _ in $(seq 300); do
+	[ "$(tgt_show | grep -c "exports/deb@1.img")" = 2 ] && break
+	sleep 0.1
+done
+ADMIN=$D/state/admin.token
+for m in pc1 pc2; do
+	goldctl machine token $m --url "$URL" --token-file "$ADMIN" >"$D/a/$m.token"
+done
+secret=$(cat "$D/state/secrets/pc2.chap")
+attach() { # MACHINE LOG
+	rm -rf "$D/run-$1"
+	goldagent attach --appliance "$URL" --machine "$1" --mode cache --cache "$CD/$1.img" \
+		--state-dir "$D/a" --run-dir "$D/run-$1" --sync-interval 0 --depth "$depth" >"$2" 2>&1 &
+	AP=$!
+	for _ in $(seq 600); do
+		[ -S "$D/run-$1/volume.sock" ] && return 0
+		sleep 0.1
+	done
+	echo "restore: attach of $1 did not come up" >&2
+	tail -5 "$2" >&2
+	exit 1
+}
+stop() {
+	kill -TERM "$AP"
+	wait "$AP" || true
+	AP=""
+}
+
+# pc1's volume: random data, synced as pc1@1
+head -c $((vol_mb << 20)) /dev/urandom >"$D/vol.img"
+attach pc1 "$D/pc1.log"
+nbdcopy "$D/vol.img" "nbd+unix:///volume?socket=$D/run-pc1/volume.sock"
+stop
+rm -f "$D/vol.img"
+goldagent sync --cache "$CD/pc1.img" --appliance "$URL" --machine pc1 --state-dir "$D/a" --timeout 120 \
+	>"$D/sync.log" 2>&1 || {
+	echo "restore: sync of pc1 failed" >&2
+	cat "$D/sync.log" >&2
+	exit 1
+}
+rm -f "$CD/pc1.img"
+
+lun_ready() {
+	[ "$(curl -sS -H "Authorization: Bearer $(cat "$ADMIN")" "$URL/api/v1/machines/pc2" |
+		jq -r .hydrate.lun)" = 3 ]
+}
+perf_mbs() {
+	timeout -s INT 20 iscsi-perf -i "$PREFIX:i.pc2" -m "$depth" -b 128 -t 6 \
+		"iscsi://pc2%$secret@127.0.0.1:$ISCSI_PORT/$PREFIX:m.pc2/3" 2>&1 |
+		tr '\r' '\n' | sed -n 's/^iops average [0-9]* (\([0-9]*\) MB\/s).*/\1/p' | tail -n 1
+}
+fetch_mbs() {
+	gc-fetch --json -d "$depth" -s 64K -i "$PREFIX:i.pc2" -u pc2 \
+		--secret-file "$D/state/secrets/pc2.chap" "127.0.0.1:$ISCSI_PORT" "$PREFIX:m.pc2" 3 \
+		/dev/null | sed -n 's/.*"mb_per_s": \([0-9.]*\).*/\1/p'
+}
+restore_mbs() { # LOG: MB/s of the restore from its own log line
+	sed -n 's/.*restore: order [0-9]* done: [0-9]* chunks (\([0-9]*\) bytes).*, \([0-9]*\) ms$/\1 \2/p' "$1" |
+		awk '{ printf "%.0f\n", $1 / 1e6 / ($2 / 1000) }'
+}
+
+printf 'restore: %d MiB snapshot (random), 64 KiB requests, depth %d, %d rounds (MB/s)\n' \
+	"$vol_mb" "$depth" "$rounds"
+printf '  %-6s %10s %10s %10s %8s\n' "round" "iscsi-perf" "gc-fetch" "restore" "ratio"
+: >"$D/t"
+for r in $(seq "$rounds"); do
+	goldctl machine restore pc2 --from pc1 --url "$URL" --token-file "$ADMIN" >/dev/null
+	for _ in $(seq 600); do lun_ready && break; sleep 0.1; done
+	cat "$D/state/restore/pc1@1.img" >/dev/null # page cache warm for both sides
+	p=$(perf_mbs)
+	f=$(fetch_mbs)
+	attach pc2 "$D/pc2-$r.log"
+	stop
+	h=$(restore_mbs "$D/pc2-$r.log")
+	[ -n "$h" ] || {
+		echo "restore: round $r did not restore" >&2
+		tail -5 "$D/pc2-$r.log" >&2
+		exit 1
+	}
+	printf '  %-6s %10.0f %10.0f %10.0f %7.2fx\n' "r$r" "$p" "$f" "$h" "$(echo "$h / $p" | bc -l)"
+	echo "$p $f $h" >>"$D/t"
+done
+awk -v n="$rounds" '{ if ($1 > p) p = $1; if ($2 > f) f = $2; if ($3 > h) h = $3 }
+	END { printf "  best of %d: iscsi-perf %.0f, gc-fetch %.0f, restore %.0f MB/s: %.2fx\n",
+		n, p, f, h, h / p }' "$D/t"
