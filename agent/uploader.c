@@ -5,10 +5,12 @@
  * base + changed 1 MiB chunks and deduplicates with images. A chunk of which
  * only some blocks are dirty is uploaded in part: its dirty parts (a part is
  * the dirty block, or chunk / 64 when blocks are smaller) go to the LUN, the
- * claim names them ("parts") and carries the SHA-256 of the whole chunk as
- * the agent has it; the appliance lays the parts over the base's chunk and
- * checks that hash. So bytes sent / dirty bytes stays 1.0 while hashes,
- * chunk files and claims are per 1 MiB. Adjacent parts go in one WRITE16.
+ * claim names them ("parts") and carries the SHA-256 of those parts'
+ * bytes; the appliance checks that hash on what it reads back, then lays the
+ * parts over the base's chunk (verified by the store). So bytes sent / dirty
+ * bytes stays 1.0, the agent reads and hashes only what it sends (a short
+ * final pass), and hashes, chunk files and claims are per 1 MiB. Adjacent
+ * parts go in one WRITE16.
  *
  * Consistency (a live sync, while the NBD loop serves the volume): pass 1
  * uploads the dirty blocks with writes flowing (cache_dirty_track records
@@ -17,10 +19,11 @@
  * max_passes were made; then the loop pauses the volume's writes
  * (nbd_server_pause_writes: reads go on), resets the tracking, and the final
  * pass uploads the last set; writes resume as soon as it is on the LUN. Each
- * pass reads a touched chunk whole, hashes it and writes its parts from that
- * same buffer; a chunk written after that read is in the next pass's set. So
- * after the final pass every claimed chunk's hash and every uploaded part
- * describe the volume at the pause point, whatever was written after it.
+ * pass reads a touched chunk's uploaded and new parts, hashes them and writes
+ * the new ones from that same buffer; a block written after that read is in
+ * the next pass's set. So after the final pass every claim's hash and every
+ * uploaded part describe the volume at the pause point, whatever was written
+ * after it.
  * The commit then runs with writes flowing: it reads only the LUN, which the
  * agent does not write until the commit ends.
  *
@@ -204,13 +207,31 @@ static void write_done(void *arg, int err, uint64_t off, size_t len)
 	}
 }
 
-/* Chunk `chunk` with the work blocks [*wi, ...) that fall in it: read it
- * whole into s->buf, hash it, write its parts (adjacent ones in one WRITE16). */
+/* SHA-256 of the chunk's parts in mask (ascending, each clipped to len) as
+ * they lie in buf: the claim's hash (the whole chunk when mask is full). */
+static void parts_hash(const struct upl_live *u, const uint8_t *buf, uint64_t len, uint64_t mask,
+		       struct hash *out)
+{
+	struct hash_ctx *h = hash_ctx_new();
+
+	for (uint32_t p = 0; p < u->ppc; p++) {
+		uint64_t poff = (uint64_t)p * u->part;
+
+		if ((mask >> p & 1) && poff < len)
+			hash_ctx_update(h, buf + poff, (size_t)MIN((uint64_t)u->part, len - poff));
+	}
+	hash_ctx_final(h, out);
+}
+
+/* Chunk `chunk` with the work blocks [*wi, ...) that fall in it: its parts
+ * on the LUN (earlier passes') and the new ones are read into s->buf at their
+ * offsets, the new ones written (adjacent ones in one WRITE16), and the claim
+ * hash taken over all of them, from that same buffer. Parts neither dirty
+ * nor uploaded are not read: a 4 KiB write costs one part, not the chunk. */
 static int pass_chunk(struct upl_live *u, struct up_slot *s, uint64_t chunk, size_t *wi)
 {
-	uint64_t off0 = chunk * u->cs, len = MIN((uint64_t)u->cs, u->vsize - off0), pm = 0;
+	uint64_t off0 = chunk * u->cs, len = MIN((uint64_t)u->cs, u->vsize - off0), pm = 0, want;
 	struct item *it = item_get(u, chunk);
-	ssize_t got;
 
 	while (*wi < u->nwork && u->work[*wi] / u->bpc == chunk) {
 		uint64_t b = u->work[(*wi)++];
@@ -219,22 +240,33 @@ static int pass_chunk(struct upl_live *u, struct up_slot *s, uint64_t chunk, siz
 	}
 	if (u->whole)
 		pm = full_mask(u, chunk);
-	got = io_pread_full(u->vfd, s->buf, (size_t)len, (off_t)(u->volume_off + off0));
-	if (got < 0 || (uint64_t)got != len) {
-		log_error("sync: cannot read the volume at %llu: %s", (unsigned long long)off0,
-			  got < 0 ? strerror((int)-got) : "short read");
-		return got < 0 ? (int)got : -EIO;
+	pm &= full_mask(u, chunk);
+	want = pm | it->parts;
+	for (uint32_t p = 0; p < u->ppc; p++) {
+		uint64_t poff = (uint64_t)p * u->part, n;
+		uint32_t run = 1;
+		ssize_t got;
+
+		if (!(want >> p & 1))
+			continue;
+		while (p + run < u->ppc && (want >> (p + run) & 1))
+			run++;
+		n = MIN((uint64_t)run * u->part, len - poff);
+		got = io_pread_full(u->vfd, s->buf + poff, (size_t)n,
+				    (off_t)(u->volume_off + off0 + poff));
+		if (got < 0 || (uint64_t)got != n) {
+			log_error("sync: cannot read the volume at %llu: %s",
+				  (unsigned long long)(off0 + poff),
+				  got < 0 ? strerror((int)-got) : "short read");
+			return got < 0 ? (int)got : -EIO;
+		}
+		p += run - 1;
 	}
-	hash_buf(s->buf, (size_t)len, &it->id);
 	for (uint32_t p = 0; p < u->ppc; p++) {
 		uint64_t poff = (uint64_t)p * u->part;
 
 		if (!(pm >> p & 1))
 			continue;
-		if (poff >= len) {
-			pm &= ~(1ull << p);
-			continue;
-		}
 		/* no base: a zero part is inherited as zero, not sent */
 		if (!u->base &&
 		    all_zero(s->buf + poff, (size_t)MIN((uint64_t)u->part, len - poff))) {
@@ -244,6 +276,7 @@ static int pass_chunk(struct upl_live *u, struct up_slot *s, uint64_t chunk, siz
 		}
 		it->parts |= 1ull << p;
 	}
+	parts_hash(u, s->buf, len, it->parts, &it->id);
 	if (u->delay_ms && pm)
 		sleep_ms((unsigned)u->delay_ms);
 	for (uint32_t p = 0; p < u->ppc; p++) {
@@ -748,8 +781,8 @@ int upl_live_step(struct upl_live *l)
 		u->st.passes++;
 		u->passes++;
 		bytes = work_from_seen(u);
-		if (bytes > (u->o.final_bytes ? u->o.final_bytes : 8u << 20) &&
-		    u->passes < (u->o.max_passes ? u->o.max_passes : 4)) {
+		if (bytes > (u->o.final_bytes ? u->o.final_bytes : 1u << 20) &&
+		    u->passes < (u->o.max_passes ? u->o.max_passes : 8)) {
 			issue(u, CMD_PASS, 0);
 			return 1;
 		}

@@ -26,8 +26,8 @@ struct upl_opts {
 	const char *state_path; /* "snapshot N" of the last acknowledged commit */
 	unsigned attempts; /* upload/commit attempts (0: 5) */
 	/* live syncs */
-	unsigned max_passes; /* passes with writes flowing before the final one (0: 4) */
-	uint64_t final_bytes; /* a set this small is uploaded with writes paused (0: 8 MiB) */
+	unsigned max_passes; /* passes with writes flowing before the final one (0: 8) */
+	uint64_t final_bytes; /* a set this small is uploaded with writes paused (0: 1 MiB) */
 	int notify_fd; /* an eventfd the loop watches (upl_live_start) */
 	void (*pause)(void *arg, int on); /* pauses / resumes the volume's writes */
 	void *pause_arg;

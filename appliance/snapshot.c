@@ -15,12 +15,13 @@
  * the same machine (0 for the first one, or a base on another machine).
  *
  * Commit order (the durability rule: data, flush, then metadata):
- *   1. every claimed chunk is read from the upload file (a claim with parts:
- *      the base's chunk, read from the store and verified, with the uploaded
- *      parts read over it; so a 4 KiB write costs 64 KiB of upload, not the
- *      1 MiB store chunk), hashed and compared with the claim; the bytes that
- *      were hashed are the bytes stored, so an agent rewriting the file
- *      meanwhile cannot slip in unverified data;
+ *   1. every claimed chunk is read from the upload file, hashed and compared
+ *      with the claim (a claim with parts: the uploaded parts are hashed and
+ *      compared, then laid over the base's chunk, read from the store and
+ *      verified by it; so a 4 KiB write costs one 64 KiB part of upload, not
+ *      the 1 MiB store chunk); the bytes that were hashed are the bytes
+ *      stored, so an agent rewriting the file meanwhile cannot slip in
+ *      unverified data;
  *   2. store_sync() makes the new chunk files and their directories durable;
  *   3. the manifest is written to a temp file, fsynced, link(2)ed to
  *      N.manifest (EEXIST: a concurrent commit took N, try N + 1) and the
@@ -335,12 +336,15 @@ static int read_range(const struct snapshot_commit_req *rq, int fd, uint8_t *buf
 }
 
 /* Chunk i of a claim uploaded in part: the base's chunk i (verified by the
- * store; zero without a base), then the uploaded parts read over it. */
+ * store; zero without a base), then the uploaded parts read over it; *ph gets
+ * the SHA-256 of the uploaded parts (ascending, each clipped to the chunk):
+ * what the claim's hash covers. */
 static int read_parts(struct store *s, const struct snapshot_commit_req *rq, int fd,
 		      const struct manifest *bm, uint64_t i, uint64_t parts, uint8_t *buf,
-		      size_t len, struct snapshot_commit_result *res)
+		      size_t len, struct hash *ph, struct snapshot_commit_result *res)
 {
 	uint64_t base_off = i * rq->chunk_size;
+	struct hash_ctx *h;
 	size_t got = 0;
 	int r;
 
@@ -373,6 +377,15 @@ static int read_parts(struct store *s, const struct snapshot_commit_req *rq, int
 			return r;
 		j += run - 1;
 	}
+	h = hash_ctx_new();
+	for (uint32_t j = 0; j < SNAPSHOT_MAX_PARTS && (parts >> j); j++) {
+		uint64_t off = (uint64_t)j * rq->part_size;
+
+		if ((parts >> j & 1) && off < len)
+			hash_ctx_update(h, buf + off,
+					(size_t)MIN((uint64_t)rq->part_size, len - off));
+	}
+	hash_ctx_final(h, ph);
 	return 0;
 }
 
@@ -470,7 +483,7 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 	for (uint64_t i = 0, ci = 0; i < m->nchunks; i++) {
 		const struct snapshot_claim *c;
 		uint32_t len = manifest_chunk_len(m, i);
-		struct hash h;
+		struct hash h, ph;
 		int was_new;
 
 		if (ci >= rq->nclaims || sorted[ci].index != i) {
@@ -483,7 +496,7 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 		c = &sorted[ci++];
 		res->changed++;
 		if (c->parts)
-			r = read_parts(s, rq, fd, bm, i, c->parts, buf, len, res);
+			r = read_parts(s, rq, fd, bm, i, c->parts, buf, len, &ph, res);
 		else
 			r = read_range(rq, fd, buf, len, i * rq->chunk_size, i);
 		if (r < 0)
@@ -491,13 +504,14 @@ int snapshot_commit(struct store *s, const struct snapshot_commit_req *rq,
 			       (unsigned long long)i,
 			       r == -EBADMSG ? " (its base chunk is damaged)" : "");
 		hash_buf(buf, len, &h);
-		if (!hash_equal(&h, &c->id)) {
+		if (!hash_equal(c->parts ? &ph : &h, &c->id)) {
 			res->bad_chunk = (int64_t)i;
 			REFUSE(-EBADMSG,
-			       "chunk %llu (offset %llu): uploaded data hashes to %s, the commit "
+			       "chunk %llu (offset %llu): uploaded data%s hashes to %s, the commit "
 			       "claims %s",
 			       (unsigned long long)i, (unsigned long long)(i * rq->chunk_size),
-			       hash_to_hex(&h, hex), hash_to_hex(&c->id, hex2));
+			       c->parts ? " (its parts)" : "",
+			       hash_to_hex(c->parts ? &ph : &h, hex), hash_to_hex(&c->id, hex2));
 		}
 		if (is_zero(buf, len)) {
 			m->chunks[i].zero = 1;

@@ -24,14 +24,15 @@
 
 /* Parts: a chunk may be uploaded in part. The chunk is cut into parts of
  * part_size bytes (at most SNAPSHOT_MAX_PARTS of them); bit j of parts says
- * part j was written to the upload file. The chunk committed is the base's
- * chunk (zero without a base) with the uploaded parts laid over it, and it
- * must hash to id. parts 0: the whole chunk was uploaded. */
+ * part j was written to the upload file, and id is then the SHA-256 of those
+ * parts' bytes (ascending, the last one clipped to the chunk). The chunk
+ * committed is the base's chunk (zero without a base) with the uploaded parts
+ * laid over it. parts 0: the whole chunk was uploaded, id is its hash. */
 #define SNAPSHOT_MAX_PARTS 64u
 
 struct snapshot_claim {
 	uint64_t index; /* chunk index in the volume */
-	struct hash id; /* SHA-256 of the whole chunk's bytes as the agent read them */
+	struct hash id; /* SHA-256 of the uploaded bytes (the chunk's, or its parts') */
 	uint64_t parts; /* uploaded parts (bit j: part j); 0: the whole chunk */
 };
 

@@ -121,8 +121,8 @@ static size_t nsnaps(struct store *s)
 }
 
 /* Chunks uploaded in part (4 KiB parts of the 64 KiB chunks): the commit
- * lays the uploaded parts over the base's chunk (zero without a base), reads
- * nothing else of the upload file, and checks the whole chunk's hash. */
+ * checks the claimed hash of the uploaded parts, lays them over the base's
+ * chunk (zero without a base) and reads nothing else of the upload file. */
 static void test_parts(struct store *s)
 {
 	struct snapshot_claim c[2];
@@ -155,7 +155,7 @@ static void test_parts(struct store *s)
 	close(fd);
 	c[0].index = 3;
 	c[0].parts = 0x6;
-	hash_buf(chunk, CS, &c[0].id);
+	hash_buf(chunk + 4096, 8192, &c[0].id); /* the claim covers the parts sent */
 	rq.base = res.snapshot;
 	is_int(snapshot_commit(s, &rq, &res), 0, "parts 1-2 of chunk 3 over base pc8@1");
 	is_int(res.partial, 1, "one chunk completed from its base");
@@ -176,12 +176,24 @@ static void test_parts(struct store *s)
 	is_int(snapshot_commit(s, &rq, &res), -EBADMSG, "a part left out: mismatch");
 	ok(res.bad_chunk == 3, "names chunk 3");
 	/* without a base the rest of the chunk is zero */
-	memset(chunk, 0, CS);
-	memcpy(chunk + 4096, garbage + 4096, 8192);
-	hash_buf(chunk, CS, &c[0].id);
+	hash_buf(garbage + 4096, 8192, &c[0].id);
 	c[0].parts = 0x6;
 	rq.base = 0;
 	is_int(snapshot_commit(s, &rq, &res), 0, "parts without a base: zero around them");
+	memset(chunk, 0, CS);
+	memcpy(chunk + 4096, garbage + 4096, 8192);
+	is_int(snapshot_export_to_file(s, "pc8", res.snapshot, out, NULL), 0, "export it");
+	{
+		uint8_t *got = xmalloc(CS);
+
+		fd = open(out, O_RDONLY | O_CLOEXEC);
+		ok(fd >= 0 && io_pread_full(fd, got, CS, (off_t)(3 * CS)) == (ssize_t)CS &&
+			   memcmp(got, chunk, CS) == 0,
+		   "chunk 3 = zeros with the two parts");
+		if (fd >= 0)
+			close(fd);
+		free(got);
+	}
 	c[0].parts = 1ull << 16;
 	is_int(snapshot_commit(s, &rq, &res), -EINVAL, "a part past the chunk refused");
 	rq.part_size = 1024;
