@@ -306,6 +306,7 @@ static int carry_out(struct cache *c, struct apic_machine *m, const struct resto
 	struct manifest *mf = NULL;
 	int own = strcmp(m->hydrate_from, o->api->machine) == 0, r;
 
+	*st = (struct restore_stats){.order = m->hydrate_id}; /* per order carried out */
 	if (m->hydrate_snapshot) {
 		r = apic_snapshot_manifest_get(o->api, m->hydrate_from, m->hydrate_snapshot, &mf);
 		if (r < 0)
@@ -342,8 +343,20 @@ static int carry_out(struct cache *c, struct apic_machine *m, const struct resto
 				 "empty one",
 				 (long long)m->hydrate_id, m->hydrate_kind);
 	}
-	if (r == 0 && mf)
+	if (r == 0 && mf) {
+		int64_t id = m->hydrate_id;
+
 		r = copy_snapshot(c, mf, m->hydrate_lun, o, st);
+		/* an order replaced meanwhile takes LUN 3 away or swaps its file:
+		 * what failed was the old order, the new one starts over */
+		if (r < 0 && apic_machine_get(o->api, m) == 0 && m->hydrate_id != id) {
+			log_info("restore: order %lld was replaced while it was read: carrying out "
+				 "order %lld",
+				 (long long)id, (long long)m->hydrate_id);
+			manifest_free(mf);
+			return -EAGAIN;
+		}
+	}
 	if (r == 0)
 		r = cache_restore_zero(c, mf ? mf->size : 0, (size_t)(vsize - (mf ? mf->size : 0)));
 	/* the base the next commit names, before the marker goes */

@@ -4,7 +4,7 @@
 # 256 MiB of random data: every chunk non-zero) synced as snapshot pc1@1;
 # then, per round, `goldctl machine restore pc2 --from pc1` and, on the LUN 3
 # goldcached serves for that order, with pc2's own initiator name and CHAP
-# login, at the same request size (64 KiB: the snapshot's chunk) and queue
+# login, at the same request size (the snapshot's chunk) and queue
 # depth (BENCH_DEPTH, 8):
 #   iscsi-perf         sequential READ16s of LUN 3, data thrown away (the peer);
 #   gc-fetch           goldagent's transfer engine alone (agent/fetch.c), to
@@ -119,18 +119,23 @@ goldagent sync --cache "$CD/pc1.img" --appliance "$URL" --machine pc1 --state-di
 	exit 1
 }
 rm -f "$CD/pc1.img"
+cs=$(goldctl --store "$D/store" machine snapshots pc1 --json | jq '.[0].chunk_size // .snapshots[0].chunk_size')
+[ "$cs" -gt 0 ] 2>/dev/null || {
+	echo "restore: no chunk size for pc1@1" >&2
+	exit 1
+}
 
 lun_ready() {
 	[ "$(curl -sS -H "Authorization: Bearer $(cat "$ADMIN")" "$URL/api/v1/machines/pc2" |
 		jq -r .hydrate.lun)" = 3 ]
 }
 perf_mbs() {
-	timeout -s INT 20 iscsi-perf -i "$PREFIX:i.pc2" -m "$depth" -b 128 -t 6 \
+	timeout -s INT 20 iscsi-perf -i "$PREFIX:i.pc2" -m "$depth" -b $((cs / 512)) -t 6 \
 		"iscsi://pc2%$secret@127.0.0.1:$ISCSI_PORT/$PREFIX:m.pc2/3" 2>&1 |
 		tr '\r' '\n' | sed -n 's/^iops average [0-9]* (\([0-9]*\) MB\/s).*/\1/p' | tail -n 1
 }
 fetch_mbs() {
-	gc-fetch --json -d "$depth" -s 64K -i "$PREFIX:i.pc2" -u pc2 \
+	gc-fetch --json -d "$depth" -s "$cs" -i "$PREFIX:i.pc2" -u pc2 \
 		--secret-file "$D/state/secrets/pc2.chap" "127.0.0.1:$ISCSI_PORT" "$PREFIX:m.pc2" 3 \
 		/dev/null | sed -n 's/.*"mb_per_s": \([0-9.]*\).*/\1/p'
 }
@@ -139,8 +144,8 @@ restore_mbs() { # LOG: MB/s of the restore from its own log line
 		awk '{ printf "%.0f\n", $1 / 1e6 / ($2 / 1000) }'
 }
 
-printf 'restore: %d MiB snapshot (random), 64 KiB requests, depth %d, %d rounds (MB/s)\n' \
-	"$vol_mb" "$depth" "$rounds"
+printf 'restore: %d MiB snapshot (random), %d KiB requests (its chunk), depth %d, %d rounds (MB/s)\n' \
+	"$vol_mb" $((cs / 1024)) "$depth" "$rounds"
 printf '  %-6s %10s %10s %10s %8s\n' "round" "iscsi-perf" "gc-fetch" "restore" "ratio"
 : >"$D/t"
 for r in $(seq "$rounds"); do

@@ -7,7 +7,8 @@
 # equals the snapshot byte for byte and the file is there, the order is
 # cleared and LUN 3 and its file go away; pc2's next sync commits against base
 # pc1@1 (only its own change travels). reset gives a zero volume, reset --to
-# its own snapshot; kill -9 mid-restore leaves a marked, half-restored volume
+# its own snapshot; an order replaced mid-restore is followed by the new
+# one; kill -9 mid-restore leaves a marked, half-restored volume
 # that an offline start refuses and the next online attach completes; a
 # tampered byte in the LUN file is detected and the restore does not complete;
 # after goldcached restarts with the order pending the LUN comes back; a
@@ -214,6 +215,20 @@ for i in $(seq "$kills"); do
 done
 is "$i" "$kills" "after $kills kill -9 mid-restore, each re-attach completes: volume = pc1@1, order cleared"
 ok "$([ "$marked" -ge 1 ]; echo $?)" "the marker was set after a kill ($marked of $kills)"
+
+# 6b. the order replaced while the agent restores: the new one is carried out
+ctl restore pc2 --from pc1 >/dev/null || bail "restore order"
+wait_for 60 order_ready pc2 || bail "LUN 3 for the replaced order"
+boot pc2 "$D/replaced.log" GOLDAGENT_TEST_CHUNK_DELAY_MS=100
+wait_for 60 grep -q "the machine volume becomes pc1@1" "$D/replaced.log" || bail "restore"
+t_run "goldctl machine reset pc2 --to 1 while pc2 restores pc1@1" ctl reset pc2 --to 1
+up pc2
+ok $? "the attach serves the volume"
+like "$(cat "$D/replaced.log")" "order [0-9]+ was replaced" "the agent noticed the replacement"
+t_run "read pc2's volume" nbdcopy "$(vol pc2)" "$D/pc2r.img"
+t_run "it is the new order's snapshot, pc2@1" cmp "$D/pc2-1.img" "$D/pc2r.img"
+is "$(state pc2 | jq -c .hydrate)" null "the new order is cleared"
+stop
 
 # 7. a tampered byte in the LUN file is detected; a goldcached restart with the
 # order pending exports the snapshot again
