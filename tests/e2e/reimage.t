@@ -8,7 +8,9 @@
 # cache was kept, only the volume was reset. desk1, the same image in a persistent
 # profile, keeps its files across the same reboot (so the check can tell); then
 # `goldctl machine reset desk1` reimages it at its next PXE boot: a fresh volume,
-# again with no byte from the iSCSI portal, and the order acknowledged.
+# again with no byte from the iSCSI portal, and the order acknowledged. Last, with
+# the appliance stopped, lab1 boots from its own disk: the reset holds offline too
+# (goldagent remembered persist: false in the cache).
 # gc-test: slow
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
@@ -70,12 +72,18 @@ first() {
 	read -r B C <<<"$(machine_meter_take)"
 	diag "$1 boot 1: tgtd sent $B bytes over $C iSCSI connection(s)"
 }
-# again NAME MAC N: PXE boot N; stopped (power cut) once the image showed its state
+# again NAME MAC N [clean]: PXE boot N; stopped (power cut) once the image showed
+# its state, or with clean: the image writes, flushes and powers off
 again() {
 	local S=$T_DIR/$1-boot$3.serial
 	machine_pxe "$1" "$2" "$T_DIR/$1.img" "$S"
 	ok $? "$1 boot $3: PXE boot into the cache-mode image"
-	story_stop_qemu
+	if [ "${4:-}" = clean ]; then
+		story_wait_exit $((MACHINE_STAY + 60))
+		ok $? "$1 boot $3: the image flushed and powered off"
+	else
+		story_stop_qemu
+	fi
 	read -r B C <<<"$(machine_meter_take)"
 	diag "$1 boot $3: tgtd sent $B bytes over $C iSCSI connection(s)"
 	SERIAL=$(tr -d '\r' <"$S")
@@ -85,7 +93,7 @@ again() {
 first lab1 "$MAC_LAB"
 is "$(story_cache_status "$T_DIR/lab1.img" --json | jq -r .persist)" false \
 	"lab1: goldagent recorded persist: false in the cache (an offline boot resets too)"
-again lab1 "$MAC_LAB" 2
+again lab1 "$MAC_LAB" 2 clean
 like "$SERIAL" "machine volume reset \\([0-9]+ blocks written last boot zeroed\\)" \
 	"lab1 boot 2: goldagent reset the machine volume"
 machine_unlike "$SERIAL" "previous boot's write present" "lab1 boot 2: the file the last boot wrote is gone"
@@ -116,4 +124,23 @@ like "$SERIAL" "goldcache-tiny: logged boot 1" "desk1 boot 3: the image's boot l
 like "$SERIAL" "goldcache-tiny: show /goldcache-image: lab image" "desk1 boot 3: the gold image is there"
 is "$B $C" "0 0" "desk1 boot 3: zero bytes from the appliance's iSCSI portal, no iSCSI connection"
 is "$(machine_show desk1 2>/dev/null | jq -c .hydrate)" null "the order is cleared at the appliance"
+
+# --- lab1 offline: appliance stopped, boot from its own disk (GCBOOT's SYSLINUX)
+like "$(story_cache_status "$T_DIR/lab1.img" --json | jq -r .dirty_blocks)" '^[1-9][0-9]*$' \
+	"lab1: boot 2's writes are on the machine volume"
+kill -TERM "$E2E_GC_PID"
+wait_for 30 sh -c "! kill -0 $E2E_GC_PID 2>/dev/null"
+ok $? "goldcached stopped (dnsmasq and tgtd with it): the appliance is unreachable"
+S=$T_DIR/lab1-boot3.serial
+story_qemu lab1 "$MAC_LAB" "$T_DIR/lab1.img" c "$S"
+story_wait "$S" 'goldcache-tiny: show /run/goldcache/agent.log' "$MACHINE_BOOT_S"
+ok $? "lab1 boot 3: boots from its own disk, offline" || story_tail "$S" 30
+story_stop_qemu
+SERIAL=$(tr -d '\r' <"$S")
+like "$SERIAL" "goldcache: stage appliance unreachable" "lab1 boot 3: the appliance is unreachable"
+like "$SERIAL" "offline start: the profile said persist: false" "lab1 boot 3: goldagent remembers persist: false"
+like "$SERIAL" "machine volume reset \\([0-9]+ blocks written last boot zeroed\\)" \
+	"lab1 boot 3: and resets the machine volume offline too"
+machine_unlike "$SERIAL" "previous boot's write present" "lab1 boot 3: the file boot 2 wrote is gone"
+like "$SERIAL" "goldcache-tiny: logged boot 1" "lab1 boot 3: the image's boot log starts over"
 done_testing
