@@ -198,6 +198,34 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
 	return CTL_OK;
 }
 
+/* The pending restore/reset order (docs/restore.md): what the next attach
+ * carries out, and where the appliance serves its snapshot. */
+static void print_order(json_t *h)
+{
+	const char *from = json_string_value(json_object_get(h, "from"));
+	const char *ls = json_string_value(json_object_get(h, "lun_state"));
+
+	if (!json_is_object(h)) {
+		printf("pending order:    -\n");
+		return;
+	}
+	if (from) {
+		char lun[24] = "-";
+
+		if (json_is_integer(json_object_get(h, "lun")))
+			snprintf(lun, sizeof(lun), "%lld",
+				 (long long)json_integer_value(json_object_get(h, "lun")));
+		printf("pending order:    %s from %s@%lld (order %lld), LUN %s%s%s\n",
+		       str(h, "kind"), from,
+		       (long long)json_integer_value(json_object_get(h, "snapshot")),
+		       (long long)json_integer_value(json_object_get(h, "id")), lun, ls ? ": " : "",
+		       ls ? ls : "");
+	} else {
+		printf("pending order:    %s to a fresh volume (order %lld)\n", str(h, "kind"),
+		       (long long)json_integer_value(json_object_get(h, "id")));
+	}
+}
+
 static void print_machine(json_t *m)
 {
 	char t[32], h[16];
@@ -219,6 +247,7 @@ static void print_machine(json_t *m)
 	printf("hydrated:         %s\n", h);
 	printf("enrolled:         %s\n",
 	       json_is_true(json_object_get(m, "enrolled")) ? "yes" : "no");
+	print_order(json_object_get(m, "hydrate"));
 	if (json_is_object(st)) {
 		char *s = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
 

@@ -119,6 +119,8 @@ like "$(TGT_IPC_SOCKET="$D/state/run/tgtd.sock" tgtadm -C 0 --lld iscsi --op sho
 	awk -v iqn="$PREFIX:m.pc2" '/^Target [0-9]+: / {t = ($3 == iqn)} t && /LUN: 3/ {l = 1}
 		t && l && /Readonly:/ {print; exit}')" "Readonly: Yes" "LUN 3 is read-only"
 is "$(lun3 pc1)" "" "pc1's target has no LUN 3"
+like "$(ctl show pc2)" "pending order: +restore from pc1@1 \(order [0-9]+\), LUN 3: ready" \
+	"goldctl machine show says where the order's snapshot is served"
 
 # 3. pc2's attach restores it
 boot pc2 "$D/pc2.log"
@@ -134,6 +136,7 @@ grep -qx 'written on pc1' \"$D/mnt/hello.txt\"
 cmp \"$D/payload\" \"$D/mnt/payload\"
 umount \"$D/mnt\""
 is "$(state pc2 | jq -c .hydrate)" null "the order is cleared"
+like "$(ctl show pc2)" "pending order: +-" "goldctl machine show: no pending order"
 no_lun3() { ! has_lun pc2 3; }
 wait_for 30 no_lun3
 ok $? "LUN 3 is gone from pc2's target"
