@@ -4,7 +4,6 @@
 # for the profile) still gives the lab machine a fresh volume; a persistent
 # machine's offline attach keeps what its last boot wrote. A move back to a
 # persistent profile clears the flag at the next online attach.
-# gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-attach.sh"
 . "$GC_SRC/tests/lib-machine.sh"

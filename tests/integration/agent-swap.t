@@ -5,7 +5,6 @@
 # by hash), keeping slot A's deb whole; assigned back, the next attach switches
 # to slot A with zero chunks fetched and no iSCSI login at all, and serves deb
 # byte-identical again. A third image then takes the slot not in use.
-# gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-attach.sh"
 . "$GC_SRC/tests/lib-machine.sh"
