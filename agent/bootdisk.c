@@ -415,24 +415,54 @@ out:
 
 /* ---- GCBOOT's files ---- */
 
-struct entry {
-	int used;
-	char slot; /* 'a' or 'b' */
-	struct hash kernel, initrd;
-};
-
-/* entry 0: the default ("goldcache"), 1: "previous" */
-struct state {
-	struct entry e[2];
-};
-
 static const char *const entry_label[2] = {"goldcache", "previous"};
 
-/* Reads the TAG lines of DIR/syslinux.cfg. -ENOENT: no file; a file without TAG
- * lines (made by hand or image-build/local-disk.sh) is an empty state. */
-static int state_load(const char *dir, struct state *st, char **text)
+int bootdisk_cfg_parse(const char *text, size_t len, struct bootdisk_cfg *st)
 {
-	char *path = xasprintf("%s/" CFG_NAME, dir), *buf = NULL, *line, *next;
+	char *buf = xstrndup(text, len), *line, *next;
+	int r = 0;
+
+	memset(st, 0, sizeof(*st));
+	for (line = buf; line && *line; line = next) {
+		char label[16], slot[4], k[HASH_HEX_LEN + 2], i[HASH_HEX_LEN + 2];
+		int which;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (strncmp(line, TAG " entry ", sizeof(TAG " entry ") - 1) != 0)
+			continue;
+		if (sscanf(line + sizeof(TAG " entry ") - 1, "%15s %3s %65s %65s", label, slot, k,
+			   i) != 4) {
+			r = -EBADMSG;
+			break;
+		}
+		which = !strcmp(label, entry_label[0])	 ? 0
+			: !strcmp(label, entry_label[1]) ? 1
+							 : -1;
+		if (which < 0 || (strcmp(slot, "a") && strcmp(slot, "b")) || st->e[which].used ||
+		    hash_from_hex(k, &st->e[which].kernel) < 0 ||
+		    hash_from_hex(i, &st->e[which].initrd) < 0) {
+			r = -EBADMSG;
+			break;
+		}
+		st->e[which].used = 1;
+		st->e[which].slot = slot[0];
+	}
+	if (r == 0 && st->e[1].used && (!st->e[0].used || st->e[0].slot == st->e[1].slot))
+		r = -EBADMSG;
+	if (r < 0)
+		memset(st, 0, sizeof(*st));
+	free(buf);
+	return r;
+}
+
+/* Reads DIR/syslinux.cfg (its text into *text, heap) and the pair it records.
+ * -ENOENT: no file. A file without TAG lines (made by hand or by
+ * image-build/local-disk.sh), or whose TAG lines do not parse, records no pair. */
+static int state_load(const char *dir, struct bootdisk_cfg *st, char **text)
+{
+	char *path = xasprintf("%s/" CFG_NAME, dir), *buf = NULL;
 	size_t len;
 	int r = io_read_file(path, CFG_MAX, &buf, &len);
 
@@ -444,45 +474,16 @@ static int state_load(const char *dir, struct state *st, char **text)
 		free(path);
 		return r;
 	}
-	*text = xstrndup(buf, len);
-	for (line = buf; line && *line; line = next) {
-		char label[16], slot[4], k[HASH_HEX_LEN + 2], i[HASH_HEX_LEN + 2];
-		int which;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		if (strncmp(line, TAG " entry ", sizeof(TAG " entry ") - 1) != 0)
-			continue;
-		if (sscanf(line + sizeof(TAG " entry ") - 1, "%15s %3s %65s %65s", label, slot, k,
-			   i) != 4)
-			goto bad;
-		which = !strcmp(label, entry_label[0])	 ? 0
-			: !strcmp(label, entry_label[1]) ? 1
-							 : -1;
-		if (which < 0 || (strcmp(slot, "a") && strcmp(slot, "b")) || st->e[which].used ||
-		    hash_from_hex(k, &st->e[which].kernel) < 0 ||
-		    hash_from_hex(i, &st->e[which].initrd) < 0)
-			goto bad;
-		st->e[which].used = 1;
-		st->e[which].slot = slot[0];
-		continue;
-	bad:
-		log_warn("'%s': unreadable line '%.100s': treating GCBOOT as holding no pair", path,
-			 line);
-		memset(st, 0, sizeof(*st));
-		break;
-	}
-	if (st->e[1].used && !st->e[0].used)
-		memset(st, 0, sizeof(*st));
-	if (st->e[0].used && st->e[1].used && st->e[0].slot == st->e[1].slot)
-		memset(st, 0, sizeof(*st));
-	free(buf);
+	*text = buf;
+	if (bootdisk_cfg_parse(buf, len, st) < 0)
+		log_warn("'%s': goldcache-bootdisk lines that do not parse: treating GCBOOT as "
+			 "holding no pair",
+			 path);
 	free(path);
 	return 0;
 }
 
-static char *cfg_render(const struct state *st, const char *append)
+char *bootdisk_cfg_render(const struct bootdisk_cfg *st, const char *append)
 {
 	char *out = xstrdup(""), *t;
 
@@ -514,9 +515,9 @@ static char *cfg_render(const struct state *st, const char *append)
 	return out;
 }
 
-static int cfg_publish(const char *dir, const struct state *st, const char *append)
+static int cfg_publish(const char *dir, const struct bootdisk_cfg *st, const char *append)
 {
-	char *path = xasprintf("%s/" CFG_NAME, dir), *text = cfg_render(st, append);
+	char *path = xasprintf("%s/" CFG_NAME, dir), *text = bootdisk_cfg_render(st, append);
 	int r = io_write_file_atomic(path, text, strlen(text), 0644);
 
 	if (r < 0)
@@ -550,7 +551,7 @@ static int file_hash(const char *dir, char slot, const char *name, struct hash *
 }
 
 /* 1 when entry e's files are on GCBOOT with the hashes it records. */
-static int entry_sound(const char *dir, const struct entry *e)
+static int entry_sound(const char *dir, const struct bootdisk_entry *e)
 {
 	struct hash k, i;
 
@@ -561,7 +562,7 @@ static int entry_sound(const char *dir, const struct entry *e)
 
 int bootdisk_check(const char *dir)
 {
-	struct state st;
+	struct bootdisk_cfg st;
 	char *text = NULL;
 	int r = state_load(dir, &st, &text), bad = 0;
 
@@ -719,14 +720,12 @@ static int file_get(const struct bootdisk_update_opts *o, struct bootfile *f)
 	return 0;
 }
 
-/* The release a bzImage says it is (its setup header's kernel_version string, up
- * to the first space), into out. -EINVAL when buf is no bzImage. */
-static int bzimage_release(const char *buf, size_t len, char *out, size_t size)
+int bootdisk_kernel_release(const void *buf, size_t len, char *out, size_t size)
 {
-	const uint8_t *b = (const uint8_t *)buf;
+	const uint8_t *b = buf;
 	size_t off, n = 0;
 
-	if (len < 0x210 || memcmp(b + 0x202, "HdrS", 4) != 0)
+	if (size == 0 || len < 0x210 || memcmp(b + 0x202, "HdrS", 4) != 0)
 		return -EINVAL;
 	off = (size_t)(b[0x20e] | b[0x20f] << 8);
 	if (off == 0)
@@ -775,7 +774,7 @@ static void remove_legacy(const char *dir)
 int bootdisk_update(const struct bootdisk_update_opts *o, enum bootdisk_result *res, char *slot_out)
 {
 	struct bootfile f[2] = {{.what = "kernel"}, {.what = "initrd"}};
-	struct state st, next;
+	struct bootdisk_cfg st, next;
 	struct statvfs vfs;
 	struct utsname u;
 	char *text = NULL, *want_text = NULL, rel[128], *sdir;
@@ -814,7 +813,7 @@ int bootdisk_update(const struct bootdisk_update_opts *o, enum bootdisk_result *
 				 st.e[1].slot);
 			st.e[1].used = 0;
 		}
-		want_text = cfg_render(&st, o->append);
+		want_text = bootdisk_cfg_render(&st, o->append);
 		if (text && strcmp(text, want_text) == 0)
 			goto out;
 		r = cfg_publish(o->dir, &st, o->append);
@@ -830,7 +829,7 @@ int bootdisk_update(const struct bootdisk_update_opts *o, enum bootdisk_result *
 		uname(&u);
 		want_rel = u.release;
 	}
-	if (bzimage_release(f[0].data, f[0].len, rel, sizeof(rel)) < 0) {
+	if (bootdisk_kernel_release(f[0].data, f[0].len, rel, sizeof(rel)) < 0) {
 		log_error("the kernel %s%s is not a Linux bzImage; not written", o->url, f[0].path);
 		r = -EBADMSG;
 		goto out;
@@ -865,9 +864,10 @@ int bootdisk_update(const struct bootdisk_update_opts *o, enum bootdisk_result *
 	r = write_pair(o->dir, target, f);
 	if (r < 0)
 		goto out;
-	next.e[1] = st.e[0].used && entry_sound(o->dir, &st.e[0]) ? st.e[0] : (struct entry){0};
-	next.e[0] =
-		(struct entry){.used = 1, .slot = target, .kernel = f[0].sha, .initrd = f[1].sha};
+	next.e[1] = st.e[0].used && entry_sound(o->dir, &st.e[0]) ? st.e[0]
+								  : (struct bootdisk_entry){0};
+	next.e[0] = (struct bootdisk_entry){
+		.used = 1, .slot = target, .kernel = f[0].sha, .initrd = f[1].sha};
 	r = cfg_publish(o->dir, &next, o->append);
 	if (r < 0)
 		goto out;

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/hash.h"
+
 #define BOOTDISK_DEFAULT_BOOT_SIZE (64ull << 20)
 #define BOOTDISK_DEFAULT_MBR "/usr/lib/syslinux/mbr/mbr.bin"
 
@@ -71,6 +73,29 @@ enum bootdisk_result {
  * a crash at any instant, each entry it names has its complete files. */
 int bootdisk_update(const struct bootdisk_update_opts *o, enum bootdisk_result *res,
 		    char *slot_out);
+
+/* What syslinux.cfg records: e[0] the default entry ("goldcache"), e[1] the
+ * "previous" one; each boots SLOT/vmlinuz + SLOT/initrd.img of GCBOOT. */
+struct bootdisk_entry {
+	int used;
+	char slot; /* 'a' or 'b' */
+	struct hash kernel, initrd;
+};
+struct bootdisk_cfg {
+	struct bootdisk_entry e[2];
+};
+
+/* Parses the "# goldcache-bootdisk entry LABEL SLOT KSHA ISHA" lines of a
+ * syslinux.cfg's text (other lines are SYSLINUX's). 0 (no such lines: no entry
+ * used) or -EBADMSG (a malformed or contradictory line; *cfg is then empty). */
+int bootdisk_cfg_parse(const char *text, size_t len, struct bootdisk_cfg *cfg);
+/* The syslinux.cfg text for cfg, both entries with kernel arguments append
+ * (heap, caller frees). bootdisk_cfg_parse gives cfg back from it. */
+char *bootdisk_cfg_render(const struct bootdisk_cfg *cfg, const char *append);
+
+/* The release a Linux bzImage says it is (its setup header's kernel_version
+ * string, up to the first space) into out. -EINVAL when buf is no bzImage. */
+int bootdisk_kernel_release(const void *buf, size_t len, char *out, size_t size);
 
 /* Checks GCBOOT's syslinux.cfg as goldagent wrote it: every entry's kernel and
  * initramfs exist and hash to what it records. Prints one line per entry to
