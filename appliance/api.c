@@ -20,10 +20,12 @@
  * Agent tokens are issued, never stored in clear: by enrollment (the first
  * claim within API_ENROLL_WINDOW_S of the machine's boot script, trust on first
  * use; a diskless stream machine may claim once per boot script, its earlier
- * token being lost with its RAM) or by an admin (POST .../token, printed once). A boot script never
- * holds a token: it is served without authentication to anyone who names the MAC. A sanboot script
- * must carry the CHAP secret (iPXE's limit), so it is refused to a boot-network neighbour whose MAC
- * (kernel neighbour table) is not the machine's. */
+ * token being lost with its RAM, from its own MAC as far as the neighbour table
+ * tells) or by an admin (POST .../token, printed once). A boot script never
+ * holds a token: it is served without authentication to anyone who names the
+ * MAC. A sanboot script must carry the CHAP secret (iPXE's limit), so it is
+ * refused to a boot-network neighbour whose MAC (kernel neighbour table) is not
+ * the machine's. */
 #include "appliance/api.h"
 
 #include <arpa/inet.h>
@@ -643,6 +645,8 @@ static void h_token(struct ctx *c)
 	explicit_bzero(tok, sizeof(tok));
 }
 
+static int peer_mac(const char *table, const char *peer, char mac[CONFIG_MAC_STRLEN]);
+
 static void h_enroll(struct ctx *c)
 {
 	char tok[REGISTRY_TOKEN_HASH_HEX + 1];
@@ -684,6 +688,22 @@ static void h_enroll(struct ctx *c)
 			   "served",
 			   m.name, API_ENROLL_WINDOW_S);
 		return;
+	}
+	if (rebooted) {
+		char seen[CONFIG_MAC_STRLEN];
+
+		/* anyone may fetch a boot script: a claim that would kill the running
+		 * machine's token must come from the machine, as far as we can tell */
+		if (peer_mac(c->a->neigh_path, c->req->peer, seen) == 0 &&
+		    strcmp(seen, m.mac_str) != 0) {
+			log_warn("new token of stream machine '%s' (%s) refused to %s, whose MAC "
+				 "is %s",
+				 m.name, m.mac_str, c->req->peer, seen);
+			http_error(c->resp, 403,
+				   "a stream machine's new token is issued only to the machine "
+				   "itself");
+			return;
+		}
 	}
 	rc = registry_token_issue(c->a->reg, m.mac_str, tok, now);
 	if (rc < 0) {

@@ -281,8 +281,15 @@ static void test_tokens_and_state(void)
 	fake_now += 30;
 	is_int(req("GET", "/boot.ipxe?mac=52-54-00-aa-00-07", NULL, NULL), 200,
 	       "stream node reboots");
+	peer = "10.77.0.151:1000";
+	is_int(req("POST", "/api/v1/machines/52-54-00-aa-00-07/enroll", NULL, NULL), 403,
+	       "its new token is refused to a neighbour with another MAC");
+	is_int(req("GET", "/api/v1/machines/52-54-00-aa-00-07", ts1, NULL), 200,
+	       "and the running machine's token still works");
+	peer = "10.77.0.153:1000";
 	is_int(req("POST", "/api/v1/machines/52-54-00-aa-00-07/enroll", NULL, NULL), 200,
-	       "stream node enrolls again after its reboot");
+	       "stream node enrolls again after its reboot (from its own MAC)");
+	peer = "127.0.0.1:1";
 	ts2 = token_of();
 	ok(ts1 && ts2 && strcmp(ts1, ts2) != 0, "a new token");
 	is_int(req("GET", "/api/v1/machines/52-54-00-aa-00-07", ts1, NULL), 401,
@@ -438,6 +445,8 @@ int main(void)
 			"10.77.0.151      0x1         0x2         52:54:00:00:00:99     *        "
 			"gcbr0\n"
 			"10.77.0.152      0x1         0x0         00:00:00:00:00:00     *        "
+			"gcbr0\n"
+			"10.77.0.153      0x1         0x2         52:54:00:aa:00:07     *        "
 			"gcbr0\n";
 
 		write_file(arp, t, sizeof(t) - 1);
