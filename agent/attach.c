@@ -956,7 +956,8 @@ static int cmd_sync(struct aargs *a)
 			      .target = &s.tgt,
 			      .depth = a->depth,
 			      .timeout_s = a->timeout_s,
-			      .state_path = a->sync_path};
+			      .state_path = a->sync_path,
+			      .give_up_ms = a->give_up_ms};
 	rc = upload_sync(s.c, &o, &st) < 0;
 	printf("sync: snapshot %u, %llu dirty bytes, %llu bytes sent (%.3f), %llu blocks, "
 	       "%llu bits cleared, upload %llu ms, commit %llu ms, %u attempts, %llu chunks "

@@ -7,9 +7,13 @@
  * completion maps SCSI status to an errno; the caller decides what a failed
  * range means (the hydrator retries with backoff, the NBD path returns EIO).
  * Time-outs: libiscsi cancels tasks older than iscsi_set_timeout() when it is
- * serviced, so fetch_drain() services at least every 100 ms. Automatic
- * reconnection is off: a lost session fails its requests and the caller, who
- * knows whether to retry with backoff or report, opens a new one. */
+ * serviced, so fetch_drain() services at least every 100 ms; that deadline is
+ * what notices a silent link (cable out, packets dropped: TCP itself would
+ * retry for many minutes). A timed-out or cancelled command marks the
+ * session lost (sticky error; fetch_free skips the logout, which would wait
+ * another full deadline on a dead link). Automatic reconnection is off: a
+ * lost session fails its requests and the caller, who knows whether to retry
+ * with backoff or report, opens a new one. */
 #include "agent/fetch.h"
 
 #include <errno.h>
@@ -18,6 +22,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/io.h"
@@ -67,6 +72,11 @@ static void req_done(struct iscsi_context *iscsi, int status, void *command_data
 	if (err && err != -ECANCELED && !r->f->closing)
 		log_warn("iSCSI %s of %zu bytes at %llu on '%s' failed: %s", "transfer", r->len,
 			 (unsigned long long)r->off, r->f->iqn, iscsi_get_error(iscsi));
+	/* a command past its deadline (a silent link: cable out, packets
+	 * dropped) or cancelled by libiscsi itself (socket error) means the
+	 * session is gone: no logout round trip on it (fetch_free) */
+	if ((err == -ETIMEDOUT || err == -ECANCELED) && !r->f->closing && !r->f->error)
+		r->f->error = err;
 	r->f->inflight--;
 	if (task)
 		scsi_free_scsi_task(task);
@@ -170,8 +180,16 @@ int fetch_open(const struct fetch_target *t, int timeout_s, struct fetch **out)
 		goto err_ctx;
 	}
 	r = wait_connected(f, &cs.done, timeout_s);
-	if (r == 0 && cs.status != SCSI_STATUS_GOOD)
-		r = -EACCES;
+	if (r == 0 && cs.status != SCSI_STATUS_GOOD) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+
+		/* refused by the target (CHAP, ACL, no LUN), or no connection at
+		 * all (link down, nothing listening): only the first is final */
+		r = getpeername(iscsi_get_fd(f->iscsi), (struct sockaddr *)&peer, &plen) == 0
+			    ? -EACCES
+			    : -ECONNREFUSED;
+	}
 	if (r < 0) {
 		log_error("cannot log in to '%s' at %s as '%s': %s", t->iqn, t->portal,
 			  t->initiator, r == -ETIMEDOUT ? "timed out" : iscsi_get_error(f->iscsi));

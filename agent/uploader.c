@@ -50,7 +50,11 @@
  * UPL_BATCH claims when large) and polled by its id; an unreachable
  * appliance is retried with backoff, a goldcached restart answers from its
  * durable record (done, or failed "interrupted": posted again, the LUN still
- * holds the data), a mismatch re-uploads the claimed chunks whole. */
+ * holds the data), a mismatch re-uploads the claimed chunks whole. With
+ * give_up_ms (`goldagent sync`), a link failure (no login, session lost
+ * mid-pass, commit post unreachable) does not use up an attempt until the
+ * link has been down that long: a cable out for a minute costs a retry, not
+ * the sync (docs/agent.md "Link loss"). */
 #include "agent/uploader.h"
 
 #include <errno.h>
@@ -348,16 +352,29 @@ static int pass_run(struct upl_live *u)
 	return u->err;
 }
 
+/* A failure of the link rather than of the target or the data: a login
+ * that reached nothing, a session whose commands timed out or were cancelled
+ * by a socket error (agent/fetch.c). Retried beyond the attempts while the
+ * link has been down for less than give_up_ms since link_ok. */
+static int link_retry(const struct upl_live *u, int r, int opening, uint64_t link_ok)
+{
+	int link = opening ? r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EIO
+			   : r == -ETIMEDOUT || r == -ECANCELED;
+
+	return link && u->o.give_up_ms && now_ms() - link_ok < u->o.give_up_ms;
+}
+
 /* A pass with retries: a lost session is reopened after a backoff and the
  * pass done again (writing a block twice is harmless). The final pass (writes
  * paused) gets one try: the loop resumes writes before anything slow. */
 static int cmd_pass(struct upl_live *u, int final)
 {
-	unsigned tries = final ? 1 : (u->o.attempts ? u->o.attempts : 5), backoff = 500;
+	unsigned tries = final ? 1 : (u->o.attempts ? u->o.attempts : 5), backoff = 500, used = 0;
 	uint64_t t0 = now_ms(), sent0 = u->st.sent_bytes, blk0 = u->st.sent_blocks;
+	uint64_t link_ok = t0;
 	int r = -EIO;
 
-	for (unsigned t = 0; t < tries; t++) {
+	for (unsigned t = 0; used < tries; t++, used++) {
 		if (t) {
 			log_warn("sync: pass %u: attempt %u in %u ms", u->passes + 1, t + 1,
 				 backoff);
@@ -368,8 +385,12 @@ static int cmd_pass(struct upl_live *u, int final)
 		u->st.sent_bytes = sent0;
 		u->st.sent_blocks = blk0;
 		if (!u->f &&
-		    (r = fetch_open(&u->tgt, u->o.timeout_s ? u->o.timeout_s : 10, &u->f)) < 0)
+		    (r = fetch_open(&u->tgt, u->o.timeout_s ? u->o.timeout_s : 10, &u->f)) < 0) {
+			if (!final && link_retry(u, r, 1, link_ok))
+				used--; /* the link's fault: not an attempt */
 			continue;
+		}
+		link_ok = now_ms();
 		r = pass_run(u);
 		if (r == 0)
 			break;
@@ -378,6 +399,8 @@ static int cmd_pass(struct upl_live *u, int final)
 		u->f = NULL;
 		if (atomic_load(&u->stop))
 			break;
+		if (!final && link_retry(u, r, 0, link_ok))
+			used--;
 	}
 	u->st.upload_ms += now_ms() - t0;
 	return r;
@@ -452,7 +475,7 @@ static int commit_post(struct upl_live *u, const uint32_t *list, size_t total, u
 static int cmd_commit(struct upl_live *u)
 {
 	unsigned tries = u->o.attempts ? u->o.attempts : 5, backoff = 500, t = 0;
-	uint64_t t0 = now_ms(), deadline = t0 + 600000, id = 0;
+	uint64_t t0 = now_ms(), deadline = t0 + 600000, id = 0, api_ok = t0;
 	uint32_t *list = xmalloc((u->nitems ? u->nitems : 1) * sizeof(*list));
 	size_t total = 0;
 	int r = -EIO, posted = 0;
@@ -482,10 +505,14 @@ static int cmd_commit(struct upl_live *u)
 			r = commit_post(u, list, total, &id);
 			if (r == 0) {
 				posted = 1;
+				api_ok = now_ms();
 				continue;
 			}
 			if (r != -EEXIST && !apic_unreachable(r) && r != -EIO)
 				break; /* refused (400, 403): no retry helps */
+			if (apic_unreachable(r) && u->o.give_up_ms &&
+			    now_ms() - api_ok < u->o.give_up_ms)
+				t--; /* the link's fault: not an attempt */
 			/* 409: a commit of ours still runs, or the transaction was
 			 * lost (restart): wait, then post again */
 			log_warn("sync: commit not accepted (%s): again in %u ms", strerror(-r),
@@ -498,6 +525,8 @@ static int cmd_commit(struct upl_live *u)
 			continue;
 		}
 		r = apic_commit_get(&u->api, &cs);
+		if (r == 0)
+			api_ok = now_ms();
 		if (r < 0) {
 			/* the appliance went away: its record answers when it is back */
 			log_warn("sync: commit %llu: cannot poll (%s): again in %u ms",

@@ -31,6 +31,9 @@ struct upl_opts {
 	int notify_fd; /* an eventfd the loop watches (upl_live_start) */
 	void (*pause)(void *arg, int on); /* pauses / resumes the volume's writes */
 	void *pause_arg;
+	/* link failures (no login, session lost, API unreachable) do not use up
+	 * an attempt until the link has been down this long (0: they do) */
+	uint64_t give_up_ms;
 };
 
 struct upl_stats {
