@@ -271,6 +271,8 @@ static int copy_snapshot(struct cache *c, const struct manifest *mf, int lun,
 			r = -EBADMSG;
 			break;
 		}
+		if (r == -ENOENT || r == -EACCES)
+			break; /* no LUN 3 (any more), or refused: the caller checks the order */
 		if (r == 0)
 			r = copy_pass(&x, depth);
 		if (x.ndone == mf->nchunks && !x.fatal)
