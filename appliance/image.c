@@ -339,6 +339,19 @@ int image_import(struct store *s, const char *name, const char *path, const stru
 	r = store_lock(s, LOCK_SH);
 	if (r < 0)
 		goto out;
+	if (!o->chunk_size && image_current(s, name, &cur) == 0) {
+		/* a new version keeps the image's chunk size: machines' caches are
+		 * laid out for one, and a gold update to another is refused there */
+		struct manifest *prev = NULL;
+
+		if (image_manifest_load(s, name, cur, &prev) == 0 && prev->chunk_size != cs) {
+			log_info("%s@%u has chunks of %u bytes: the new version too (--chunk-size "
+				 "sets another)",
+				 name, cur, prev->chunk_size);
+			cs = prev->chunk_size;
+		}
+		manifest_free(prev);
+	}
 	fmt = o->format ? o->format : detect_format(fd);
 	if (strcmp(fmt, "raw") != 0) {
 		log_debug("converting '%s' from %s to raw", path, fmt);

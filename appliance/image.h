@@ -18,7 +18,7 @@
 typedef void image_progress_fn(uint64_t done, uint64_t total, void *arg);
 
 struct import_opts {
-	uint32_t chunk_size; /* 0: STORE_DEFAULT_CHUNK */
+	uint32_t chunk_size; /* 0: the current version's, else STORE_DEFAULT_CHUNK */
 	enum manifest_kind kind;
 	const char *format; /* NULL: detect (raw, or qcow2/vmdk/vdi/vhdx/vpc via qemu-img) */
 	int promote; /* make the new version current (the first version always is) */

@@ -169,7 +169,8 @@ for cs in $chunks; do
 			--token-file "$G/a/pc1.token" --state-dir "$G/a" 2>>"$G/agent.log"
 	}
 	hyd >"$G/h1" || { cat "$G/h1" "$G/agent.log" >&2; exit 1; }
-	goldctl --store "$G/store" -q image import --chunk-size "$cs" --promote gold "$D/v2.img" >/dev/null
+	# no --chunk-size: a new version keeps the current one's
+	goldctl --store "$G/store" -q image import --promote gold "$D/v2.img" >/dev/null
 	for _ in $(seq 300); do [[ "$(lun1)" == */gold@2.img ]] && break; sleep 0.1; done
 	[[ "$(lun1)" == */gold@2.img ]] || { echo "bench/update.sh: goldcached did not serve gold@2" >&2; exit 1; }
 	ctr_reset iscsi_down api_down

@@ -274,6 +274,33 @@ static void test_chunking(struct store *s)
 		is_int(cur, 3, "current is 3");
 	}
 	is_int(image_promote(s, "chunky", 2), -ENOENT, "promote removed version: -ENOENT");
+	/* a new version without a chunk size keeps the current version's (machines'
+	 * caches hold one chunk size); an explicit one still wins */
+	{
+		struct import_opts keep = {0}, other = {.chunk_size = 1u << 20};
+
+		is_int(image_import(s, "chunky", path, &keep, &res), 0,
+		       "import without a chunk size");
+		is_int(image_manifest_load(s, "chunky", res.version, &m), 0,
+		       "  its manifest loads");
+		if (m) {
+			is_int(m->chunk_size, cs, "  keeps the current version's 64K chunks");
+			manifest_free(m);
+		}
+		is_int(image_import(s, "chunky", path, &other, &res), 0, "import with 1M chunks");
+		is_int(image_manifest_load(s, "chunky", res.version, &m), 0,
+		       "  its manifest loads");
+		if (m) {
+			is_int(m->chunk_size, 1u << 20, "  has 1M chunks");
+			manifest_free(m);
+		}
+		is_int(image_import(s, "fresh", path, &keep, &res), 0, "first version of an image");
+		is_int(image_manifest_load(s, "fresh", res.version, &m), 0, "  its manifest loads");
+		if (m) {
+			is_int(m->chunk_size, STORE_DEFAULT_CHUNK, "  has the default chunk size");
+			manifest_free(m);
+		}
+	}
 	is_int(image_import(s, "bad name", path, &o, &res), -EINVAL, "name with space refused");
 	is_int(image_import(s, "a/b", path, &o, &res), -EINVAL, "name with slash refused");
 	is_int(image_import(s, "x", root, &o, &res), -EISDIR, "directory refused");
