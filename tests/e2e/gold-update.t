@@ -20,10 +20,20 @@
 need nft debugfs cmp awk
 
 # each own-disk boot stays up a little (the cache fills, goldagent syncs), then
-# powers off after a sync; it shows what this test checks on its console
+# powers off after a sync
 STORY_STAY=${STORY_STAY:-10}
-STORY_APPEND="goldcache-tiny.show=/etc/goldcache-release goldcache-tiny.show=/etc/issue goldcache-tiny.show=/goldcache-tiny.boots goldcache-tiny.show=/run/goldcache/agent.log"
 story_setup
+# the image shows what this test checks on its console: the image's command line
+# gets the arguments (goldagent copies it to the disk's offline entries at the
+# PXE boot), through a config reload
+show="goldcache-tiny.show=/etc/goldcache-release goldcache-tiny.show=/etc/issue"
+show="$show goldcache-tiny.show=/goldcache-tiny.boots goldcache-tiny.show=/run/goldcache/agent.log"
+sed -i "s|^\(    cmdline: \"[^\"]*\)\"|\1 $show\"|" "$T_DIR/goldcache.yaml"
+t_run "the image's cmdline shows the update's evidence" grep -q "goldcache-tiny.show=/run/goldcache/agent.log" \
+	"$T_DIR/goldcache.yaml"
+kill -HUP "$STORY_GC_PID"
+wait_for 30 grep -q "config changed" "$STORY_GCLOG"
+ok $? "goldcached reloaded its config (SIGHUP)"
 cs=$(goldctl --store "$T_DIR/store" --json image versions tiny | jq -r '.[0].chunk_size')
 update_counter_new || bail "cannot add the nftables counter in $LAB_NS"
 
