@@ -9,7 +9,11 @@
  * timer fires after the backoff (0.5 s doubling to 10 s by default). A new
  * session re-issues them all, so a reader waiting for a chunk only sees a
  * delay. A request whose data arrives is handed to its caller, who verifies
- * it against the manifest as for any source. */
+ * it against the manifest as for any source. While requests are out on a
+ * session the timer ticks every second (the watchdog) so the session is
+ * serviced on a silent link too: that is when libiscsi notices a command
+ * past its deadline (`--timeout`) and the session is declared lost; without
+ * it a reader waited until the link came back and TCP retransmitted. */
 #include "agent/source-retry.h"
 
 #include <errno.h>
@@ -47,7 +51,10 @@ struct rsrc {
 	unsigned reconnects;
 	int lost; /* the session failed: torn down at the top of service, never
 		   * inside the inner source's own callback */
+	int watching; /* the timer ticks for the inner source's deadlines */
 };
+
+enum { WATCH_MS = 1000 };
 
 /* Takes the first request off the list. */
 static struct rreq *req_pop(struct rsrc *r)
@@ -76,6 +83,30 @@ static void arm(struct rsrc *r, unsigned ms)
 		.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L + 1}};
 
 	timerfd_settime(r->tfd, 0, &it, NULL);
+	r->watching = 0;
+}
+
+/* While the session is up with requests on it, the timer ticks every
+ * WATCH_MS so the inner source is serviced even when its fd stays silent:
+ * libiscsi checks its command deadlines only when serviced, and a link that
+ * went quiet (cable out, packets dropped) never makes the fd readable. */
+static void watchdog(struct rsrc *r)
+{
+	int want = r->inner && !r->lost && r->reqs;
+
+	if (want == r->watching || !r->inner || r->lost)
+		return;
+	if (want) {
+		struct itimerspec it = {.it_value = {.tv_sec = WATCH_MS / 1000},
+					.it_interval = {.tv_sec = WATCH_MS / 1000}};
+
+		timerfd_settime(r->tfd, 0, &it, NULL);
+	} else {
+		struct itimerspec off = {0};
+
+		timerfd_settime(r->tfd, 0, &off, NULL);
+	}
+	r->watching = want;
 }
 
 /* Called from inside inner callbacks too: only records the loss and makes
@@ -194,6 +225,7 @@ static int r_start(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf
 	if (r->inner && !r->lost)
 		issue(r, q);
 	watch_inner(r);
+	watchdog(r);
 	return 0;
 }
 
@@ -247,6 +279,7 @@ static void reconnect(struct rsrc *r)
 		if (!q->gen)
 			issue(r, q);
 	watch_inner(r);
+	watchdog(r);
 }
 
 static int r_service(struct chunk_source *s, int revents)
@@ -262,8 +295,15 @@ static int r_service(struct chunk_source *s, int revents)
 			ssize_t k = read(r->tfd, &t, sizeof(t));
 
 			(void)k;
-			if (!r->lost && !r->inner)
+			if (!r->lost && !r->inner) {
 				reconnect(r);
+			} else if (r->inner && !r->lost) {
+				/* the watchdog's tick: lets libiscsi expire commands */
+				int e = r->inner->ops->service(r->inner, 0);
+
+				if (e < 0)
+					mark_lost(r, e);
+			}
 		} else if (r->inner && !r->lost) {
 			int e = r->inner->ops->service(r->inner, (int)evs[i].events);
 
@@ -274,6 +314,7 @@ static int r_service(struct chunk_source *s, int revents)
 	if (r->lost)
 		lose(r, r->lost);
 	watch_inner(r);
+	watchdog(r);
 	return 0;
 }
 

@@ -9,7 +9,9 @@
 # hydrated cache's gold export equals `goldctl image export`, status says
 # 100 %; the synced snapshot equals the volume. Meanwhile goldcached keeps
 # serving others (API, another machine's target), and a sync whose agent dies
-# while the link is cut never becomes a snapshot.
+# while the link is cut never becomes a snapshot. Last, `goldagent attach`:
+# an NBD read of the gold export waits through the cut and completes, while
+# the machine volume (local) stays usable.
 # Cut durations are inputs (LINKCUT_S, default 12 s: longer than the agent's
 # 10 s command deadline), never checked; the time from the link's return to
 # the transfer moving again is printed. make check cuts hydration by link
@@ -190,4 +192,48 @@ goldctl --store "$D/store" machine export --force pc1 "$D/snap.img" >/dev/null |
 volume_of "$D/a/c.img" "$D/vol.img" || bail "cannot read the volume"
 t_run "its snapshot equals the volume" cmp "$D/vol.img" "$D/snap.img"
 t_run "cache check passes" goldagent cache check "$D/a/c.img"
+
+# ---- goldagent attach (the NBD serve loop): gold reads wait through the cut ----
+in_ag tc qdisc del dev "$NC_AG_IF" root
+netcut_rate "$NC_APP" "$NC_APP_IF" 100mbit || bail "tc tbf on $NC_APP_IF"
+mkdir -p "$D/c"
+in_app goldctl machine token pc3 --url "$URL" --token-file "$ADMIN" >"$D/c/pc3.token" || bail "token pc3"
+RUN=$D/run
+ip netns exec "$NC_AG" goldagent attach --appliance "$URL" --machine pc3 --mode cache \
+	--cache "$D/c/c.img" --run-dir "$RUN" --no-hydrate --sync-interval 0 >"$D/attach.log" 2>&1 &
+AP=$!
+track "$AP"
+wait_for 30 test -S "$RUN/volume.sock" || bail "goldagent attach did not come up"
+nbdcopy "nbd+unix:///gold?socket=$RUN/gold.sock" "$D/c/got.img" 2>"$D/c/nbdcopy.err" &
+cp=$!
+track "$cp"
+wait_for 60 sh -c "[ \"\$(goldagent status --json --cache '$D/c/c.img' 2>/dev/null |
+	jq -r '.slots[0].present // 0')\" -ge 16 ]"
+p0=$(present "$D/c/c.img")
+ok "$([ "$p0" -lt 128 ] && kill -0 "$cp"; echo $?)" \
+	"attach: a gold export read is running ($p0 of 128 chunks in the cache) when the link is cut"
+t_cut=$(now)
+netcut_drop_on || bail "cannot cut the link"
+# the session is declared lost at its command deadline, then reopened with
+# backoff: the volume is used while those logins go unanswered
+wait_for 60 grep -q "session lost" "$D/attach.log"
+ok $? "attach: the stalled session is declared lost while the link is still cut"
+sleep 2
+t0=$(now)
+t_run "attach: the machine volume stays writable and readable meanwhile" \
+	qemu-io -f raw -c "write -P 7 0 64k" -c "read -P 7 0 64k" "nbd+unix:///volume?socket=$RUN/volume.sock"
+t1=$(now)
+sleep 2
+t_heal=$(now)
+netcut_drop_off || bail "cannot restore the link"
+wait "$cp"
+is "$?" 0 "attach: the gold export read completes after the link is back"
+t_done=$(now)
+t_run "attach: it equals goldctl image export" cmp "$D/want.img" "$D/c/got.img"
+like "$(cat "$D/attach.log")" "session back after" "attach: and reopened"
+diag "attach: nftables drop $(secs "$t_cut" "$t_heal") s; the read done $(secs "$t_heal" "$t_done") s" \
+	"after the link was back; a volume write+read during the cut took $(secs "$t0" "$t1") s"
+kill -TERM "$AP"
+wait "$AP"
+is "$?" 0 "attach stops cleanly"
 done_testing
