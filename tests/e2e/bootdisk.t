@@ -6,7 +6,8 @@
 # and the machine's arguments to GCBOOT, and fills the cache on partition 2. With the
 # appliance stopped the machine boots from its own disk only (SeaBIOS -> SYSLINUX ->
 # GCBOOT's pair) and runs the gold image from the cache, offline. Back online, a
-# network boot finds GCBOOT current and rewrites nothing.
+# network boot finds GCBOOT current and rewrites nothing. A machine whose disk holds
+# another partition table stops its boot with the reason, the disk untouched.
 # gc-test: once
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-lab.sh"
@@ -48,6 +49,9 @@ done
 is "$(jq -r .mode <<<"$st" 2>/dev/null)" offline-ready "the cache on /dev/vda2 is complete (offline-ready)" ||
 	{ diag "$st"; story_fail "the cache did not fill"; }
 story_mark "cache complete"
+# guest uptime (s) at a stage of serial log $1
+stage_t() { tr -d '\r' <"$1" | sed -n "s/^goldcache: stage $2 .*t=\\([0-9.]*\\)$/\\1/p" | head -n 1; }
+diag "guest uptime: appliance reachable $(stage_t "$S1" appliance) s, disk laid out and GCBOOT written (stage bootdisk) $(stage_t "$S1" bootdisk) s, overlay root $(stage_t "$S1" root) s"
 story_stop_qemu
 story_end
 
@@ -89,6 +93,7 @@ ok $? "disk-only boot: SYSLINUX -> GCBOOT's kernel + initramfs -> goldagent from
 	{ story_tail "$S2"; story_fail "laptop1 did not boot from its own disk"; }
 like "$(tr -d '\r' <"$S2" | grep -a 'Kernel command line')" "BOOT_IMAGE=/a/vmlinuz .*goldcache.machine=laptop1" \
 	"the kernel came from GCBOOT's slot a with the machine's arguments"
+diag "guest uptime (disk boot): stage init $(stage_t "$S2" init) s, appliance unreachable $(stage_t "$S2" appliance) s, overlay root $(stage_t "$S2" root) s"
 story_wait "$S2" 'goldcache-tiny: powering off' 120
 story_wait_exit 60 || story_stop_qemu
 story_end
@@ -105,10 +110,32 @@ e2e_timeline "$STORY_BOOT_S" \
 ok $? "laptop1 PXE-boots again" || { story_tail "$S3"; story_fail "laptop1 did not boot again"; }
 like "$(tr -d '\r' <"$S3")" "goldcache: stage bootdisk /dev/vda present gcboot current" \
 	"stage bootdisk: the layout is present and GCBOOT current"
+diag "guest uptime: appliance reachable $(stage_t "$S3" appliance) s, GCBOOT found current (stage bootdisk) $(stage_t "$S3" bootdisk) s"
 story_stop_qemu
 is "$(gcsums)" "$before" "GCBOOT's syslinux.cfg, kernel and initramfs are unchanged by that boot"
 gcfile b/vmlinuz >/dev/null
 is $? 1 "and nothing was written to slot b"
+story_end
+
+# --- 5. a disk holding another partition table is never touched
+story_begin 5 "laptop2's disk holds an MBR partition table: the boot stops, the disk untouched"
+D2=$T_DIR/laptop2.img
+S4=$T_DIR/bd-laptop2.serial
+story_disk laptop2 "$D2"
+# one Linux partition (type 0x83) from 1 MiB on, and the boot signature
+printf '\x00\xfe\xff\xff\x83\xfe\xff\xff\x00\x08\x00\x00\x00\x00\x01\x00' |
+	dd of="$D2" bs=1 seek=446 conv=notrunc status=none
+printf '\x55\xaa' | dd of="$D2" bs=1 seek=510 conv=notrunc status=none
+before=$(sha256sum <"$D2")
+story_qemu laptop2 "$STORY_MAC2" "$D2" n "$S4"
+e2e_timeline "$STORY_BOOT_S" \
+	"appliance@$S4=goldcache: stage appliance reachable" \
+	"failed@$S4=goldcache: stage failed"
+ok $? "laptop2's boot stops before goldagent attaches" || story_tail "$S4"
+like "$(tr -d '\r' <"$S4")" "goldcache: error: goldcache.disk=/dev/vda holds an MBR partition table \\(types 0x83\\): goldcache does not touch it \\(goldcache.disk_init=force" \
+	"the console says what the disk holds and how to lay it out anyway"
+story_wait_exit 60 || story_stop_qemu
+is "$(sha256sum <"$D2")" "$before" "laptop2's disk is byte for byte unchanged"
 story_end
 story_summary
 done_testing
