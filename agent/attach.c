@@ -56,6 +56,7 @@ struct aargs {
 	int timeout_s, no_hydrate, interval_given;
 	char token_buf[512], manifest_path[520], sync_path[512], dir_buf[512];
 	char gsock_buf[512], vsock_buf[512];
+	char abs_buf[4][512]; /* relative paths made absolute before the chdir */
 };
 
 enum {
@@ -896,6 +897,51 @@ static int attach_restore(struct aargs *a, struct session *s)
 	return r;
 }
 
+/* p, or cwd/p when p is relative, in buf. */
+static const char *abs_path(const char *p, char *buf, size_t size)
+{
+	char cwd[256];
+
+	if (!p || p[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return p;
+	fmt_buf(buf, size, "%s/%s", cwd, p);
+	return buf;
+}
+
+/* path without the "state_dir/" prefix (in place), when it has it. */
+static void strip_state_dir(const char *dir, char *path)
+{
+	size_t n = strlen(dir);
+
+	if (strncmp(path, dir, n) == 0 && path[n] == '/')
+		memmove(path, path + n + 1, strlen(path + n + 1) + 1);
+}
+
+/* A long-lived agent started from the initramfs outlives switch_root: the
+ * initramfs's files are deleted and /run, where the state partition is
+ * mounted, moves under the new root, out of the agent's reach by path (its
+ * root stays the old one). So it makes its state folder its working directory,
+ * which stays on that mount wherever the mount moves, and names its state files
+ * (token, manifests, sync base) relative to it. Other relative paths are made
+ * absolute first; the sockets and the cache are opened before the move. */
+static void pin_state_dir(struct aargs *a)
+{
+	a->cache = abs_path(a->cache, a->abs_buf[0], sizeof(a->abs_buf[0]));
+	a->gold_sock = abs_path(a->gold_sock, a->abs_buf[1], sizeof(a->abs_buf[1]));
+	a->vol_sock = abs_path(a->vol_sock, a->abs_buf[2], sizeof(a->abs_buf[2]));
+	if (a->token_file != a->token_buf)
+		a->token_file = abs_path(a->token_file, a->abs_buf[3], sizeof(a->abs_buf[3]));
+	if (io_mkdir_p(a->state_dir, 0700) < 0 || chdir(a->state_dir) < 0) {
+		log_warn("state dir '%s': %s: after a switch_root its files are out of reach",
+			 a->state_dir, strerror(errno));
+		return;
+	}
+	if (a->token_file == a->token_buf)
+		strip_state_dir(a->state_dir, a->token_buf);
+	strip_state_dir(a->state_dir, a->manifest_path);
+	strip_state_dir(a->state_dir, a->sync_path);
+}
+
 static int cmd_serve(struct aargs *a)
 {
 	struct session s;
@@ -904,6 +950,7 @@ static int cmd_serve(struct aargs *a)
 	if (!a->gold_sock && !a->vol_sock)
 		die(2, "serve needs --gold-socket and/or --volume-socket");
 	log_set_timestamps(1);
+	pin_state_dir(a);
 	r = session_start(a, &s);
 	if (r < 0) {
 		session_end(&s);

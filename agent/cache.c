@@ -725,6 +725,11 @@ const char *cache_path(const struct cache *c)
 {
 	return c->path;
 }
+
+int cache_fd(const struct cache *c)
+{
+	return c->fd;
+}
 int cache_header_copy(const struct cache *c, int *other_bad)
 {
 	if (other_bad)

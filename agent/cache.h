@@ -138,6 +138,10 @@ void cache_free(struct cache *c);
 
 const struct cache_header *cache_header(const struct cache *c);
 const char *cache_path(const struct cache *c);
+/* The open cache file or device, for another reader (dup it; pread only). An
+ * agent that outlived switch_root cannot open cache_path() again: the
+ * initramfs's /dev moved away, so every later reader goes through this. */
+int cache_fd(const struct cache *c);
 /* Which header copy (0 = A, 1 = B) holds the newest valid header; whether the
  * other copy failed validation at open. */
 int cache_header_copy(const struct cache *c, int *other_bad);

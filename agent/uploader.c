@@ -956,11 +956,14 @@ static int live_new(struct cache *c, const struct upl_opts *o, int threaded, str
 		log_info("sync: no dirty block, nothing to commit");
 		return 1;
 	}
-	u->vfd = open(cache_path(c), O_RDONLY | O_CLOEXEC);
+	/* a descriptor of its own for the upload thread, from the open cache: after
+	 * switch_root the cache's path no longer leads to it */
+	u->vfd = fcntl(cache_fd(c), F_DUPFD_CLOEXEC, 0);
 	if (u->vfd < 0) {
 		int r = -errno;
 
-		log_error("sync: cannot open '%s': %s", cache_path(c), strerror(-r));
+		log_error("sync: cannot duplicate the descriptor of '%s': %s", cache_path(c),
+			  strerror(-r));
 		live_free(u);
 		return r;
 	}
