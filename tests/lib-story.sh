@@ -249,7 +249,8 @@ story_step1() {
 	story_mark "goldagent status: cache on /dev/vda2 ${pct:-?} hydrated, mode $(jq -r '.mode' <<<"$st" 2>/dev/null)"
 	is "$(jq -r .mode <<<"$st" 2>/dev/null)" offline-ready "goldagent status: the cache is complete (offline-ready)" ||
 		{ diag "$st"; story_fail "the cache did not fill"; }
-	like "$(tr -d '\r' <"$S")" "$STORY_TAG: goldagent alive" "goldagent keeps running under the booted image"
+	story_wait "$S" "$STORY_TAG: goldagent alive" 120
+	ok $? "goldagent keeps running under the booted image"
 	[ "$STORY_IMAGE" = tiny ] ||
 		like "$(tr -d '\r' <"$S")" "$STORY_TAG: up overlay" "the Debian image reached multi-user on the overlay root"
 	# what the appliance knows: goldagent reports its state when it attaches
@@ -295,12 +296,15 @@ story_step2() {
 
 # --- 3. appliance back; the machine syncs; goldctl shows the snapshot with the file
 story_step3() {
-	local S=$T_DIR/laptop1-boot3.serial snaps n=0 n0 snap files
+	local S=$T_DIR/laptop1-boot3.serial snaps n=0 n0 snap files t3 st
 	story_begin 3 "appliance back; laptop1 boots from its disk and syncs; the snapshot holds the file"
-	# snapshots from step 1's online syncs, if any: step 3 needs a newer one
-	n0=$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 2>/dev/null | jq 'length' 2>/dev/null)
+	t3=$(date +%s)
+	# snapshots from step 1's online syncs, if any: step 3 needs a newer one (by id:
+	# the profile's retention caps their number)
+	n0=$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 2>/dev/null |
+		jq 'map(.snapshot) | max // 0' 2>/dev/null)
 	n0=${n0:-0}
-	story_mark "laptop1 has $n0 snapshot(s) from before the offline boot"
+	story_mark "laptop1's newest snapshot before the offline boot: ${n0/#0/none}"
 	story_gc_start
 	ok 0 "goldcached running again"
 	story_qemu laptop1 "$STORY_MAC1" "$T_DIR/laptop1.img" c "$S"
@@ -316,23 +320,31 @@ story_step3() {
 	fi
 	ok 0 "laptop1 boots from its own disk, online again"
 	story_mark "waiting for goldagent's periodic sync (every ${STORY_SYNC:-10} s)"
-	for _ in $(seq 60); do
+	for _ in $(seq 120); do
 		snaps=$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 2>/dev/null)
-		n=$(jq 'length' <<<"$snaps" 2>/dev/null || echo 0)
+		n=$(jq 'map(.snapshot) | max // 0' <<<"$snaps" 2>/dev/null || echo 0)
 		[ "${n:-0}" -gt "$n0" ] && break
 		sleep 1
 	done
 	if [ "${n:-0}" -le "$n0" ]; then
 		story_stop_qemu
-		story_unavailable 3 "laptop1's goldagent did not sync within 60 s of booting online"
+		story_unavailable 3 "laptop1's goldagent did not sync within 120 s of booting online"
 	fi
 	story_mark "snapshot committed"
 	like "$(grep -E ' /api/v1/machines/laptop1/commit ' "$STORY_ACCESS")" "POST .* 202 " \
 		"access log: laptop1's goldagent committed its upload"
 	goldctl --store "$T_DIR/store" machine snapshots laptop1 | sed 's/^/#   /'
-	ok 0 "goldctl machine snapshots laptop1 shows a new snapshot ($n in all)"
+	ok 0 "goldctl machine snapshots laptop1 shows a new snapshot (laptop1@$n)"
 	story_wait "$S" "$STORY_TAG: powering off" 90
 	story_wait_exit 60 || story_stop_qemu
+	# the agent, running on after switch_root, recorded the acknowledged commit:
+	# dirty bits cleared and the base kept for the next, incremental, sync
+	st=$(story_cache_status "$T_DIR/laptop1.img" --json)
+	like "$(jq -r .last_sync <<<"$st")" '^[0-9]+$' "goldagent status: last sync recorded in the cache" &&
+		ok "$([ "$(jq -r .last_sync <<<"$st")" -ge "$t3" ] && echo 0 || echo 1)" \
+			"the cache records this boot's acknowledged sync (dirty bits cleared after the commit)"
+	like "$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 | jq -r 'max_by(.snapshot) | .parent')" \
+		'^[1-9][0-9]*$' "the newest snapshot is incremental: it has a parent (the agent kept its sync base)"
 	# the latest snapshot: the file the offline boot (step 2) logged must be in it
 	snap=$(goldctl --store "$T_DIR/store" --json machine snapshots laptop1 | jq -r 'max_by(.snapshot) | .snapshot')
 	t_run "goldctl machine export laptop1@$snap" goldctl --store "$T_DIR/store" machine export "laptop1@$snap" "$T_DIR/laptop1-snap.img"
@@ -383,7 +395,8 @@ story_step5() {
 		</dev/null >"$T_DIR/vm.console" 2>"$T_DIR/vm.err"
 	is $? 0 "goldctl machine vm: the VM ran and powered off" || sed 's/^/#   /' "$T_DIR/vm.err"
 	out=$(tr -d '\r' <"$T_DIR/vm.console")
-	like "$out" "$STORY_TAG: show /$STORY_TAG.boots: " "the VM's image shows the snapshot's boot log"
+	like "$out" "$STORY_TAG: show /$STORY_TAG.boots: " "the VM's image shows the snapshot's boot log" ||
+		{ story_tail "$T_DIR/vm.console"; sed 's/^/#   vm.err: /' "$T_DIR/vm.err"; }
 	# the file's lines: the first on the show line, the others on their own
 	like "$out" "(^|$STORY_TAG: show /$STORY_TAG.boots: )$STORY_OFFLINE_LINE at " \
 		"the VM sees the file laptop1 wrote offline"
