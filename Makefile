@@ -6,7 +6,9 @@
 #   make check-full   check, plus the slow tiers (tests listed in tests/slow.list)
 #   make lint         cppcheck, clang-tidy allow-list, shellcheck, clang-format, banned calls
 #   make bench        side-by-side benchmarks (bench/*.sh), printing ratios
-#   make demo         the main job on the embedded default config
+#   make demo         the main job on the embedded default config: issue 5's story in
+#                     QEMU on the Debian image (DEMO_IMAGE=tiny: the quick one)
+#   make demo-store   the store alone (two versions, dedup, export, rollback), seconds
 #
 # Each folder owns fragments (<folder>/*.mk) that add its programs;
 # every other .c file in the source folders is library code linked into all.
@@ -50,7 +52,7 @@ BINS      := $(addprefix $(O)/bin/,$(PROGRAMS))
 # keep objects: the pattern chains would otherwise delete them and rebuild
 .SECONDARY:
 
-.PHONY: lint-quick all deps check check-one check-full lint bench demo clean fuzz format
+.PHONY: lint-quick all deps check check-one check-full lint bench demo demo-store clean fuzz format
 all: $(BINS) $(UNIT_BINS) $(FUZZ_BINS) $(FUZZ_BINS:%=%.replay)
 
 deps:
@@ -119,6 +121,9 @@ bench: all
 
 demo: deps all
 	@GC_BUILD=$(abspath $(O)) bash image-build/demo.sh
+
+demo-store: deps all
+	@GC_BUILD=$(abspath $(O)) bash image-build/store-demo.sh
 
 format:
 	clang-format -i $(LIB_SRCS) $(MAIN_SRCS) $(wildcard */*.h tests/*/*.c)
