@@ -138,6 +138,7 @@ struct upl_live {
 	struct fetch *f;
 	int err;
 	int delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS: widens windows for kill tests */
+	int batch; /* claims per commit request (GOLDAGENT_TEST_COMMIT_BATCH: tests) */
 	struct upl_stats st;
 };
 
@@ -428,7 +429,7 @@ static char *commit_body(struct upl_live *u, const uint32_t *list, size_t from, 
 		k += (size_t)snprintf(b + k, cap - k, "\"base_snapshot\": null, ");
 	if (u->gold[0])
 		k += (size_t)snprintf(b + k, cap - k, "\"gold\": \"%s\", ", u->gold);
-	if (total > UPL_BATCH)
+	if (total > (size_t)u->batch)
 		k += (size_t)snprintf(b + k, cap - k, "\"batch\": %u, \"more\": %s, ", batch,
 				      from + n < total ? "true" : "false");
 	k += (size_t)snprintf(b + k, cap - k, "\"chunks\": [");
@@ -457,7 +458,7 @@ static int commit_post(struct upl_live *u, const uint32_t *list, size_t total, u
 	uint32_t batch = 0;
 
 	do {
-		size_t n = MIN((size_t)UPL_BATCH, total - from), blen;
+		size_t n = MIN((size_t)u->batch, total - from), blen;
 		char *body = commit_body(u, list, from, n, total, batch, &blen);
 		int r = apic_commit_post(&u->api, body, blen, &cs);
 
@@ -918,6 +919,9 @@ static int live_new(struct cache *c, const struct upl_opts *o, int threaded, str
 	u->dirty_all = (h->flags & CACHE_F_DIRTY_ALL) != 0;
 	if (getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"))
 		parse_int(getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"), 0, 10000, &u->delay_ms);
+	u->batch = UPL_BATCH;
+	if (getenv("GOLDAGENT_TEST_COMMIT_BATCH"))
+		parse_int(getenv("GOLDAGENT_TEST_COMMIT_BATCH"), 1, UPL_BATCH, &u->batch);
 	if (h->flags & CACHE_F_RESTORING) {
 		/* its dirty bits describe the volume before the restore began */
 		log_error("sync: the machine volume in '%s' is half-restored (order %lld): nothing "
