@@ -809,7 +809,27 @@ static int serve_loop(struct aargs *a, struct session *s)
 
 	if (s->online && cache_header(s->c)->active_slot != (uint32_t)s->slot) {
 		/* a gold update: fill the new slot first, it is activated when whole */
+		const struct cache_header *h = cache_header(s->c);
+		int act = (int)h->active_slot;
+
 		r = do_hydrate(a, s);
+		if (r < 0 && h->active_slot != CACHE_NO_SLOT &&
+		    h->slot[act].state == CACHE_SLOT_COMPLETE) {
+			/* the machine still boots: the version it ran last is whole in
+			 * the active slot (e.g. LUN 1 still served the previous version
+			 * right after a promote, or the link broke); the next attach
+			 * resumes the new slot, keeping what was verified */
+			struct chunk_hashes t = s->hs;
+
+			log_warn("gold update to %s@%s incomplete (%s): serving %s@%s from slot %c "
+				 "this time",
+				 h->slot[s->slot].name, h->slot[s->slot].version, strerror(-r),
+				 h->slot[act].name, h->slot[act].version, 'A' + act);
+			s->hs = s->other;
+			s->other = t;
+			s->slot = act;
+			r = 0;
+		}
 		if (r < 0)
 			return r;
 	}
