@@ -3,7 +3,9 @@
  * lists, hydration rejecting tampered chunks). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -200,6 +202,71 @@ static void test_present(void)
 	ok(c && cache_header(c)->slot[0].state == CACHE_SLOT_FILLING, "header still filling");
 	ok(c && cache_commit(c) == 0 && cache_header(c)->slot[0].state == CACHE_SLOT_COMPLETE,
 	   "a commit with nothing pending finishes it: complete");
+	cache_free(c);
+}
+
+/* cache_chunk_prepare / io_write / written: the hydrator's workers write the
+ * data on their own threads; only the owner's cache_chunk_written makes a
+ * chunk pending, and only a commit after that makes it present. */
+struct writer_arg {
+	struct cache_chunk_io io;
+	const uint8_t *data;
+	int r;
+};
+
+static void *writer(void *arg)
+{
+	struct writer_arg *w = arg;
+
+	w->r = cache_chunk_io_write(&w->io, w->data);
+	return NULL;
+}
+
+static void test_chunk_io(void)
+{
+	struct cache *c = mk();
+	struct writer_arg w[3];
+	pthread_t t[3];
+	struct cache_chunk_io io;
+	uint8_t buf[CHUNK];
+
+	ok(c != NULL, "create and open");
+	if (!c)
+		return;
+	is_int(cache_chunk_prepare(c, 0, 11, CHUNK, &io), -EINVAL, "prepare: no chunk 11");
+	is_int(cache_chunk_prepare(c, 0, 10, CHUNK, &io), -EINVAL,
+	       "prepare: the short last chunk needs its own length");
+	for (int i = 0; i < 3; i++) {
+		is_int(cache_chunk_prepare(c, 0, (uint64_t)i + 1, CHUNK, &w[i].io), 0,
+		       "prepare chunk %d", i + 1);
+		w[i].data = img + (size_t)(i + 1) * CHUNK;
+		ok(pthread_create(&t[i], NULL, writer, &w[i]) == 0, "writer thread %d", i + 1);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		is_int(w[i].r, 0, "chunk %d written on a thread", i + 1);
+	}
+	ok(!cache_chunk_pending(c, 0, 1), "a write alone is not pending");
+	cache_chunk_written(c, &w[0].io);
+	cache_chunk_written(c, &w[1].io); /* chunk 3: written, never marked */
+	ok(cache_chunk_pending(c, 0, 1) && cache_chunk_pending(c, 0, 2), "marked: pending");
+	ok(!cache_chunk_present(c, 0, 1), "pending is not present");
+	is_int(cache_commit(c), 0, "commit");
+	ok(cache_chunk_present(c, 0, 1) && cache_chunk_present(c, 0, 2), "present after commit");
+	ok(!cache_chunk_present(c, 0, 3), "a chunk written but not marked stays absent");
+	is_int(cache_gold_read(c, 0, buf, CHUNK, CHUNK, NULL), 0, "read chunk 1");
+	ok(memcmp(buf, img + CHUNK, CHUNK) == 0, "its data");
+	is_int(cache_chunk_prepare(c, 0, 1, CHUNK, &io), -EEXIST, "prepare: present chunk refused");
+
+	is_int(cache_chunk_prepare(c, 0, 4, CHUNK, &io), 0, "prepare chunk 4");
+	fault("write:1:EIO");
+	is_int(cache_chunk_io_write(&io, img + 4 * CHUNK), -EIO, "a failed write says so");
+	fault(NULL);
+	is_int(cache_commit(c), 0, "commit with nothing marked");
+	ok(!cache_chunk_present(c, 0, 4), "the failed chunk stays absent");
+	c = reopen(c);
+	ok(c && cache_chunk_present(c, 0, 2) && !cache_chunk_present(c, 0, 3),
+	   "after a crash: the committed chunks, not the unmarked one");
 	cache_free(c);
 }
 
@@ -559,6 +626,7 @@ int main(void)
 	test_geometry();
 	test_header();
 	test_present();
+	test_chunk_io();
 	test_slots();
 	test_header_ab();
 	test_volume();
