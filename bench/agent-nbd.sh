@@ -57,17 +57,19 @@ for _ in $(seq 100); do [ -S "$d/g.sock" ] && break; sleep 0.1; done
 	exit 1
 }
 
-# qbench PASSES QD TARGET...: seconds qemu-img reports (the requests only,
-# not its start) for reading the image PASSES times, one run per pass
+hz=$(getconf CLK_TCK)
+# cpu PID: user + system seconds it used so far
+cpu() { awk -v hz="$hz" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
+TIMEFORMAT='cpu %U %S'
+# qbench PASSES QD TARGET...: "SECONDS CPU": the time qemu-img reports (the
+# requests only, not its start) for reading the image PASSES times, one run
+# per pass, and the CPU seconds qemu-img used
 qbench() {
-	local passes=$1 qd=$2 t=0
+	local passes=$1 qd=$2
 	shift 2
 	for _ in $(seq "$passes"); do
-		t=$(qemu-img bench -c "$count" -d "$qd" -s "$req" "$@" |
-			sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' |
-			awk -v t="$t" '{ print t + $1 }')
-	done
-	echo "$t"
+		{ time qemu-img bench -c "$count" -d "$qd" -s "$req" "$@"; } 2>&1
+	done | awk '/^Run completed in/ { t += $4 } /^cpu / { c += $2 + $3 } END { print t, c }'
 }
 direct() { qbench "$1" "$2" --image-opts "driver=raw,offset=$slot,size=$((mb << 20)),file.driver=file,file.filename=$d/c"; }
 nbd() { qbench "$1" "$2" -f raw "nbd+unix:///gold?socket=$d/g.sock"; }
@@ -85,19 +87,22 @@ for r in $(seq "$reps"); do
 			if [ "$temp" = cold ]; then
 				n=1
 				drop
-				td=$(direct 1 "$qd")
+				read -r td cd_ < <(direct 1 "$qd")
 				drop
-				tn=$(nbd 1 "$qd")
+				s0=$(cpu "$pid")
+				read -r tn cn < <(nbd 1 "$qd")
 			else
 				n=$passes
 				direct 1 "$qd" >/dev/null
-				td=$(direct "$n" "$qd")
+				read -r td cd_ < <(direct "$n" "$qd")
 				nbd 1 "$qd" >/dev/null
-				tn=$(nbd "$n" "$qd")
+				s0=$(cpu "$pid")
+				read -r tn cn < <(nbd "$n" "$qd")
 			fi
+			cs=$(awk -v a="$s0" -v b="$(cpu "$pid")" 'BEGIN { print b - a }')
 			ratio=$(awk -v a="$td" -v b="$tn" 'BEGIN { printf "%.2f", a / b }')
 			printf '  %-14s %14s %14s %6sx\n' "r$r qd$qd $temp" "$(rate "$td" "$n")" "$(rate "$tn" "$n")" "$ratio"
-			echo "qd$qd-$temp $td $tn $n" >>"$d/times"
+			echo "qd$qd-$temp $td $tn $n $cd_ $cn $cs" >>"$d/times"
 		done
 	done
 done
@@ -111,5 +116,14 @@ for qd in $qds; do
 			}
 			END { printf "  %-14s %14d %14d %6.2fx (goal >= 0.7x)\n", k, m * n / bd, m * n / bn, bd / bn }' \
 			"$d/times"
+	done
+done
+# CPU per GiB read, summed over the rounds: on a busy machine throughput
+# follows these (the NBD side needs the client and the server).
+echo "  CPU seconds per GiB read, all rounds: direct (qemu-img) vs NBD (qemu-img + goldagent):"
+for qd in $qds; do
+	for temp in cold warm; do
+		awk -v k="qd$qd-$temp" -v m="$mb" '$1 == k { g += $4 * m / 1024; d += $5; c += $6; s += $7 }
+			END { printf "  %-14s direct %.3f   NBD %.3f + %.3f\n", k, d / g, c / g, s / g }' "$d/times"
 	done
 done

@@ -82,22 +82,42 @@ goldctl machine token pc1 --url "$URL" --token-file "$D/state/admin.token" >"$D/
 secret=$(cat "$D/state/secrets/pc1.chap")
 cat "$D/state/exports/deb@1.img" >/dev/null # page cache warm for every side
 
-perf_mbs() { # depth
-	timeout -s INT 20 iscsi-perf -i "$PREFIX:i.pc1" -m "$1" -b 2048 -t 6 \
-		"iscsi://pc1%$secret@127.0.0.1:$ISCSI_PORT/$PREFIX:m.pc1/1" 2>&1 |
-		tr '\r' '\n' | sed -n 's/^iops average [0-9]* (\([0-9]*\) MB\/s).*/\1/p' | tail -n 1
+tgtd_pid=$(pgrep -P "$GC_PID" -x tgtd | head -n 1)
+hz=$(getconf CLK_TCK)
+# cpu PID: user + system seconds it used so far
+cpu() { awk -v hz="$hz" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
+TIMEFORMAT='cpu %U %S'
+# each runner prints "MB/s CPU-seconds-of-the-client MB-read"
+perf_run() { # depth
+	local out
+	out=$({ time timeout -s INT 20 iscsi-perf -i "$PREFIX:i.pc1" -m "$1" -b 2048 -t 6 \
+		"iscsi://pc1%$secret@127.0.0.1:$ISCSI_PORT/$PREFIX:m.pc1/1" 2>&1; } 2>&1 | tr '\r' '\n')
+	awk '/^iops average/ { gsub(/[(]/, "", $4); m = $4 } /^cpu / { c = $2 + $3 }
+		END { printf "%d %.2f %d\n", m, c, m * 6 }' <<<"$out"
 }
-fetch_mbs() { # depth
-	gc-fetch --json -d "$1" -s 1M -i "$PREFIX:i.pc1" -u pc1 --secret-file "$D/state/secrets/pc1.chap" \
-		"127.0.0.1:$ISCSI_PORT" "$PREFIX:m.pc1" 1 /dev/null |
-		sed -n 's/.*"mb_per_s": \([0-9.]*\).*/\1/p'
+fetch_run() { # depth
+	local out
+	out=$({ time gc-fetch --json -d "$1" -s 1M -i "$PREFIX:i.pc1" -u pc1 \
+		--secret-file "$D/state/secrets/pc1.chap" "127.0.0.1:$ISCSI_PORT" "$PREFIX:m.pc1" 1 \
+		/dev/null; } 2>&1)
+	awk -F'[ ,}]+' '/mb_per_s/ { for (i = 1; i < NF; i++) if ($i == "\"mb_per_s\":") m = $(i + 1) }
+		/^cpu / { c = $2 + $3 } END { printf "%d %.2f %d\n", m, c, '"$size_mb"' * 1.048576 }' <<<"$out"
 }
-hyd_mbs() { # depth: MB/s of the hydration itself (its own clock: after login and manifest)
+hyd_run() { # depth: MB/s of the hydration itself (its own clock: after login and manifest)
+	local out
 	rm -f "$CD/c.img"
-	goldagent hydrate --cache "$CD/c.img" --appliance "$URL" --machine pc1 --depth "$1" \
-		--token-file "$D/a/pc1.token" --state-dir "$D/a" 2>/dev/null |
-		sed -n 's/.*(\([0-9]*\) bytes).* \([0-9]*\) ms$/\1 \2/p' |
-		awk '{ printf "%.0f\n", $1 / 1e6 / ($2 / 1000) }'
+	out=$({ time goldagent hydrate --cache "$CD/c.img" --appliance "$URL" --machine pc1 \
+		--depth "$1" --token-file "$D/a/pc1.token" --state-dir "$D/a" 2>/dev/null; } 2>&1)
+	awk '/ ms$/ { b = $0; sub(/.*[(]/, "", b); sub(/ bytes.*/, "", b); t = $(NF - 1) }
+		/^cpu / { c = $2 + $3 } END { printf "%d %.2f %d\n", b / 1e6 / (t / 1000), c, b / 1e6 }' <<<"$out"
+}
+# run NAME FN DEPTH: appends "NAME depth MB/s client-CPU tgtd-CPU MB" to $D/t, prints MB/s
+run() {
+	local t0 res
+	t0=$(cpu "$tgtd_pid")
+	res=$("$2" "$3")
+	echo "$1 $3 ${res% *} $(awk -v a="$t0" -v b="$(cpu "$tgtd_pid")" 'BEGIN { print b - a }') ${res##* }" >>"$D/t"
+	echo "${res%% *}"
 }
 
 printf 'hydrate: %d MiB image, 1 MiB requests, %d rounds (MB/s)\n' "$size_mb" "$rounds"
@@ -105,20 +125,26 @@ printf '  %-10s %10s %10s %10s %8s\n' "case" "iscsi-perf" "gc-fetch" "hydrate" "
 : >"$D/t"
 for r in $(seq "$rounds"); do
 	for depth in $depths; do
-		p=$(perf_mbs "$depth")
-		f=$(fetch_mbs "$depth")
-		h=$(hyd_mbs "$depth")
+		p=$(run perf perf_run "$depth")
+		f=$(run fetch fetch_run "$depth")
+		h=$(run hyd hyd_run "$depth")
 		printf '  %-10s %10.0f %10.0f %10.0f %7.2fx\n' "r$r qd$depth" "$p" "$f" "$h" \
 			"$(echo "$h / $p" | bc -l)"
-		echo "$depth $p $f $h" >>"$D/t"
 	done
 done
 echo "  best of $rounds rounds (hydrate / iscsi-perf; goal >= 0.9x):"
 for depth in $depths; do
-	awk -v d="$depth" '$1 == d {
-			if ($2 > p) p = $2
-			if ($3 > f) f = $3
-			if ($4 > h) h = $4
-		}
-		END { printf "  %-10s %10.0f %10.0f %10.0f %7.2fx\n", "qd" d, p, f, h, h / p }' "$D/t"
+	awk -v d="$depth" '$2 == d && $3 > best[$1] { best[$1] = $3 }
+		END { printf "  %-10s %10.0f %10.0f %10.0f %7.2fx\n", "qd" d, best["perf"], best["fetch"],
+		      best["hyd"], best["hyd"] / best["perf"] }' "$D/t"
+done
+# CPU per GB read, summed over the rounds: where the two cores go. When the
+# machine is busy, throughput follows these (tgtd shares the box with the client).
+echo "  CPU seconds per GB read (client, tgtd), all rounds:"
+for depth in $depths; do
+	awk -v d="$depth" '$2 == d { c[$1] += $4; g[$1] += $5; m[$1] += $6 }
+		END { printf "  %-10s iscsi-perf %.2f + tgtd %.2f   gc-fetch %.2f + tgtd %.2f   hydrate %.2f + tgtd %.2f\n",
+		      "qd" d, c["perf"] * 1000 / m["perf"], g["perf"] * 1000 / m["perf"],
+		      c["fetch"] * 1000 / m["fetch"], g["fetch"] * 1000 / m["fetch"],
+		      c["hyd"] * 1000 / m["hyd"], g["hyd"] * 1000 / m["hyd"] }' "$D/t"
 done
