@@ -10,15 +10,15 @@
 # (page cache: the pure cost of goldagent + NBD over a plain read).
 # Warm runs read the image GC_BENCH_PASSES times (4: long enough to time at
 # several GB/s), one qemu-img run each. Goal: nbd/direct >= 0.7x.
-# Size: GC_BENCH_MB (default 1024). Rounds: GC_BENCH_REPS (3), interleaved,
-# every round printed; the summary takes the best time of each side per case
-# (the rounds least disturbed by other work on a shared machine) and their
-# ratio.
+# Size: GC_BENCH_MB (default 1024). Rounds: GC_BENCH_REPS (5), interleaved,
+# every round printed; the summary takes the median time of each side per
+# case (other work on a shared machine disturbs single rounds by 2-3x) and
+# their ratio.
 set -euo pipefail
 : "${GC_BUILD:?run through make bench (GC_BUILD unset)}"
 export PATH="$GC_BUILD/bin:$PATH"
 mb=${GC_BENCH_MB:-1024}
-reps=${GC_BENCH_REPS:-3}
+reps=${GC_BENCH_REPS:-5}
 qds=${GC_BENCH_QD:-1 8}
 req=${GC_BENCH_REQ:-1M}
 passes=${GC_BENCH_PASSES:-4}
@@ -106,15 +106,18 @@ for r in $(seq "$reps"); do
 		done
 	done
 done
-echo "  best of $reps rounds:"
+echo "  median of $reps rounds:"
 for qd in $qds; do
 	for temp in cold warm; do
-		awk -v k="qd$qd-$temp" -v m="$mb" '$1 == k {
-				if (!bd || $2 < bd) bd = $2
-				if (!bn || $3 < bn) bn = $3
-				n = $4
+		awk -v k="qd$qd-$temp" -v m="$mb" '$1 == k { d[n] = $2; b[n++] = $3; p = $4 }
+			function med(a, n,   i, j, t) {
+				for (i = 0; i < n; i++)
+					for (j = i + 1; j < n; j++)
+						if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+				return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
 			}
-			END { printf "  %-14s %14d %14d %6.2fx (goal >= 0.7x)\n", k, m * n / bd, m * n / bn, bd / bn }' \
+			END { md = med(d, n); mn = med(b, n)
+			      printf "  %-14s %14d %14d %6.2fx (goal >= 0.7x)\n", k, m * p / md, m * p / mn, md / mn }' \
 			"$d/times"
 	done
 done

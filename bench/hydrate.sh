@@ -12,9 +12,10 @@
 # The cache is on BENCH_CACHE_DIR (default /dev/shm), so this measures the
 # transfer + verification path as iscsi-perf measures the transfer; on a disk
 # the disk's write rate bounds it. Goal: hydrate >= 0.9x iscsi-perf.
-# Rounds: BENCH_ROUNDS (3), interleaved, each printed; then the best of each
-# side per depth (the rounds least disturbed by other work on a shared
-# machine) and their ratio. Depths: BENCH_DEPTHS ("8 1").
+# Rounds: BENCH_ROUNDS (3), interleaved, each printed; then the median of
+# each side per depth (other work on a shared machine disturbs single rounds
+# by 2-3x) and their ratio, and the CPU each side used per GB.
+# Depths: BENCH_DEPTHS ("8 1").
 set -euo pipefail
 : "${GC_BUILD:?run through make bench}"
 PATH="$GC_BUILD/bin:$PATH"
@@ -132,11 +133,19 @@ for r in $(seq "$rounds"); do
 			"$(echo "$h / $p" | bc -l)"
 	done
 done
-echo "  best of $rounds rounds (hydrate / iscsi-perf; goal >= 0.9x):"
+echo "  median of $rounds rounds (hydrate / iscsi-perf; goal >= 0.9x):"
 for depth in $depths; do
-	awk -v d="$depth" '$2 == d && $3 > best[$1] { best[$1] = $3 }
-		END { printf "  %-10s %10.0f %10.0f %10.0f %7.2fx\n", "qd" d, best["perf"], best["fetch"],
-		      best["hyd"], best["hyd"] / best["perf"] }' "$D/t"
+	awk -v d="$depth" '$2 == d { v[$1, n[$1]++] = $3 }
+		function med(k,   i, j, t, c, a) {
+			c = n[k]
+			for (i = 0; i < c; i++) a[i] = v[k, i]
+			for (i = 0; i < c; i++)
+				for (j = i + 1; j < c; j++)
+					if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+			return c % 2 ? a[(c - 1) / 2] : (a[c / 2 - 1] + a[c / 2]) / 2
+		}
+		END { p = med("perf"); h = med("hyd")
+		      printf "  %-10s %10.0f %10.0f %10.0f %7.2fx\n", "qd" d, p, med("fetch"), h, h / p }' "$D/t"
 done
 # CPU per GB read, summed over the rounds: where the two cores go. When the
 # machine is busy, throughput follows these (tgtd shares the box with the client).
