@@ -804,6 +804,7 @@ static int serve_loop(struct aargs *a, struct session *s)
 	struct ticker tk = {.a = a, .s = s, .efd = -1};
 	struct nbd_server_opts o = {0};
 	struct chunk_source *src = NULL;
+	struct iscsi_opener *op = NULL;
 	struct nbd_server *srv;
 	int gslot, r;
 
@@ -840,11 +841,14 @@ static int serve_loop(struct aargs *a, struct session *s)
 	}
 	gslot = (int)cache_header(s->c)->active_slot;
 	if (s->online && cache_header(s->c)->slot[gslot].state != CACHE_SLOT_COMPLETE) {
-		/* a lost session is reopened with backoff; waiting reads are re-issued */
-		r = chunk_source_retry_new(open_iscsi, s, 500, 10000, a->give_up_ms, &src);
+		/* a lost session is reopened with backoff (on a thread: from a
+		 * private copy of the target); waiting reads are re-issued */
+		op = iscsi_opener_new(&s->tgt, s->timeout_s);
+		r = chunk_source_retry_new(iscsi_opener_open, op, 500, 10000, a->give_up_ms, &src);
 		if (r < 0) {
 			log_error("cannot log in to %s for on-demand chunks: %s", s->login.target,
 				  strerror(-r));
+			iscsi_opener_free(op);
 			return r;
 		}
 	}
@@ -864,6 +868,7 @@ static int serve_loop(struct aargs *a, struct session *s)
 			r = -errno;
 			log_error("cannot create an eventfd for syncs: %s", strerror(-r));
 			chunk_source_free(src);
+			iscsi_opener_free(op);
 			return r;
 		}
 		o.tick = sync_tick;
@@ -888,6 +893,7 @@ static int serve_loop(struct aargs *a, struct session *s)
 	if (tk.efd >= 0)
 		close(tk.efd);
 	chunk_source_free(src);
+	iscsi_opener_free(op);
 	return r;
 }
 

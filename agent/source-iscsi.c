@@ -94,3 +94,49 @@ int chunk_source_iscsi_new(const struct fetch_target *t, int timeout_s, struct c
 	*out = s;
 	return 0;
 }
+
+struct iscsi_opener {
+	struct fetch_target t;
+	int timeout_s;
+	char *portal, *iqn, *initiator, *user, *secret;
+};
+
+struct iscsi_opener *iscsi_opener_new(const struct fetch_target *t, int timeout_s)
+{
+	struct iscsi_opener *o = xcalloc(1, sizeof(*o));
+
+	o->portal = xstrdup(t->portal);
+	o->iqn = xstrdup(t->iqn);
+	o->initiator = xstrdup(t->initiator);
+	o->user = t->user ? xstrdup(t->user) : NULL;
+	o->secret = t->secret ? xstrdup(t->secret) : NULL;
+	o->t = (struct fetch_target){.portal = o->portal,
+				     .iqn = o->iqn,
+				     .initiator = o->initiator,
+				     .user = o->user,
+				     .secret = o->secret,
+				     .lun = t->lun};
+	o->timeout_s = timeout_s;
+	return o;
+}
+
+int iscsi_opener_open(void *opener, struct chunk_source **out)
+{
+	struct iscsi_opener *o = opener;
+
+	return chunk_source_iscsi_new(&o->t, o->timeout_s, out);
+}
+
+void iscsi_opener_free(struct iscsi_opener *o)
+{
+	if (!o)
+		return;
+	free(o->portal);
+	free(o->iqn);
+	free(o->initiator);
+	free(o->user);
+	if (o->secret)
+		explicit_bzero(o->secret, strlen(o->secret));
+	free(o->secret);
+	free(o);
+}

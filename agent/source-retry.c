@@ -17,9 +17,11 @@
 #include "agent/source-retry.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -52,6 +54,14 @@ struct rsrc {
 	int lost; /* the session failed: torn down at the top of service, never
 		   * inside the inner source's own callback */
 	int watching; /* the timer ticks for the inner source's deadlines */
+	/* reconnection runs on a thread: a login that goes unanswered (packets
+	 * dropped) takes the whole --timeout, and the serve loop must keep
+	 * serving the volume and the present chunks meanwhile */
+	int efd; /* the opener thread is done (epoll tag 2) */
+	int opening; /* an opener thread runs: join it before anything else */
+	pthread_t opener;
+	struct chunk_source *opened; /* its result, read after the join */
+	int open_err;
 };
 
 enum { WATCH_MS = 1000 };
@@ -240,14 +250,43 @@ static int r_events(struct chunk_source *s)
 	return EPOLLIN;
 }
 
-static void reconnect(struct rsrc *r)
-{
-	struct chunk_source *in = NULL;
-	int e;
+static void reconnect(struct rsrc *r, int e, struct chunk_source *in);
 
-	if (r->inner)
+static void *opener_main(void *arg)
+{
+	struct rsrc *r = arg;
+	uint64_t one = 1;
+	ssize_t w;
+
+	r->open_err = r->open(r->open_arg, &r->opened);
+	w = write(r->efd, &one, sizeof(one));
+	(void)w; /* a full counter still reads as done */
+	return NULL;
+}
+
+/* The timer says it is time to log in again: on the opener thread. */
+static void reconnect_start(struct rsrc *r)
+{
+	if (r->inner || r->opening)
 		return;
-	e = r->open(r->open_arg, &in);
+	r->opened = NULL;
+	r->open_err = 0;
+	if (pthread_create(&r->opener, NULL, opener_main, r) != 0) {
+		/* no thread: log in on the loop, as before */
+		r->open_err = r->open(r->open_arg, &r->opened);
+		reconnect(r, r->open_err, r->opened);
+		return;
+	}
+	r->opening = 1;
+}
+
+/* The opener thread's result (or the synchronous one). */
+static void reconnect(struct rsrc *r, int e, struct chunk_source *in)
+{
+	if (r->inner) {
+		chunk_source_free(in);
+		return;
+	}
 	if (e == 0)
 		e = attach_inner(r, in);
 	if (e < 0) {
@@ -290,13 +329,23 @@ static int r_service(struct chunk_source *s, int revents)
 
 	(void)revents;
 	for (int i = 0; i < n; i++) {
-		if (evs[i].data.u32 == 0) {
+		if (evs[i].data.u32 == 2) {
+			uint64_t t;
+			ssize_t k = read(r->efd, &t, sizeof(t));
+
+			(void)k;
+			if (r->opening) {
+				pthread_join(r->opener, NULL);
+				r->opening = 0;
+				reconnect(r, r->open_err, r->opened);
+			}
+		} else if (evs[i].data.u32 == 0) {
 			uint64_t t;
 			ssize_t k = read(r->tfd, &t, sizeof(t));
 
 			(void)k;
 			if (!r->lost && !r->inner) {
-				reconnect(r);
+				reconnect_start(r);
 			} else if (r->inner && !r->lost) {
 				/* the watchdog's tick: lets libiscsi expire commands */
 				int e = r->inner->ops->service(r->inner, 0);
@@ -322,12 +371,17 @@ static void r_free(struct chunk_source *s)
 {
 	struct rsrc *r = s->priv;
 
+	if (r->opening) { /* bounded by the login's time-out */
+		pthread_join(r->opener, NULL);
+		chunk_source_free(r->opened);
+	}
 	chunk_source_free(r->inner);
 	while (r->reqs) {
 		free(req_pop(r));
 	}
 	close(r->epfd);
 	close(r->tfd);
+	close(r->efd);
 	free(r);
 }
 
@@ -346,6 +400,7 @@ int chunk_source_retry_new(retry_open_fn open, void *arg, unsigned min_ms, unsig
 	struct rsrc *r = xcalloc(1, sizeof(*r));
 	struct chunk_source *in = NULL, *s;
 	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+	struct epoll_event done = {.events = EPOLLIN, .data.u32 = 2};
 	int e;
 
 	r->open = open;
@@ -356,7 +411,10 @@ int chunk_source_retry_new(retry_open_fn open, void *arg, unsigned min_ms, unsig
 	r->inner_fd = -1;
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
 	r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (r->epfd < 0 || r->tfd < 0 || epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->tfd, &ev) < 0) {
+	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->epfd < 0 || r->tfd < 0 || r->efd < 0 ||
+	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->tfd, &ev) < 0 ||
+	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->efd, &done) < 0) {
 		e = -errno;
 		goto fail;
 	}
@@ -378,6 +436,8 @@ fail:
 		close(r->epfd);
 	if (r->tfd >= 0)
 		close(r->tfd);
+	if (r->efd >= 0)
+		close(r->efd);
 	free(r);
 	return e;
 }

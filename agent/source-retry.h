@@ -10,8 +10,10 @@
 typedef int (*retry_open_fn)(void *arg, struct chunk_source **out);
 
 /* Opens the first inner source now (its error is returned), then reopens it
- * after a lost session with a backoff of min_ms doubling to max_ms; requests
- * made meanwhile wait and are re-issued on the new session. After give_up_ms
+ * after a lost session with a backoff of min_ms doubling to max_ms, calling
+ * open on a thread of its own (so `open` must only read what nothing else
+ * changes meanwhile: see iscsi_opener in source-iscsi.h); requests made
+ * meanwhile wait and are re-issued on the new session. After give_up_ms
  * without a session the waiting requests fail with -EIO (new ones wait for
  * the next attempt). Free with chunk_source_free (no callbacks then). */
 int chunk_source_retry_new(retry_open_fn open, void *arg, unsigned min_ms, unsigned max_ms,
