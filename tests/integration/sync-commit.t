@@ -50,7 +50,7 @@ start() {
 	goldcached -c "$D/goldcache.yaml" --log "$D/goldcached.log" &
 	GC_PID=$!
 	track "$GC_PID"
-	wait_for 20 curl -sf "$URL/api/v1/health"
+	wait_for 60 curl -sf "$URL/api/v1/health"
 }
 # shellcheck disable=SC2016 # expanded when the cleanup runs
 on_exit 'tail -n 30 "$D/goldcached.log" 2>/dev/null | sed "s/^/# log: /" >&2'

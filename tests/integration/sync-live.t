@@ -35,6 +35,12 @@ volume() { serve && nbdcopy "$VOL" "$1" && agent_stop; }
 dirty() { agent_json_field "$D/a/c.img" .dirty_blocks; }
 nodirty() { [ "$(dirty)" = 0 ]; }
 commits() { grep -c "committed:" "$D/serve.log"; }
+lun_ready() { [ -n "$(attach_lun_path "$D" pc1 2)" ]; }
+# gc_restart: attach_gc_start, with more patience on a loaded machine
+gc_restart() {
+	attach_gc_start "$D" && return 0
+	wait_for 60 curl -sf "$URL/api/v1/health" && wait_for 60 lun_ready
+}
 newest() { goldctl --store "$D/store" --json machine snapshots pc1 | jq -r '.[-1].snapshot'; }
 
 # 1. the whole volume filled (64 MiB dirty), with no sync running
@@ -138,7 +144,7 @@ done
 	wait "$GC_PID"
 } 2>/dev/null
 diag "goldcached killed while the commit was: $state"
-attach_gc_start "$D" || bail "goldcached did not restart"
+gc_restart || bail "goldcached did not restart"
 wait_for 120 nodirty
 ok $? "the agent's sync completes across the restart"
 like "$(cat "$D/serve.log")" "cannot poll|posting again|committed:" "it polled through the restart"
