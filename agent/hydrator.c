@@ -33,7 +33,7 @@
  * (cache_chunk_io_write: the data only; the maps stay the loop's). The loop
  * then marks it written (pending) and commits in batches. A slot is FREE ->
  * WIRE (request out) -> WORK (queued for a worker) -> DONE (verdict back) ->
- * FREE. There are depth + 2 x workers slots (at least 2 x depth), so the
+ * FREE. There are depth + workers + 1 slots (at least 2 x depth), so the
  * wire keeps depth requests while the workers are busy. */
 #include "agent/hydrator.h"
 
@@ -329,7 +329,10 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 
 		h.nworkers = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (unsigned)ncpu;
 	}
-	h.nslots = MAX(2 * h.depth, h.depth + 2 * h.nworkers);
+	/* buffers: depth on the wire plus one per worker and one coming back,
+	 * never fewer than 2 x depth (memory: chunk size x slots, 16 MiB for
+	 * 1 MiB chunks at depth 8) */
+	h.nslots = MAX(2 * h.depth, h.depth + h.nworkers + 1);
 	h.slots = xcalloc(h.nslots, sizeof(*h.slots));
 	for (unsigned i = 0; i < h.nslots; i++) {
 		h.slots[i].h = &h;
