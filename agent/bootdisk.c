@@ -382,8 +382,11 @@ int bootdisk_prepare(const struct bootdisk_prepare_opts *o, int *created)
 	snprintf(blocks, sizeof(blocks), "%llu", (unsigned long long)(bsize / 1024));
 	snprintf(byteoff, sizeof(byteoff), "%llu", (unsigned long long)MIB);
 	{
-		const char *mkfs[] = {"mkfs.fat", "-I", "-n",	 "GCBOOT", "-h",
-				      "2048",	  offs, o->disk, blocks,   NULL};
+		/* -F 16: given the whole disk with an offset, mkfs.fat picks the FAT
+		 * type from the device's size and refuses a small FAT32 on a large
+		 * disk (about 1 GiB and up) */
+		const char *mkfs[] = {"mkfs.fat", "-F",	  "16", "-I",	 "-n",	 "GCBOOT",
+				      "-h",	  "2048", offs, o->disk, blocks, NULL};
 		const char *sysl[] = {"syslinux", "--install", "--offset", byteoff, o->disk, NULL};
 
 		r = run_tool(mkfs, "making GCBOOT's FAT (mkfs.fat)", o->disk);

@@ -45,6 +45,11 @@ dd if="$D/disk.img" of="$D/p1.img" bs=1M skip=1 count=40 status=none
 t_run "fsck.fat accepts GCBOOT" fsck.fat -n "$D/p1.img"
 like "$(MTOOLS_SKIP_CHECK=1 mdir -a -i "$D/p1.img" ::/ 2>&1)" "ldlinux +sys" "SYSLINUX is installed on GCBOOT"
 is "$(fatlabel "$D/p1.img" 2>/dev/null)" GCBOOT "GCBOOT is its label"
+# a large disk (sparse): mkfs.fat must still make the small FAT16 GCBOOT
+truncate -s 4G "$D/big.img"
+is "$(goldagent bootdisk prepare --boot-size 64M "$D/big.img" 2>"$D/big.err")" created \
+	"prepare lays a 4 GiB blank disk out (GCBOOT stays FAT16)" || sed 's/^/#   /' "$D/big.err"
+rm -f "$D/big.img"
 before=$(sha "$D/disk.img")
 is "$(goldagent bootdisk prepare "$D/disk.img")" present "prepare again: the layout is present"
 is "$(sha "$D/disk.img")" "$before" "and nothing was written"
