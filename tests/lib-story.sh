@@ -365,7 +365,7 @@ story_step4() {
 	t_run "goldctl machine restore laptop2 --from laptop1@$STORY_SNAP" \
 		ip netns exec "$LAB_NS" goldctl machine restore laptop2 --from "laptop1@$STORY_SNAP" --url "$STORY_URL" \
 		--token-file "$T_DIR/state/admin.token"
-	t_run "laptop2's local disk laid out by image-build/local-disk.sh" story_disk laptop2 "$T_DIR/laptop2.img"
+	t_run "laptop2's local disk: blank ($STORY_DISK_MB MiB, goldagent lays it out)" story_disk laptop2 "$T_DIR/laptop2.img"
 	story_qemu laptop2 "$STORY_MAC2" "$T_DIR/laptop2.img" n "$S"
 	e2e_timeline 240 \
 		"script@$STORY_ACCESS=GET /boot\\.ipxe\\?mac=52-54-00-77-05-02 " \
