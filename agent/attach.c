@@ -588,6 +588,15 @@ static void report_state(struct session *s, const char *mode)
 	apic_state_put(&s->api, body);
 }
 
+/* A login the target refused (-EACCES: not retried, see source-retry.c). */
+static void log_refused(const struct session *s)
+{
+	log_error("the target %s refused the login of %s (user %s): check that the CHAP secret "
+		  "the appliance hands out (GET .../iscsi) is the one its tgtd holds "
+		  "(goldcached's log, `gc-targets show`)",
+		  s->login.target, s->login.initiator, s->login.user);
+}
+
 static int do_hydrate(struct aargs *a, struct session *s)
 {
 	struct hydr_opts o = {.depth = a->depth,
@@ -611,6 +620,8 @@ static int do_hydrate(struct aargs *a, struct session *s)
 		if (r == 0)
 			log_info("slot %c is complete and now active", 'A' + s->slot);
 	}
+	if (r == -EACCES)
+		log_refused(s);
 	if (r < 0)
 		log_error("hydration of slot %c incomplete: %s", 'A' + s->slot, strerror(-r));
 	return r;
@@ -845,9 +856,13 @@ static int serve_loop(struct aargs *a, struct session *s)
 		 * private copy of the target); waiting reads are re-issued */
 		op = iscsi_opener_new(&s->tgt, s->timeout_s);
 		r = chunk_source_retry_new(iscsi_opener_open, op, 500, 10000, a->give_up_ms, &src);
+		if (r == -EACCES)
+			log_refused(s);
+		else if (r < 0)
+			log_error("cannot log in to %s for on-demand chunks: %s (--give-up %llu s)",
+				  s->login.target, strerror(-r),
+				  (unsigned long long)(a->give_up_ms / 1000));
 		if (r < 0) {
-			log_error("cannot log in to %s for on-demand chunks: %s", s->login.target,
-				  strerror(-r));
 			iscsi_opener_free(op);
 			return r;
 		}

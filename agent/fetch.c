@@ -146,6 +146,25 @@ out:
 	return r;
 }
 
+/* A login the target answered with a refusal: libiscsi keeps the response's
+ * status (RFC 7143 11.13.5) only in its error text, "... Status: NAME(N)".
+ * Target not found or removed (0x0203, 0x0204: not created yet, or being
+ * re-created by goldcached's reconciler) is -ENXIO and a busy target (class
+ * 3) -EBUSY, both worth another try; anything else (CHAP, authorization) is
+ * -EACCES, final. */
+static int login_refusal(struct iscsi_context *iscsi)
+{
+	const char *e = iscsi_get_error(iscsi), *p = e ? strstr(e, "Status: ") : NULL;
+	const char *n = p ? strrchr(p, '(') : NULL;
+	long st = n ? strtol(n + 1, NULL, 10) : 0;
+
+	if (st == 0x0203 || st == 0x0204)
+		return -ENXIO;
+	if (st >> 8 == 3)
+		return -EBUSY;
+	return -EACCES;
+}
+
 int fetch_open(const struct fetch_target *t, int timeout_s, struct fetch **out)
 {
 	struct connect_state cs = {0};
@@ -187,7 +206,7 @@ int fetch_open(const struct fetch_target *t, int timeout_s, struct fetch **out)
 		/* refused by the target (CHAP, ACL, no LUN), or no connection at
 		 * all (link down, nothing listening): only the first is final */
 		r = getpeername(iscsi_get_fd(f->iscsi), (struct sockaddr *)&peer, &plen) == 0
-			    ? -EACCES
+			    ? login_refusal(f->iscsi)
 			    : -ECONNREFUSED;
 	}
 	if (r < 0) {

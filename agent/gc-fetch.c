@@ -83,8 +83,8 @@ int main(int argc, char **argv)
 	tool_target_args(&t, argv + optind, &secret);
 	r = fetch_open(&t, timeout, &f);
 	if (r < 0)
-		die(r == -EACCES ? 3 : 1, "cannot open '%s' LUN %d at %s: %s", t.iqn, t.lun,
-		    t.portal, strerror(-r));
+		die(r == -EACCES || r == -ENXIO ? 3 : 1, "cannot open '%s' LUN %d at %s: %s", t.iqn,
+		    t.lun, t.portal, strerror(-r));
 	fd = open(argv[optind + 3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		die(1, "cannot create '%s': %s", argv[optind + 3], strerror(errno));

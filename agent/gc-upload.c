@@ -218,8 +218,8 @@ int main(int argc, char **argv)
 	scan(&s, base_fd);
 	r = fetch_open(&t, timeout, &s.f);
 	if (r < 0)
-		die(r == -EACCES ? 3 : 1, "cannot open '%s' LUN %d at %s: %s", t.iqn, t.lun,
-		    t.portal, strerror(-r));
+		die(r == -EACCES || r == -ENXIO ? 3 : 1, "cannot open '%s' LUN %d at %s: %s", t.iqn,
+		    t.lun, t.portal, strerror(-r));
 	if (fetch_size(s.f) < s.size)
 		die(1, "LUN %d of '%s' holds %llu bytes, the volume %llu", t.lun, t.iqn,
 		    (unsigned long long)fetch_size(s.f), (unsigned long long)s.size);

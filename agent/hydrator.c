@@ -396,7 +396,8 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 			open_err = o->open(o->open_arg, &h.src);
 			if (open_err < 0) {
 				h.src = NULL;
-				if (now_ms() - h.last_progress >= give_up)
+				/* refused (CHAP, ACL): no retry makes it work */
+				if (open_err == -EACCES || now_ms() - h.last_progress >= give_up)
 					break;
 				log_warn("cannot open the chunk source (%s): retrying in %u ms",
 					 strerror(-open_err), backoff);

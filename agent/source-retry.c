@@ -23,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -394,6 +395,41 @@ static const struct chunk_source_ops retry_ops = {
 	.free = r_free,
 };
 
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* The first login of a boot: the appliance may answer HTTP while its target
+ * is not there yet (goldcached just started and is still adding it, tgtd
+ * restarting), so a failed login is tried again with the same backoff as a
+ * lost session, one log line per attempt, for up to give_up_ms. A refusal
+ * (-EACCES: CHAP secret, initiator name) or an unusable target description is
+ * final at once: no wait makes it work. */
+static int first_open(struct rsrc *r, struct chunk_source **in)
+{
+	uint64_t t0 = now_ms();
+	unsigned backoff = r->min_ms;
+	int e;
+
+	for (unsigned n = 1;; n++) {
+		e = r->open(r->open_arg, in);
+		if (e == 0 || e == -EACCES || e == -EINVAL || e == -ENAMETOOLONG || e == -ENOMEM)
+			return e;
+		if (now_ms() - t0 + backoff > r->give_up_ms) {
+			log_error("login attempt %u failed (%s): giving up after %llu s", n,
+				  strerror(-e), (unsigned long long)((now_ms() - t0) / 1000));
+			return e;
+		}
+		log_warn("login attempt %u failed (%s): next in %u ms", n, strerror(-e), backoff);
+		sleep_ms(backoff);
+		backoff = MIN(backoff * 2, r->max_ms);
+	}
+}
+
 int chunk_source_retry_new(retry_open_fn open, void *arg, unsigned min_ms, unsigned max_ms,
 			   uint64_t give_up_ms, struct chunk_source **out)
 {
@@ -418,7 +454,7 @@ int chunk_source_retry_new(retry_open_fn open, void *arg, unsigned min_ms, unsig
 		e = -errno;
 		goto fail;
 	}
-	e = open(arg, &in);
+	e = first_open(r, &in);
 	if (e == 0)
 		e = attach_inner(r, in);
 	if (e < 0)
