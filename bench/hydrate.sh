@@ -17,69 +17,19 @@
 # by 2-3x) and their ratio, and the CPU each side used per GB.
 # Depths: BENCH_DEPTHS ("8 1").
 set -euo pipefail
-: "${GC_BUILD:?run through make bench}"
-PATH="$GC_BUILD/bin:$PATH"
+# shellcheck source=tests/lib-bench.sh
+. "$(dirname "$0")/../tests/lib-bench.sh" hydrate
 size_mb=${BENCH_LUN_MB:-1024}
 rounds=${BENCH_ROUNDS:-3}
 depths=${BENCH_DEPTHS:-8 1}
-for c in goldcached goldctl goldagent gc-fetch iscsi-perf tgtd tgtadm ss; do
-	command -v "$c" >/dev/null || {
-		echo "hydrate: missing $c (run make deps)" >&2
-		exit 1
-	}
-done
-D=$(mktemp -d)
+bench_need goldcached goldctl goldagent gc-fetch iscsi-perf tgtd tgtadm ss
 CD=$(mktemp -d "${BENCH_CACHE_DIR:-/dev/shm}/gc-hydrate-bench.XXXXXX")
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || {
-			echo "$p"
-			return
-		}
-	done
-}
-HTTP_PORT=$(free_port)
-ISCSI_PORT=$(free_port)
-URL=http://127.0.0.1:$HTTP_PORT
-PREFIX=iqn.2026-11.org.goldcache.hydratebench
-GC_PID=""
-cleanup() {
-	[ -z "$GC_PID" ] || { kill -TERM "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null; } || true
-	rm -rf "$D" "$CD"
-}
-trap cleanup EXIT
-mkdir -p "$D/tftp" "$D/store" "$D/state" "$D/a"
-head -c 4096 /dev/urandom >"$D/k"
+on_exit 'rm -rf "$CD"'
 head -c $((size_mb << 20)) /dev/urandom >"$D/gold.img"
-cat >"$D/gc.yaml" <<-YAML
-	appliance:
-	  interface: lo
-	  listen: 127.0.0.1
-	  http_port: $HTTP_PORT
-	  dhcp: {mode: off}
-	  tftp_root: $D/tftp
-	  iscsi: {portal: 127.0.0.1:$ISCSI_PORT, iqn_prefix: $PREFIX}
-	  store_dir: $D/store
-	  state_dir: $D/state
-	images:
-	  - {name: deb, version: current, kernel: $D/k, initrd: $D/k}
-	profiles:
-	  - {name: desk, image: deb, mode: cache, volume_size: 64M}
-	machines:
-	  - {mac: 52:54:00:30:00:01, name: pc1, profile: desk}
-YAML
-goldctl --store "$D/store" -q image import deb "$D/gold.img" >/dev/null
+ATTACH_MACHINES=pc1 ATTACH_VOLUME=64M ATTACH_RETENTION=
+ATTACH_PREFIX=iqn.2026-11.org.goldcache.hydratebench
+bench_lab "$D/gold.img"
 rm -f "$D/gold.img"
-goldcached -c "$D/gc.yaml" --log "$D/gc.log" &
-GC_PID=$!
-for _ in $(seq 200); do
-	TGT_IPC_SOCKET="$D/state/run/tgtd.sock" tgtadm -C 0 --lld iscsi --op show --mode target 2>/dev/null |
-		grep -q "exports/deb@1.img" && break
-	sleep 0.1
-done
-goldctl machine token pc1 --url "$URL" --token-file "$D/state/admin.token" >"$D/a/pc1.token"
 secret=$(cat "$D/state/secrets/pc1.chap")
 cat "$D/state/exports/deb@1.img" >/dev/null # page cache warm for every side
 

@@ -18,74 +18,21 @@
 # Rounds: BENCH_ROUNDS (3), each printed, then the best of each side.
 # BENCH_KEEP=DIR copies the logs (goldcached, the agents') there at the end.
 set -euo pipefail
-: "${GC_BUILD:?run through make bench}"
-PATH="$GC_BUILD/bin:$PATH"
+# shellcheck source=tests/lib-bench.sh
+. "$(dirname "$0")/../tests/lib-bench.sh" restore
 vol_mb=${BENCH_VOL_MB:-256}
 rounds=${BENCH_ROUNDS:-3}
 depth=${BENCH_DEPTH:-8}
-for c in goldcached goldctl goldagent gc-fetch iscsi-perf tgtd tgtadm ss nbdcopy curl jq; do
-	command -v "$c" >/dev/null || {
-		echo "restore: missing $c (run make deps)" >&2
-		exit 1
-	}
-done
-D=$(mktemp -d)
+bench_need goldcached goldctl goldagent gc-fetch iscsi-perf tgtd tgtadm ss nbdcopy curl jq
 CD=$(mktemp -d "${BENCH_CACHE_DIR:-/dev/shm}/gc-restore-bench.XXXXXX")
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || {
-			echo "$p"
-			return
-		}
-	done
-}
-HTTP_PORT=$(free_port)
-ISCSI_PORT=$(free_port)
-URL=http://127.0.0.1:$HTTP_PORT
-PREFIX=iqn.2026-11.org.goldcache.restorebench
-GC_PID="" AP=""
-cleanup() {
-	[ -z "$AP" ] || { kill -TERM "$AP" 2>/dev/null && wait "$AP" 2>/dev/null; } || true
-	[ -z "$GC_PID" ] || { kill -TERM "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null; } || true
-	[ -z "${BENCH_KEEP:-}" ] || cp "$D"/*.log "$BENCH_KEEP"/ 2>/dev/null || true
-	rm -rf "$D" "$CD"
-}
-trap cleanup EXIT
-mkdir -p "$D/tftp" "$D/store" "$D/state" "$D/a"
-head -c 4096 /dev/urandom >"$D/k"
+on_exit 'rm -rf "$CD"'
+on_exit '[ -z "${BENCH_KEEP:-}" ] || cp "$D"/*.log "$BENCH_KEEP"/'
+AP=""
 head -c $((4 << 20)) /dev/urandom >"$D/gold.img"
-cat >"$D/gc.yaml" <<-YAML
-	appliance:
-	  interface: lo
-	  listen: 127.0.0.1
-	  http_port: $HTTP_PORT
-	  dhcp: {mode: off}
-	  tftp_root: $D/tftp
-	  iscsi: {portal: 127.0.0.1:$ISCSI_PORT, iqn_prefix: $PREFIX}
-	  store_dir: $D/store
-	  state_dir: $D/state
-	images:
-	  - {name: deb, version: current, kernel: $D/k, initrd: $D/k}
-	profiles:
-	  - {name: desk, image: deb, mode: cache, volume_size: ${vol_mb}M}
-	machines:
-	  - {mac: 52:54:00:30:00:01, name: pc1, profile: desk}
-	  - {mac: 52:54:00:30:00:02, name: pc2, profile: desk}
-YAML
-goldctl --store "$D/store" -q image import deb "$D/gold.img" >/dev/null
-goldcached -c "$D/gc.yaml" --log "$D/gc.log" &
-GC_PID=$!
-tgt_show() { TGT_IPC_SOCKET="$D/state/run/tgtd.sock" tgtadm -C 0 --lld iscsi --op show --mode target 2>/dev/null; }
-for _ in $(seq 300); do
-	[ "$(tgt_show | grep -c "exports/deb@1.img")" = 2 ] && break
-	sleep 0.1
-done
-ADMIN=$D/state/admin.token
-for m in pc1 pc2; do
-	goldctl machine token $m --url "$URL" --token-file "$ADMIN" >"$D/a/$m.token"
-done
+ATTACH_MACHINES="pc1 pc2" ATTACH_VOLUME=${vol_mb}M ATTACH_RETENTION=
+ATTACH_PREFIX=iqn.2026-11.org.goldcache.restorebench
+bench_lab "$D/gold.img"
+on_exit '[ -z "$AP" ] || { kill -TERM "$AP" && wait "$AP"; }'
 secret=$(cat "$D/state/secrets/pc2.chap")
 attach() { # MACHINE LOG
 	rm -rf "$D/run-$1"

@@ -12,60 +12,17 @@
 # serve` with a 1 s sync interval while qemu-io keeps writing 4 KiB blocks
 # through NBD; prints how long each sync paused the volume's writes.
 set -euo pipefail
-: "${GC_BUILD:?run through make bench}"
-PATH="$GC_BUILD/bin:$PATH"
+# shellcheck source=tests/lib-bench.sh
+. "$(dirname "$0")/../tests/lib-bench.sh" sync
 vol_mb=${BENCH_VOLUME_MB:-256}
 pct=${BENCH_CHANGED_PCT:-10}
 rounds=${BENCH_ROUNDS:-3}
-D=$(mktemp -d)
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-}
-HTTP_PORT=$(free_port)
-ISCSI_PORT=$(free_port)
-URL=http://127.0.0.1:$HTTP_PORT
-PREFIX=iqn.2026-11.org.goldcache.syncbench
-GC_PID='' AG_PID='' W_PID=''
-cleanup() {
-	[ -n "$W_PID" ] && kill "$W_PID" 2>/dev/null
-	[ -n "$AG_PID" ] && kill -TERM "$AG_PID" 2>/dev/null && wait "$AG_PID" 2>/dev/null
-	[ -n "$GC_PID" ] && kill -TERM "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null
-	rm -rf "$D"
-}
-trap cleanup EXIT
-mkdir -p "$D/tftp" "$D/store" "$D/state" "$D/a"
-head -c 4096 /dev/urandom >"$D/k"
+AG_PID='' W_PID=''
 head -c 1048576 /dev/urandom >"$D/gold.img"
-cat >"$D/gc.yaml" <<-YAML
-	appliance:
-	  interface: lo
-	  listen: 127.0.0.1
-	  http_port: $HTTP_PORT
-	  dhcp: {mode: off}
-	  tftp_root: $D/tftp
-	  iscsi: {portal: 127.0.0.1:$ISCSI_PORT, iqn_prefix: $PREFIX}
-	  store_dir: $D/store
-	  state_dir: $D/state
-	images:
-	  - {name: deb, version: current, kernel: $D/k, initrd: $D/k}
-	profiles:
-	  - {name: desk, image: deb, mode: cache, volume_size: ${vol_mb}M, retention: 100}
-	machines:
-	  - {mac: 52:54:00:30:00:01, name: pc1, profile: desk}
-YAML
-goldctl --store "$D/store" -q image import deb "$D/gold.img" >/dev/null
-goldcached -c "$D/gc.yaml" --log "$D/gc.log" &
-GC_PID=$!
-for _ in $(seq 200); do
-	TGT_IPC_SOCKET="$D/state/run/tgtd.sock" tgtadm -C 0 --lld iscsi --op show --mode target 2>/dev/null |
-		grep -q "uploads/pc1.img" && break
-	sleep 0.1
-done
-goldctl machine token pc1 --url "$URL" --token-file "$D/state/admin.token" >"$D/a/pc1.token"
+ATTACH_MACHINES=pc1 ATTACH_VOLUME=${vol_mb}M ATTACH_RETENTION=100
+ATTACH_PREFIX=iqn.2026-11.org.goldcache.syncbench
+bench_lab "$D/gold.img"
+on_exit '[ -z "$W_PID" ] || kill "$W_PID"; [ -z "$AG_PID" ] || { kill -TERM "$AG_PID" && wait "$AG_PID"; }'
 AG=(--cache "$D/a/c.img" --appliance "$URL" --machine pc1 --state-dir "$D/a")
 goldagent hydrate "${AG[@]}" >/dev/null 2>&1
 VOL="nbd+unix:///volume?socket=$D/v.sock"
