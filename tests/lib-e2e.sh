@@ -16,6 +16,11 @@
 #                                   transaction MAC started (its DHCPDISCOVER's xid)
 #   e2e_lease LOG MAC               the address dnsmasq's DHCPACK gave MAC (from the
 #                                   "dnsmasq[PID]: ..." lines goldcached logs)
+#   e2e_appliance_yaml IQN_PREFIX   prints the appliance: section of a lab config:
+#                                   goldcached on $LAB_BR, full DHCP, TFTP root
+#                                   $LAB_TFTP, iSCSI portal $LAB_ADDR:3260 with that
+#                                   prefix, store and state in $T_DIR (the test adds
+#                                   images, profiles, machines)
 # shellcheck shell=bash
 
 e2e_goldcached() {
@@ -69,4 +74,18 @@ e2e_dhcp_xact() {
 
 e2e_lease() {
 	sed -n "s/.*dnsmasq[^:]*: .*DHCPACK([^)]*) \([0-9.]*\) $2.*/\1/p" "$1" 2>/dev/null | tail -n 1
+}
+
+e2e_appliance_yaml() {
+	cat <<-YAML
+		appliance:
+		  interface: $LAB_BR
+		  listen: $LAB_ADDR/24
+		  http_port: $LAB_HTTP_PORT
+		  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
+		  tftp_root: $LAB_TFTP
+		  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: $1}
+		  store_dir: $T_DIR/store
+		  state_dir: $T_DIR/state
+	YAML
 }

@@ -19,16 +19,9 @@ machine_setup
 t_run "image A: the tiny image with /goldcache-image 'image A'" machine_variant "$T_DIR/a.ext4" "image A"
 t_run "image B: the tiny image with /goldcache-image 'image B'" machine_variant "$T_DIR/b.ext4" "image B"
 lab_tap st-node1
-cat >"$MACHINE_CONF" <<YAML
-appliance:
-  interface: $LAB_BR
-  listen: $LAB_ADDR/24
-  http_port: $LAB_HTTP_PORT
-  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
-  tftp_root: $T_DIR/tftp
-  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: iqn.2026-11.org.example.swap}
-  store_dir: $T_DIR/store
-  state_dir: $T_DIR/state
+{
+	e2e_appliance_yaml "iqn.2026-11.org.example.swap"
+	cat <<YAML
 images:
   - {name: ima, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img, cmdline: "$(machine_cmdline)"}
   - {name: imb, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img, cmdline: "$(machine_cmdline)"}
@@ -39,6 +32,7 @@ machines:
   - {mac: $MAC, name: node1, profile: desk-a}
 unknown_machines: {policy: refuse}
 YAML
+} >"$MACHINE_CONF"
 is "$(goldctl --store "$T_DIR/store" image import ima "$T_DIR/a.ext4" 2>&1)" ima@1 "goldctl image import ima"
 is "$(goldctl --store "$T_DIR/store" image import imb "$T_DIR/b.ext4" 2>&1)" imb@1 "goldctl image import imb"
 # the chunks of B that A does not hold (neither zero nor anywhere in A): what the swap fetches

@@ -41,16 +41,9 @@ mkdir -p "$T_DIR/store" "$T_DIR/state"
 ver=$(goldctl --store "$T_DIR/store" image import tiny "$GC_IMAGES/tiny.ext4" 2>&1)
 is "$ver" "tiny@1" "tiny ext4 imported into a private store with goldctl"
 
-cat >"$T_DIR/goldcache.yaml" <<YAML
-appliance:
-  interface: $LAB_BR
-  listen: $LAB_ADDR/24
-  http_port: $PORT
-  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
-  tftp_root: $LAB_TFTP
-  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: iqn.2026-11.org.example.e2e}
-  store_dir: $T_DIR/store
-  state_dir: $T_DIR/state
+{
+	e2e_appliance_yaml "iqn.2026-11.org.example.e2e"
+	cat <<YAML
 images:
   - name: tiny
     version: current
@@ -64,6 +57,7 @@ machines:
 unknown_machines:
   policy: refuse
 YAML
+} >"$T_DIR/goldcache.yaml"
 t_run "the config is valid on this lab" \
 	ip netns exec "$LAB_NS" goldcached --check -c "$T_DIR/goldcache.yaml"
 e2e_goldcached "$T_DIR/goldcache.yaml" "$GCLOG"

@@ -34,28 +34,22 @@ t_run "gold image 'lab' imported" goldctl --store "$T_DIR/store" image import la
 
 # write_config POLICY-YAML: the lab config with the given unknown_machines section
 write_config() {
-	cat >"$CONF.tmp" <<-YAML
-		appliance:
-		  interface: $LAB_BR
-		  listen: $LAB_ADDR/24
-		  http_port: $LAB_HTTP_PORT
-		  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
-		  tftp_root: $LAB_TFTP
-		  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: iqn.2026-11.org.example.swap}
-		  store_dir: $T_DIR/store
-		  state_dir: $T_DIR/state
-		images:
-		  - {name: tiny, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img,
-		     cmdline: "console=ttyS0 panic=-1 goldcache.onfail=poweroff"}
-		  - {name: lab, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img,
-		     cmdline: "console=ttyS0 panic=-1 goldcache.onfail=poweroff goldcache.net=off"}
-		profiles:
-		  - {name: hpc, image: tiny, mode: stream}
-		  - {name: desk, image: lab, mode: cache}
-		machines:
-		  - {mac: $MAC, name: node1, profile: hpc}
-		unknown_machines: $1
-	YAML
+	{
+		e2e_appliance_yaml iqn.2026-11.org.example.swap
+		cat <<-YAML
+			images:
+			  - {name: tiny, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img,
+			     cmdline: "console=ttyS0 panic=-1 goldcache.onfail=poweroff"}
+			  - {name: lab, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img,
+			     cmdline: "console=ttyS0 panic=-1 goldcache.onfail=poweroff goldcache.net=off"}
+			profiles:
+			  - {name: hpc, image: tiny, mode: stream}
+			  - {name: desk, image: lab, mode: cache}
+			machines:
+			  - {mac: $MAC, name: node1, profile: hpc}
+			unknown_machines: $1
+		YAML
+	} >"$CONF.tmp"
 	mv "$CONF.tmp" "$CONF"
 }
 write_config "{policy: refuse}"

@@ -27,16 +27,9 @@ ok 0 "image-build: kernel, initramfs and tiny gold image ready"
 lab_new
 mkdir -p "$T_DIR/store" "$T_DIR/state"
 t_run "tiny gold image imported" goldctl --store "$T_DIR/store" image import tiny "$GC_IMAGES/tiny.ext4"
-cat >"$T_DIR/goldcache.yaml" <<YAML
-appliance:
-  interface: $LAB_BR
-  listen: $LAB_ADDR/24
-  http_port: $LAB_HTTP_PORT
-  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
-  tftp_root: $LAB_TFTP
-  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: iqn.2026-11.org.example.uefi}
-  store_dir: $T_DIR/store
-  state_dir: $T_DIR/state
+{
+	e2e_appliance_yaml iqn.2026-11.org.example.uefi
+	cat <<YAML
 images:
   - {name: tiny, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img,
      cmdline: "console=ttyS0 panic=-1 goldcache.onfail=poweroff"}
@@ -45,6 +38,7 @@ profiles:
 machines:
   - {mac: $MAC, name: uefi1, profile: desk}
 YAML
+} >"$T_DIR/goldcache.yaml"
 e2e_goldcached "$T_DIR/goldcache.yaml" "$GCLOG"
 ok 0 "goldcached serves HTTP on the lab bridge"
 cmp -s "$LAB_TFTP/ipxe.efi" /usr/lib/ipxe/ipxe.efi

@@ -28,16 +28,9 @@ machine_setup
 t_run "the lab image: the tiny image with /goldcache-image 'lab image'" machine_variant "$T_DIR/lab.ext4" "lab image"
 lab_tap st-lab1
 lab_tap st-desk1
-cat >"$MACHINE_CONF" <<YAML
-appliance:
-  interface: $LAB_BR
-  listen: $LAB_ADDR/24
-  http_port: $LAB_HTTP_PORT
-  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
-  tftp_root: $T_DIR/tftp
-  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: iqn.2026-11.org.example.reimage}
-  store_dir: $T_DIR/store
-  state_dir: $T_DIR/state
+{
+	e2e_appliance_yaml "iqn.2026-11.org.example.reimage"
+	cat <<YAML
 images:
   - {name: lab, kernel: $GC_IMAGES/vmlinuz, initrd: $GC_IMAGES/initramfs.img, cmdline: "$(machine_cmdline)"}
 profiles:
@@ -48,6 +41,7 @@ machines:
   - {mac: $MAC_DESK, name: desk1, profile: desk}
 unknown_machines: {policy: refuse}
 YAML
+} >"$MACHINE_CONF"
 is "$(goldctl --store "$T_DIR/store" image import lab "$T_DIR/lab.ext4" 2>&1)" lab@1 "goldctl image import lab"
 e2e_goldcached "$MACHINE_CONF" "$MACHINE_GCLOG"
 ok 0 "goldcached runs in the lab namespace (dnsmasq, tgtd, HTTP)"

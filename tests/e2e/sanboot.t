@@ -53,16 +53,9 @@ is "$ver" "wdisk@1" "whole-disk image imported with goldctl (kind disk)"
 printf 'exam1-chap-secret-4242\n' >"$T_DIR/secrets/exam1"
 chmod 600 "$T_DIR/secrets/exam1"
 
-cat >"$T_DIR/goldcache.yaml" <<YAML
-appliance:
-  interface: $LAB_BR
-  listen: $LAB_ADDR/24
-  http_port: $LAB_HTTP_PORT
-  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
-  tftp_root: $LAB_TFTP
-  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: $PREFIX}
-  store_dir: $T_DIR/store
-  state_dir: $T_DIR/state
+{
+	e2e_appliance_yaml "$PREFIX"
+	cat <<YAML
 images:
   - {name: wdisk, version: current}
 profiles:
@@ -72,6 +65,7 @@ machines:
 unknown_machines:
   policy: refuse
 YAML
+} >"$T_DIR/goldcache.yaml"
 t_run "the config is valid on this lab" \
 	ip netns exec "$LAB_NS" goldcached --check -c "$T_DIR/goldcache.yaml"
 e2e_goldcached "$T_DIR/goldcache.yaml" "$GCLOG"

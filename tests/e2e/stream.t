@@ -33,16 +33,9 @@ ver=$(goldctl --store "$T_DIR/store" image import tiny "$GC_IMAGES/tiny.ext4" 2>
 is "$ver" "tiny@1" "tiny ext4 imported into a private store with goldctl"
 
 show="goldcache-tiny.show=/goldcache-tiny.boots goldcache-tiny.show=/proc/partitions goldcache-tiny.show=/proc/mounts"
-cat >"$T_DIR/goldcache.yaml" <<YAML
-appliance:
-  interface: $LAB_BR
-  listen: $LAB_ADDR/24
-  http_port: $LAB_HTTP_PORT
-  dhcp: {mode: full, range: 10.77.0.100-10.77.0.199}
-  tftp_root: $LAB_TFTP
-  iscsi: {portal: $LAB_ADDR:3260, iqn_prefix: $PREFIX}
-  store_dir: $T_DIR/store
-  state_dir: $T_DIR/state
+{
+	e2e_appliance_yaml "$PREFIX"
+	cat <<YAML
 images:
   - name: tiny
     version: current
@@ -54,6 +47,7 @@ profiles:
 machines:
   - {mac: $MAC, name: node1, profile: hpc}
 YAML
+} >"$T_DIR/goldcache.yaml"
 e2e_goldcached "$T_DIR/goldcache.yaml" "$GCLOG"
 ok 0 "goldcached serves HTTP on the lab bridge"
 lab_tap gctap0
