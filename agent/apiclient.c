@@ -392,58 +392,6 @@ int apic_commit_get(struct apic *a, struct apic_commit_status *st)
 	return rc;
 }
 
-int apic_commit(struct apic *a, const char *body, size_t len, int poll_ms, int timeout_ms,
-		struct apic_commit_status *st)
-{
-	char path[512];
-	struct httpc_response r = {0};
-	struct httpc_request q;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	json_t *j;
-	int rc;
-
-	fmt_buf(path, sizeof(path), "/api/v1/machines/%s/commit", a->machine);
-	q = (struct httpc_request){.method = "POST",
-				   .path = path,
-				   .bearer = a->token,
-				   .body = body,
-				   .body_len = len,
-				   .timeout_ms = a->timeout_ms ? a->timeout_ms : 10000};
-	rc = httpc_request(a->url, &q, &r);
-	if (rc < 0) {
-		log_warn("appliance %s: POST %s: %s", a->url, path, strerror(-rc));
-		return rc;
-	}
-	if (r.status != 202) {
-		j = json_loadb(r.body, r.len, 0, NULL);
-		log_error("appliance %s: POST %s: HTTP %d: %s", a->url, path, r.status,
-			  json_string_value(json_object_get(json_object_get(j, "error"), "message"))
-				  ?: "(no message)");
-		json_decref(j);
-		rc = status_err(r.status) ?: -EIO;
-		httpc_response_release(&r);
-		return rc;
-	}
-	httpc_response_release(&r);
-	for (;;) {
-		rc = get_json(a, NULL, path, NULL, &j, 1);
-		if (rc < 0)
-			return rc;
-		rc = commit_status(j, st);
-		json_decref(j);
-		if (rc < 0)
-			return rc;
-		if (strcmp(st->state, "running") != 0)
-			return 0;
-		if (now_ms() >= deadline) {
-			log_error("commit of '%s' still running after %d ms", a->machine,
-				  timeout_ms);
-			return -ETIMEDOUT;
-		}
-		usleep((useconds_t)poll_ms * 1000);
-	}
-}
-
 int apic_state_put(struct apic *a, const char *body)
 {
 	char path[512];

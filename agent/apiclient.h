@@ -76,10 +76,6 @@ struct apic_commit_status {
 	uint64_t chunk; /* failed: mismatch */
 	char error[256];
 };
-/* POST .../commit with body, then polls GET .../commit every poll_ms until the
- * state is not running (at most timeout_ms in all). */
-int apic_commit(struct apic *a, const char *body, size_t len, int poll_ms, int timeout_ms,
-		struct apic_commit_status *st);
 /* One POST .../commit (a whole commit or one batch of it): 0 and the
  * answer's COMMIT_STATUS (state running or staging, id), or an error as
  * above (-EEXIST: 409, a commit is running or the batch does not continue
