@@ -255,7 +255,7 @@ int httpc_request(const char *base_url, const struct httpc_request *req, struct 
 	size_t max_body = req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY;
 	size_t cap = 0, len = 0, limit = max_body + HTTPC_MAX_HEADERS;
 	char *head = NULL, *buf = NULL;
-	int fd = -1, rc;
+	int fd = -1, rc, early = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!req->path || req->path[0] != '/' || !token_ok(req->path) ||
@@ -283,6 +283,13 @@ int httpc_request(const char *base_url, const struct httpc_request *req, struct 
 	rc = send_all(fd, head, strlen(head), deadline);
 	if (rc == 0 && req->body && req->body_len)
 		rc = send_all(fd, req->body, req->body_len, deadline);
+	/* a server may answer before it has read the whole body (413, 401) and
+	 * close: the rest of the body then meets a reset, but the answer already
+	 * sent is the one to report */
+	if (rc == -EPIPE || rc == -ECONNRESET) {
+		early = rc;
+		rc = 0;
+	}
 	if (rc < 0)
 		goto out;
 	for (;;) {
@@ -304,6 +311,10 @@ int httpc_request(const char *base_url, const struct httpc_request *req, struct 
 			continue;
 		if (errno != EAGAIN) {
 			rc = -errno;
+			/* a reset after the answer arrived (the server closed with
+			 * request bytes unread): parse what came */
+			if (len > 0 && (rc == -ECONNRESET || rc == -EPIPE))
+				break;
 			goto out;
 		}
 		rc = wait_fd(fd, POLLIN, deadline);
@@ -311,6 +322,8 @@ int httpc_request(const char *base_url, const struct httpc_request *req, struct 
 			goto out;
 	}
 	rc = httpc_parse_response(buf ? buf : "", len, max_body, out);
+	if (rc < 0 && early)
+		rc = early; /* no complete answer: the send's error says more */
 out:
 	if (fd >= 0)
 		close(fd);

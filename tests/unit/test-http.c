@@ -151,7 +151,7 @@ int main(void)
 	q = (struct httpc_request){.method = "POST", .path = "/big", .body = big, .body_len = 5000};
 	is_int(httpc_request(url, &q, &r), 0, "POST oversized");
 	is_int(r.status, 413, "413 for a body over max_body");
-	ok(strstr(r.body, "\"status\":413") != NULL, "JSON error body");
+	ok(r.body && strstr(r.body, "\"status\":413") != NULL, "JSON error body");
 	httpc_response_release(&r);
 	free(big);
 
