@@ -62,3 +62,23 @@ agent_undirty_data() {
 		}
 		print $bad;' "$2" "$ranges"
 }
+
+# nbd_mountns URL SCRIPT: runs SCRIPT (bash) in a private mount namespace with the
+# NBD export at URL attached as a loop device at $loop over nbdfuse (mount point
+# $T_DIR/mnt is free for SCRIPT to use); unmounts and detaches at the end.
+nbd_mountns() {
+	mkdir -p "$T_DIR/fuse" "$T_DIR/mnt"
+	cat >"$T_DIR/ns.sh" <<NS
+set -eu
+nbdfuse -P "$T_DIR/fuse.pid" "$T_DIR/fuse" "$1" &
+fpid=\$!
+for i in \$(seq 100); do [ -s "$T_DIR/fuse.pid" ] && break; sleep 0.1; done
+loop=\$(losetup -f --show "$T_DIR/fuse/nbd")
+cleanup() { umount "$T_DIR/mnt" 2>/dev/null || true; losetup -d "\$loop" 2>/dev/null || true
+	fusermount3 -u "$T_DIR/fuse" 2>/dev/null || true; wait \$fpid 2>/dev/null || true; }
+trap cleanup EXIT
+$2
+NS
+	rm -f "$T_DIR/fuse.pid"
+	unshare -m --propagation private bash "$T_DIR/ns.sh"
+}

@@ -15,6 +15,7 @@
 # snapshot larger than the machine's volume is refused, the order stays.
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-attach.sh"
+. "$GC_SRC/tests/lib-agent.sh"
 need goldcached goldctl goldagent curl jq tgtd tgtadm ss cmp nbdcopy qemu-io nbdfuse losetup \
 	mkfs.ext4 mount umount unshare fusermount3
 
@@ -73,21 +74,7 @@ sync_now() {
 }
 vol() { echo "nbd+unix:///volume?socket=$D/run-$1/volume.sock"; }
 # in_mountns MACHINE SCRIPT: SCRIPT with MACHINE's volume as loop device $loop
-in_mountns() {
-	cat >"$D/ns.sh" <<NS
-set -eu
-nbdfuse -P "$D/fuse.pid" "$D/fuse" "$(vol "$1")" &
-fpid=\$!
-for i in \$(seq 100); do [ -s "$D/fuse.pid" ] && break; sleep 0.1; done
-loop=\$(losetup -f --show "$D/fuse/nbd")
-cleanup() { umount "$D/mnt" 2>/dev/null || true; losetup -d "\$loop" 2>/dev/null || true
-	fusermount3 -u "$D/fuse" 2>/dev/null || true; wait \$fpid 2>/dev/null || true; }
-trap cleanup EXIT
-$2
-NS
-	rm -f "$D/fuse.pid"
-	unshare -m --propagation private bash "$D/ns.sh"
-}
+in_mountns() { nbd_mountns "$(vol "$1")" "$2"; }
 # order_ready MACHINE: the order's LUN is served
 order_ready() { [ "$(state "$1" | jq -r .hydrate.lun)" = 3 ]; }
 

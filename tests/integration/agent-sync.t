@@ -29,21 +29,7 @@ goldagent hydrate "${AG[@]}" >/dev/null 2>&1 || bail "hydrate"
 is "$(agent_json_field "$D/a/c.img" .mode)" offline-ready "cache created and hydrated"
 head -c $((3 * MB)) /dev/urandom >"$D/payload"
 
-in_mountns() {
-	cat >"$D/ns.sh" <<NS
-set -eu
-nbdfuse -P "$D/fuse.pid" "$D/fuse" "nbd+unix:///volume?socket=$D/v.sock" &
-fpid=\$!
-for i in \$(seq 100); do [ -s "$D/fuse.pid" ] && break; sleep 0.1; done
-loop=\$(losetup -f --show "$D/fuse/nbd")
-cleanup() { umount "$D/mnt" 2>/dev/null || true; losetup -d "\$loop" 2>/dev/null || true
-	fusermount3 -u "$D/fuse" 2>/dev/null || true; wait \$fpid 2>/dev/null || true; }
-trap cleanup EXIT
-$1
-NS
-	rm -f "$D/fuse.pid"
-	unshare -m --propagation private bash "$D/ns.sh"
-}
+in_mountns() { nbd_mountns "nbd+unix:///volume?socket=$D/v.sock" "$1"; }
 serve() { agent_serve "$D/serve.log" --cache "$D/a/c.img" --volume-socket "$D/v.sock"; }
 volume() { serve && nbdcopy "nbd+unix:///volume?socket=$D/v.sock" "$1" && agent_stop; }
 sync_now() { goldagent sync "${AG[@]}"; }

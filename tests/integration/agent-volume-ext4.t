@@ -17,21 +17,7 @@ goldagent cache init --image deb --version 1 --chunk-size 1M --size 4M --volume-
 
 # in_mountns SCRIPT: runs SCRIPT (bash) in a private mount namespace with the
 # volume attached as a loop device at $loop over nbdfuse; detaches at the end.
-in_mountns() {
-	cat >"$d/ns.sh" <<NS
-set -eu
-nbdfuse -P "$d/fuse.pid" "$d/fuse" "nbd+unix:///volume?socket=$d/v.sock" &
-fpid=\$!
-for i in \$(seq 100); do [ -s "$d/fuse.pid" ] && break; sleep 0.1; done
-loop=\$(losetup -f --show "$d/fuse/nbd")
-cleanup() { umount "$d/mnt" 2>/dev/null || true; losetup -d "\$loop" 2>/dev/null || true
-	fusermount3 -u "$d/fuse" 2>/dev/null || true; wait \$fpid 2>/dev/null || true; }
-trap cleanup EXIT
-$1
-NS
-	rm -f "$d/fuse.pid"
-	unshare -m --propagation private bash "$d/ns.sh"
-}
+in_mountns() { nbd_mountns "nbd+unix:///volume?socket=$d/v.sock" "$1"; }
 
 agent_serve "$d/serve.log" --cache "$d/c" --volume-socket "$d/v.sock" || bail "serve"
 t_run "mkfs.ext4, mount, write files, sync, umount (nbdfuse + loop)" in_mountns "
