@@ -13,6 +13,7 @@
 #   gcd_gone PID                     PID has exited (gone or a zombie)
 #   (tgt helpers further down)
 # shellcheck shell=bash
+. "$GC_SRC/tests/lib-tgt.sh"
 
 GCD_STATE="$T_DIR/state"
 GCD_STORE="$T_DIR/store"
@@ -148,18 +149,7 @@ gcd_lun() {
 
 # gcd_ready MACHINE: its target as reconciled: "LUN1-PATH" once its account and
 # its initiator ACL are bound too (logins are admitted only then), else "".
-gcd_ready() {
-	gcd_tgtadm --op show --mode target 2>/dev/null | awk -v iqn="$GCD_PREFIX:m.$1" \
-		-v ini="$GCD_PREFIX:i.$1" -v user="$1" '
-		/^Target [0-9]+: / {t = ($3 == iqn)}
-		t && /^ +LUN: / {lun = $2}
-		t && lun == 1 && /Backing store path:/ {path = $4}
-		t && /^    Account information:/ {sect = "acct"; next}
-		t && /^    ACL information:/ {sect = "acl"; next}
-		t && sect == "acct" && $1 == user {acct = 1}
-		t && sect == "acl" && $1 == ini {acl = 1}
-		END {if (acct && acl) print path}'
-}
+gcd_ready() { tgt_machine_ready "$GCD_STATE/run/tgtd.sock" "$GCD_PREFIX" "$1"; }
 
 gcd_wait_lun() {
 	local i=0

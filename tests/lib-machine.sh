@@ -4,12 +4,12 @@
 # per boot. Source after tests/lib.sh (and, for the e2e part, lib-lab.sh,
 # lib-qemu.sh, lib-e2e.sh and lib-story.sh).
 #
-#   machine_target_ready SOCK PREFIX MACHINE
+#   tgt_machine_ready SOCK PREFIX MACHINE   (tests/lib-tgt.sh, sourced here)
 #                          LUN 1's backing file of MACHINE's target once the
 #                          target admits its logins (CHAP account and initiator
 #                          ACL bound), else "" (tgtd's control socket SOCK)
 #   machine_wait_lun SOCK PREFIX MACHINE FILE SECS
-#                          waits until machine_target_ready says FILE
+#                          waits until tgt_machine_ready says FILE
 #
 # e2e (QEMU through the real goldcached, dnsmasq, iPXE, tgtd; tests/lib-story.sh's
 # machine helpers story_qemu/story_wait/story_stop_qemu/story_cache_status):
@@ -40,23 +40,12 @@
 #                          BYTES" (from its log shown on the console), "" if none
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # MACHINE_CONF, MACHINE_GCLOG, MACHINE_ACCESS are for the test that sources this
+. "$GC_SRC/tests/lib-tgt.sh"
 
-machine_target_ready() {
-	TGT_IPC_SOCKET=$1 tgtadm -C 0 --lld iscsi --op show --mode target 2>/dev/null |
-		awk -v iqn="$2:m.$3" -v ini="$2:i.$3" -v user="$3" '
-		/^Target [0-9]+: / {t = ($3 == iqn)}
-		t && /^ +LUN: / {lun = $2}
-		t && lun == 1 && /Backing store path:/ {path = $4}
-		t && /^    Account information:/ {sect = "acct"; next}
-		t && /^    ACL information:/ {sect = "acl"; next}
-		t && sect == "acct" && $1 == user {acct = 1}
-		t && sect == "acl" && $1 == ini {acl = 1}
-		END {if (acct && acl) print path}'
-}
 
 machine_wait_lun() {
 	local i=0
-	while [ "$(machine_target_ready "$1" "$2" "$3")" != "$4" ]; do
+	while [ "$(tgt_machine_ready "$1" "$2" "$3")" != "$4" ]; do
 		i=$((i + 1))
 		[ $i -ge $(($5 * 5)) ] && return 1
 		sleep 0.2

@@ -43,3 +43,20 @@ tgt_target() {
 				--params readonly=1
 		fi
 }
+
+# tgt_machine_ready SOCK PREFIX MACHINE: the LUN 1 path of MACHINE's target in the
+# tgtd on control socket SOCK (goldcached's naming: targets/iqn.c), once
+# its CHAP account and its initiator ACL are bound too (logins are admitted only
+# then), else "".
+tgt_machine_ready() {
+	TGT_IPC_SOCKET=$1 tgtadm -C 0 --lld iscsi --op show --mode target 2>/dev/null |
+		awk -v iqn="$2:m.$3" -v ini="$2:i.$3" -v user="$3" '
+		/^Target [0-9]+: / {t = ($3 == iqn)}
+		t && /^ +LUN: / {lun = $2}
+		t && lun == 1 && /Backing store path:/ {path = $4}
+		t && /^    Account information:/ {sect = "acct"; next}
+		t && /^    ACL information:/ {sect = "acl"; next}
+		t && sect == "acct" && $1 == user {acct = 1}
+		t && sect == "acl" && $1 == ini {acl = 1}
+		END {if (acct && acl) print path}'
+}

@@ -38,7 +38,7 @@ ctl() { goldctl machine "$@" --url "$URL" --token-file "$ADMIN"; }
 # follow IMAGE: waits until pc1's LUN 1 serves IMAGE's export and admits logins
 follow() {
 	machine_wait_lun "$D/state/run/tgtd.sock" "$PREFIX" pc1 "$D/state/exports/$1@1.img" 30 && return 0
-	diag "LUN 1 of pc1: $(machine_target_ready "$D/state/run/tgtd.sock" "$PREFIX" pc1)"
+	diag "LUN 1 of pc1: $(tgt_machine_ready "$D/state/run/tgtd.sock" "$PREFIX" pc1)"
 	return 1
 }
 # assign PROFILE IMAGE: pc1 moves to PROFILE; its LUN 1 follows to IMAGE's export
