@@ -3,6 +3,8 @@
 #ifndef GC_TESTS_TAP_H
 #define GC_TESTS_TAP_H
 
+#include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -60,7 +62,8 @@ __attribute__((unused)) static int done_testing(void)
 	return tap_failed ? 1 : 0;
 }
 
-/* A fresh temp directory under $TMPDIR for a test; caller removes it. */
+/* A fresh temp directory under $TMPDIR for a test; the test removes it at its end
+ * with tap_rmtree(). Returns a static buffer: copy it to make a second one. */
 __attribute__((unused)) static char *tap_tmpdir(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -72,6 +75,36 @@ __attribute__((unused)) static char *tap_tmpdir(void)
 		exit(2);
 	}
 	return path;
+}
+
+static int tap_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) < 0 && errno != ENOENT ? errno : 0;
+}
+
+/* At a test's end: removes PATH (a tap_tmpdir()) and everything under it, with
+ * nftw (no shell, symlinks not followed). When a check failed, PATH is kept for
+ * inspection and "# kept PATH" printed instead. A folder that cannot be removed
+ * is a failed check naming it. Returns 0, or the errno of what was not removed. */
+__attribute__((unused)) static int tap_rmtree(const char *path)
+{
+	int r;
+
+	if (tap_failed) {
+		diag("kept %s", path);
+		return 0;
+	}
+	r = nftw(path, tap_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (r < 0)
+		r = errno;
+	if (r != 0 && r != ENOENT) {
+		ok(0, "remove test folder '%s': %s", path, strerror(r));
+		return r;
+	}
+	return 0;
 }
 
 #endif

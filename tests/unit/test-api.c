@@ -16,7 +16,6 @@
 #include "appliance/store.h"
 #include "config/config.h"
 #include "lib/io.h"
-#include "lib/spawn.h"
 #include "lib/util.h"
 #include "tests/tap.h"
 
@@ -475,11 +474,6 @@ int main(void)
 	store_free(st);
 	config_free(cfg);
 	free(arp);
-	{
-		const char *const argv[] = {"rm", "-rf", dir, NULL};
-		int code;
-
-		spawn_run(argv, &(struct spawn_opts){.timeout_ms = 10000}, &code);
-	}
+	tap_rmtree(dir);
 	return done_testing();
 }

@@ -634,8 +634,6 @@ int main(void)
 	test_check();
 	test_hashes();
 	test_mem_loader();
-	unlink(path);
-	unlink(img_path);
-	rmdir(dir);
+	tap_rmtree(dir);
 	return done_testing();
 }

@@ -752,9 +752,7 @@ static void test_host(void)
 	}
 	config_diag_release(&d);
 	config_free(cfg);
-	unlink(p1);
-	unlink(p2);
-	rmdir(dir);
+	tap_rmtree(dir);
 }
 
 int main(void)

@@ -12,7 +12,6 @@
 #include "appliance/dhcp.h"
 #include "lib/io.h"
 #include "lib/log.h"
-#include "lib/spawn.h"
 #include "lib/util.h"
 #include "tests/tap.h"
 
@@ -407,9 +406,7 @@ static void test_boot_files(void)
 
 int main(void)
 {
-	struct spawn_opts so = SPAWN_OPTS_INIT;
 	enum dhcp_mode m;
-	int code;
 
 	log_init("test-dhcp", LOG_ERROR);
 	/* the error paths log by design; keep make check's output readable */
@@ -427,10 +424,6 @@ int main(void)
 	test_unreachable();
 	test_argv();
 	test_boot_files();
-	{
-		const char *rm[] = {"rm", "-rf", dir, NULL};
-
-		spawn_run(rm, &so, &code);
-	}
+	tap_rmtree(dir);
 	return done_testing();
 }

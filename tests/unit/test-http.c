@@ -203,8 +203,7 @@ int main(void)
 	ok(log && strstr(log, " POST /big 413 "), "413 logged");
 	ok(log && strstr(log, " GET /evil%22%0d%0a 400 "), "hostile bytes escaped in the log");
 	free(log);
-	unlink(logp);
-	rmdir(dir);
+	tap_rmtree(dir);
 	free(logp);
 	return done_testing();
 }

@@ -475,6 +475,7 @@ static void test_apply(void)
 	is_int(st.accounts_created, 1, "  ... one account");
 	tgt_ctl_release(&ctl);
 	unsetenv("FAKE_DIR");
+	tap_rmtree(fake_dir);
 }
 
 int main(void)

@@ -169,14 +169,7 @@ int main(void)
 	r = NULL;
 	is_int(registry_open(path, &r), -EPROTO, "a newer schema is refused");
 	ok(r == NULL, "no handle on failure");
-	for (const char *const *sfx = (const char *const[]){"", "-wal", "-shm", NULL}; *sfx;
-	     sfx++) {
-		char *f = xasprintf("%s%s", path, *sfx);
-
-		unlink(f);
-		free(f);
-	}
-	rmdir(dir);
+	tap_rmtree(dir);
 	free(path);
 	return done_testing();
 }

@@ -18,7 +18,6 @@
 #include "lib/hash.h"
 #include "lib/io.h"
 #include "lib/log.h"
-#include "lib/spawn.h"
 #include "lib/util.h"
 #include "tests/tap.h"
 
@@ -124,8 +123,10 @@ int main(void)
 	o = (struct restores_opts){
 		.loop = loop, .store_dir = storedir, .dir = rdir, .ready = on_ready};
 	is_int(restores_new(&o, &r), 0, "restores_new");
-	if (!r)
+	if (!r) {
+		tap_rmtree(dir);
 		return done_testing();
+	}
 	p = xasprintf("%s/pc1@1.img.tmp.AbC123", rdir);
 	ok(!file_exists(p), "temp file swept at start");
 	free(p);
@@ -181,8 +182,10 @@ int main(void)
 
 	/* restart: a published file is ready at once */
 	is_int(restores_new(&o, &r), 0, "restores_new again");
-	if (!r)
+	if (!r) {
+		tap_rmtree(dir);
 		return done_testing();
+	}
 	f = restores_get(r, "pc1", 1);
 	is_int(restore_file_state(f), RESTORE_READY, "after a restart the file is ready");
 	is_int(restore_file_size(f), VOL, "with its size");
@@ -208,13 +211,6 @@ int main(void)
 	free(want);
 	free(storedir);
 	free(rdir);
-	{
-		const char *const argv[] = {"rm", "-rf", dir, NULL};
-		struct spawn_opts so = SPAWN_OPTS_INIT;
-		int code = 0;
-
-		so.timeout_ms = 60000;
-		spawn_run(argv, &so, &code);
-	}
+	tap_rmtree(dir);
 	return done_testing();
 }

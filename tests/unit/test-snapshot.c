@@ -18,7 +18,6 @@
 #include "appliance/store.h"
 #include "lib/io.h"
 #include "lib/log.h"
-#include "lib/spawn.h"
 #include "lib/util.h"
 #include "tests/tap.h"
 
@@ -490,14 +489,7 @@ int main(void)
 		free(st);
 	}
 	store_free(s);
-	{
-		const char *argv[] = {"rm", "-rf", root, NULL};
-		struct spawn_opts so = SPAWN_OPTS_INIT;
-		int code = 0;
-
-		so.timeout_ms = 60000;
-		spawn_run(argv, &so, &code);
-	}
+	tap_rmtree(root);
 	free(upload);
 	free(expected);
 	free(out);

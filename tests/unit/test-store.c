@@ -328,19 +328,16 @@ int main(void)
 	root = tap_tmpdir();
 	is_int(store_open(root, 0, &s), -ENOENT, "open without create: -ENOENT");
 	is_int(store_open(root, 1, &s), 0, "create store");
-	if (!s)
+	if (!s) {
+		tap_rmtree(root);
 		return done_testing();
+	}
 	test_put_get(s);
 	is_int(store_chunk_foreach(s, count_cb, &n), 0, "foreach");
 	is_int(n, 2, "foreach sees the 2 chunks left");
 	test_chunkset();
 	test_chunking(s);
 	store_free(s);
-	{
-		const char *argv[] = {"rm", "-rf", root, NULL};
-
-		if (run(argv) != 0)
-			diag("cannot remove %s", root);
-	}
+	tap_rmtree(root);
 	return done_testing();
 }

@@ -432,13 +432,6 @@ int main(void)
 	test_parent_death();
 	loop_free(l);
 	close(fd);
-	unlink(logpath);
-	{
-		char *f = xasprintf("%s/ready", dir);
-
-		unlink(f);
-		free(f);
-	}
-	rmdir(dir);
+	tap_rmtree(dir);
 	return done_testing();
 }

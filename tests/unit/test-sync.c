@@ -22,7 +22,6 @@
 #include "config/config.h"
 #include "lib/io.h"
 #include "lib/log.h"
-#include "lib/spawn.h"
 #include "lib/util.h"
 #include "tests/tap.h"
 
@@ -470,13 +469,6 @@ int main(void)
 	store_free(st);
 	config_free(cfg);
 	free(uploads);
-	{
-		const char *const argv[] = {"rm", "-rf", dir, NULL};
-		struct spawn_opts so = SPAWN_OPTS_INIT;
-		int code = 0;
-
-		so.timeout_ms = 60000;
-		spawn_run(argv, &so, &code);
-	}
+	tap_rmtree(dir);
 	return done_testing();
 }

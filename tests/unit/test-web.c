@@ -16,7 +16,6 @@
 #include "appliance/web.h"
 #include "lib/httpc.h"
 #include "lib/io.h"
-#include "lib/spawn.h"
 #include "lib/util.h"
 #include "tests/tap.h"
 
@@ -172,11 +171,6 @@ int main(void)
 	loop_free(l);
 	registry_free(reg);
 	config_free(cfg2);
-	{
-		const char *const argv[] = {"rm", "-rf", dir, NULL};
-		int code;
-
-		spawn_run(argv, &(struct spawn_opts){.timeout_ms = 10000}, &code);
-	}
+	tap_rmtree(dir);
 	return done_testing();
 }
