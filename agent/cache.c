@@ -243,6 +243,9 @@ void cache_header_encode(const struct cache_header *h, uint8_t *b)
 	put_le64(b + 144, (uint64_t)h->last_sync);
 	put_le64(b + 152, (uint64_t)h->restore_order);
 	put_le64(b + 160, (uint64_t)h->restore_done);
+	put_le64(b + 168, h->last_sync_bytes);
+	put_le32(b + 176, h->last_sync_pause_ms);
+	put_le32(b + 180, h->last_sync_snapshot);
 	for (int s = 0; s < CACHE_NSLOTS; s++) {
 		uint8_t *r = b + SLOT_REC_OFF + (size_t)s * SLOT_REC_LEN;
 		const struct cache_slot_info *si = &h->slot[s];
@@ -302,6 +305,9 @@ int cache_header_decode(const uint8_t *b, size_t len, struct cache_header *h)
 	h->last_sync = (int64_t)get_le64(b + 144);
 	h->restore_order = (int64_t)get_le64(b + 152);
 	h->restore_done = (int64_t)get_le64(b + 160);
+	h->last_sync_bytes = get_le64(b + 168);
+	h->last_sync_pause_ms = get_le32(b + 176);
+	h->last_sync_snapshot = get_le32(b + 180);
 	if (h->flags & ~CACHE_F_KNOWN)
 		return -EUCLEAN;
 	/* the flag and the order id go together */
@@ -1214,6 +1220,12 @@ int cache_dirty_seen(const struct cache *c, uint64_t block)
 int cache_sync_done(struct cache *c, const uint64_t *blocks, size_t n, int all, int64_t when,
 		    uint64_t *cleared)
 {
+	return cache_sync_done_figures(c, blocks, n, all, when, NULL, cleared);
+}
+
+int cache_sync_done_figures(struct cache *c, const uint64_t *blocks, size_t n, int all,
+			    int64_t when, const struct cache_sync_figures *fig, uint64_t *cleared)
+{
 	const struct cache_geometry *g = &c->hdr.geo;
 	uint64_t lo = UINT64_MAX, hi = 0, cnt = 0, nb = all ? g->nblocks : n;
 	struct cache_header nh;
@@ -1244,6 +1256,11 @@ int cache_sync_done(struct cache *c, const uint64_t *blocks, size_t n, int all, 
 	}
 	nh = c->hdr;
 	nh.last_sync = when;
+	if (fig) {
+		nh.last_sync_snapshot = fig->snapshot;
+		nh.last_sync_bytes = fig->bytes;
+		nh.last_sync_pause_ms = fig->pause_ms;
+	}
 	/* every block was uploaded; one written meanwhile has its bit (write-ahead) */
 	if (all)
 		nh.flags &= ~CACHE_F_DIRTY_ALL;

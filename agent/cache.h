@@ -89,6 +89,11 @@ struct cache_header {
 	int64_t last_sync; /* unix time of the last acknowledged sync, 0: never */
 	int64_t restore_order; /* CACHE_F_RESTORING: the order being carried out, else 0 */
 	int64_t restore_done; /* the last order whose restore completed, 0: none */
+	/* the last acknowledged sync's figures (struct cache_sync_figures); all 0:
+	 * not recorded (never synced, or synced by an agent older than them) */
+	uint64_t last_sync_bytes;
+	uint32_t last_sync_pause_ms;
+	uint32_t last_sync_snapshot;
 	struct cache_slot_info slot[CACHE_NSLOTS];
 };
 
@@ -256,6 +261,16 @@ int cache_dirty_seen(const struct cache *c, uint64_t block);
  * NULL): bits cleared. Stops tracking. */
 int cache_sync_done(struct cache *c, const uint64_t *blocks, size_t n, int all, int64_t when,
 		    uint64_t *cleared);
+/* What the header keeps of the last sync, for `goldagent status`. */
+struct cache_sync_figures {
+	uint32_t snapshot; /* the committed snapshot */
+	uint64_t bytes; /* bytes sent to the upload LUN, all passes */
+	uint32_t pause_ms; /* writes held for the final pass (0: none held) */
+};
+/* cache_sync_done that also records fig (NULL: the recorded ones are kept)
+ * in the same header write. */
+int cache_sync_done_figures(struct cache *c, const uint64_t *blocks, size_t n, int all,
+			    int64_t when, const struct cache_sync_figures *fig, uint64_t *cleared);
 
 /* ---- check ---- */
 struct cache_check_report {

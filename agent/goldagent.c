@@ -550,6 +550,17 @@ static int cmd_status(struct args *a)
 			      !!(h->flags & CACHE_F_VOL_OPEN), "unclean_stops",
 			      (int)h->unclean_stops, "last_sync", (json_int_t)h->last_sync, "mode",
 			      complete ? "offline-ready" : "needs-appliance");
+		/* the last sync's figures (null: not recorded) */
+		json_object_set_new(o, "last_sync_snapshot",
+				    h->last_sync_snapshot ? json_integer(h->last_sync_snapshot)
+							  : json_null());
+		json_object_set_new(o, "last_sync_bytes",
+				    h->last_sync_snapshot
+					    ? json_integer((json_int_t)h->last_sync_bytes)
+					    : json_null());
+		json_object_set_new(o, "last_sync_pause_ms",
+				    h->last_sync_snapshot ? json_integer(h->last_sync_pause_ms)
+							  : json_null());
 		/* the profile's persist flag as the last online start recorded it */
 		json_object_set_new(o, "persist", json_boolean(!(h->flags & CACHE_F_VOL_RESET)));
 		/* a restore in progress: the volume is half-restored (agent/restore.c) */
@@ -594,6 +605,13 @@ static int cmd_status(struct args *a)
 		       (unsigned long long)h->geo.volume_size, (unsigned long long)dirty,
 		       h->geo.dirty_block_size,
 		       (h->flags & CACHE_F_DIRTY_ALL) ? " (all: full compare pending)" : "");
+		if (h->last_sync_snapshot)
+			printf("last sync: snapshot %u at %lld, %llu bytes sent, writes paused "
+			       "%u ms\n",
+			       h->last_sync_snapshot, (long long)h->last_sync,
+			       (unsigned long long)h->last_sync_bytes, h->last_sync_pause_ms);
+		else if (h->last_sync)
+			printf("last sync: at %lld\n", (long long)h->last_sync);
 	}
 	json_decref(o);
 	cache_free(c);

@@ -749,7 +749,12 @@ static int finish(struct upl_live *u)
 		if (u->inset[b >> 3] >> (b & 7) & 1)
 			blocks[n++] = b;
 	/* blocks written since the pause point keep their bits (tracking) */
-	r = cache_sync_done(u->c, blocks, n, u->dirty_all || u->full, now_unix(), &u->st.cleared);
+	r = cache_sync_done_figures(
+		u->c, blocks, n, u->dirty_all || u->full, now_unix(),
+		&(struct cache_sync_figures){.snapshot = u->st.snapshot,
+					     .bytes = u->st.sent_bytes,
+					     .pause_ms = (uint32_t)MIN(u->st.pause_ms, UINT32_MAX)},
+		&u->st.cleared);
 	free(blocks);
 	if (r == 0)
 		log_info(

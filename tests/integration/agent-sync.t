@@ -3,7 +3,7 @@
 # machine volume through nbdfuse + loop (private mount namespace), `goldagent
 # sync` uploads the dirty blocks to LUN 2 (at most the dirty bytes: a first
 # snapshot's zero blocks are inherited, not sent), commits, clears the dirty
-# bits; `goldctl machine export` holds the
+# bits (status: the last sync's snapshot and bytes); `goldctl machine export` holds the
 # file and equals the volume; an incremental sync builds on the last
 # snapshot (chunks uploaded in part); a commit in batches; tgtd killed
 # mid-upload is retried; kill -9 during sync loses no dirty block (re-sync,
@@ -55,6 +55,8 @@ ok "$([ "$sent" -gt 0 ] && [ "$sent" -le "$dirty" ]; echo $?)" \
 	"snapshot 1: bytes sent ($sent) at most the dirty bytes ($dirty)"
 is "$(agent_json_field "$D/a/c.img" .dirty_blocks)" 0 "dirty bits cleared"
 ok "$([ "$(agent_json_field "$D/a/c.img" .last_sync)" != null ]; echo $?)" "last_sync recorded"
+is "$(agent_json_field "$D/a/c.img" '[.last_sync_snapshot, .last_sync_bytes, .last_sync_pause_ms] | @tsv')" \
+	"$(printf '1\t%s\t0' "$sent")" "status: the last sync's snapshot, bytes sent, no write pause (no writer)"
 is "$(cat "$D/a/pc1.sync")" "snapshot 1" "snapshot id kept for the next base"
 t_run "goldctl machine export pc1" goldctl --store "$D/store" machine export pc1 "$D/snap1.img"
 t_run "the snapshot holds the file (mounted read-only in a private mount namespace)" \

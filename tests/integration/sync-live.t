@@ -6,7 +6,7 @@
 # consistent image: the volume at the pause point), the rest of the volume as
 # filled before; the last one equals the volume; some sync needed more than
 # one pass (writes landed during it) and writes were paused only for the
-# final pass. Then: tgtd killed during a live sync's upload (retried with
+# final pass; `goldagent status` reports the last one's bytes and pause. Then: tgtd killed during a live sync's upload (retried with
 # backoff, completes); goldcached killed and restarted while the agent polls
 # its commit (the durable record answers, the agent commits again or takes
 # the done); kill -9 of the serving agent during live syncs (2 rounds; 50
@@ -109,6 +109,11 @@ is "$bad" 0 "each of the $n snapshots kept holds one prefix of the writer's sequ
 like "$(grep 'committed:' "$D/serve.log")" "in ([2-9]|[1-9][0-9]+) passes" \
 	"a sync made more than one pass (writes landed while it uploaded)"
 like "$(grep 'committed:' "$D/serve.log")" "writes paused [0-9]+ ms" "the pause is logged"
+# status: the last commit's bytes sent and write pause, as its log line says
+last=$(grep 'committed:' "$D/serve.log" | tail -n 1)
+is "$(agent_json_field "$D/a/c.img" '[.last_sync_snapshot, .last_sync_bytes, .last_sync_pause_ms] | @tsv')" \
+	"$(sed -n 's/.*snapshot \([0-9]*\) committed: .*, \([0-9]*\) bytes sent .*writes paused \([0-9]*\) ms.*/\1\t\2\t\3/p' <<<"$last")" \
+	"goldagent status: the last sync's snapshot, bytes sent and write pause"
 grep 'committed:' "$D/serve.log" | sed 's/.*sync: /# /'
 
 # 3. tgtd killed during a live sync's upload: retried with backoff, completes

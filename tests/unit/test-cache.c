@@ -484,6 +484,52 @@ static void test_restore(void)
 	cache_free(c);
 }
 
+/* The last sync's figures: recorded by the sync's own header write, durable,
+ * kept by a sync_done that names none, zero in a cache that never synced. */
+static void test_sync_figures(void)
+{
+	struct cache *c = mk();
+	uint8_t w[4096];
+	uint64_t blk = 0, cleared = 0;
+
+	if (!c)
+		return;
+	ok(cache_header(c)->last_sync_snapshot == 0 && cache_header(c)->last_sync_bytes == 0,
+	   "figures: none in a fresh cache");
+	memset(w, 0x33, sizeof(w));
+	is_int(cache_vol_open(c), 0, "figures: volume opened");
+	is_int(cache_vol_write(c, w, 0, 4096, 0), 0, "figures: a dirty block");
+	fault("fsync:1:EIO"); /* the dirty map's fdatasync */
+	ok(cache_sync_done_figures(c, &blk, 1, 0, 1795000000,
+				   &(struct cache_sync_figures){.snapshot = 7}, &cleared) < 0,
+	   "figures: sync_done fails when the map is not durable");
+	fault(NULL);
+	is_int(cache_header(c)->last_sync_snapshot, 0, "figures: not recorded by the failed one");
+	is_int(cache_vol_write(c, w, 4096, 4096, 0), 0, "figures: another dirty block");
+	blk = 1;
+	is_int(cache_sync_done_figures(c, &blk, 1, 0, 1795000000,
+				       &(struct cache_sync_figures){
+					       .snapshot = 7, .bytes = 5ull << 32, .pause_ms = 42},
+				       &cleared),
+	       0, "figures: sync_done with figures");
+	is_int(cleared, 1, "figures: its bit cleared");
+	c = reopen(c);
+	if (!c)
+		return;
+	is_int(cache_header(c)->last_sync, 1795000000, "figures: last_sync durable");
+	is_int(cache_header(c)->last_sync_snapshot, 7, "figures: snapshot durable");
+	ok(cache_header(c)->last_sync_bytes == 5ull << 32, "figures: bytes durable (64 bits)");
+	is_int(cache_header(c)->last_sync_pause_ms, 42, "figures: pause durable");
+	is_int(cache_sync_done(c, NULL, 0, 1, 1795000001, NULL), 0, "sync_done without figures");
+	c = reopen(c);
+	if (!c)
+		return;
+	ok(cache_header(c)->last_sync == 1795000001 && cache_header(c)->last_sync_snapshot == 7 &&
+		   cache_header(c)->last_sync_pause_ms == 42,
+	   "figures: kept by a sync_done that names none");
+	cache_free(c);
+}
+
 static int verify_img(void *arg, int slot, uint64_t idx, const void *data, size_t len)
 {
 	(void)arg, (void)slot;
@@ -631,6 +677,7 @@ int main(void)
 	test_header_ab();
 	test_volume();
 	test_restore();
+	test_sync_figures();
 	test_check();
 	test_hashes();
 	test_mem_loader();
