@@ -318,6 +318,23 @@ int fetch_write(struct fetch *f, uint64_t off, const void *buf, size_t len, fetc
 	return submit(f, 1, off, (void *)(uintptr_t)buf, len, cb, arg);
 }
 
+int fetch_probe(struct fetch *f, int send)
+{
+	int n;
+
+	if (f->error)
+		return f->error;
+	n = iscsi_get_nops_in_flight(f->iscsi);
+	if (!send || n > 0)
+		return n;
+	/* no callback: libiscsi counts it, and a NOP-In resets the count */
+	if (iscsi_nop_out_async(f->iscsi, NULL, NULL, 0, NULL) != 0) {
+		log_error("cannot queue a NOP-Out on '%s': %s", f->iqn, iscsi_get_error(f->iscsi));
+		return -EIO;
+	}
+	return iscsi_get_nops_in_flight(f->iscsi);
+}
+
 int fetch_service(struct fetch *f, int revents)
 {
 	if (f->error)

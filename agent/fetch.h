@@ -48,6 +48,12 @@ int fetch_fd(const struct fetch *f);
 int fetch_events(const struct fetch *f);
 int fetch_service(struct fetch *f, int revents);
 
+/* Keepalive: with send, queues an iSCSI NOP-Out (no data) unless one is
+ * unanswered (then the fd wants POLLOUT). Returns the NOP-Outs without a
+ * NOP-In so far (0: answered), or the session's error. No libiscsi deadline
+ * applies to a NOP: the caller decides how long is too long. */
+int fetch_probe(struct fetch *f, int send);
+
 /* Services the session until nothing is in flight. 0, -ETIMEDOUT, or the
  * session's error. */
 int fetch_drain(struct fetch *f, int timeout_ms);

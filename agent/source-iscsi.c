@@ -68,6 +68,10 @@ static void iscsi_free(struct chunk_source *s)
 {
 	fetch_free(s->priv);
 }
+static int iscsi_probe(struct chunk_source *s, int send)
+{
+	return fetch_probe(s->priv, send);
+}
 
 static const struct chunk_source_ops iscsi_ops = {
 	.kind = "iscsi",
@@ -76,6 +80,7 @@ static const struct chunk_source_ops iscsi_ops = {
 	.events = iscsi_events,
 	.service = iscsi_service,
 	.free = iscsi_free,
+	.probe = iscsi_probe,
 };
 
 int chunk_source_iscsi_new(const struct fetch_target *t, int timeout_s, struct chunk_source **out)

@@ -13,7 +13,18 @@
  * session the timer ticks every second (the watchdog) so the session is
  * serviced on a silent link too: that is when libiscsi notices a command
  * past its deadline (`--timeout`) and the session is declared lost; without
- * it a reader waited until the link came back and TCP retransmitted. */
+ * it a reader waited until the link came back and TCP retransmitted.
+ *
+ * Idle sessions are probed: with a session up the watchdog ticks even with no
+ * request out, and a session idle (no request, no completion) for
+ * PROBE_IDLE_MS gets a keepalive (the inner source's probe op: an iSCSI
+ * NOP-Out). A NOP-In that has not come PROBE_DEADLINE_MS later marks the
+ * session lost, and it is reopened in the background as above. So a cut
+ * that happens while the machine reads nothing is noticed within about
+ * PROBE_IDLE_MS + PROBE_DEADLINE_MS, the session is back by the time the link
+ * is, and the first request after it does not wait a command deadline on a
+ * dead session first. Any answered traffic counts as activity: a busy
+ * session is never probed. */
 #include "agent/source-retry.h"
 
 #include <errno.h>
@@ -52,6 +63,8 @@ struct rsrc {
 	uint64_t give_up_ms, down_since;
 	struct rreq *reqs;
 	unsigned reconnects;
+	uint64_t active_at; /* last request issued or completed, or the login */
+	uint64_t probe_at; /* an unanswered keepalive was sent then; 0: none */
 	int lost; /* the session failed: torn down at the top of service, never
 		   * inside the inner source's own callback */
 	int watching; /* the timer ticks for the inner source's deadlines */
@@ -65,7 +78,7 @@ struct rsrc {
 	int open_err;
 };
 
-enum { WATCH_MS = 1000 };
+enum { WATCH_MS = 1000, PROBE_IDLE_MS = 5000, PROBE_DEADLINE_MS = 5000 };
 
 /* Takes the first request off the list. */
 static struct rreq *req_pop(struct rsrc *r)
@@ -100,10 +113,11 @@ static void arm(struct rsrc *r, unsigned ms)
 /* While the session is up with requests on it, the timer ticks every
  * WATCH_MS so the inner source is serviced even when its fd stays silent:
  * libiscsi checks its command deadlines only when serviced, and a link that
- * went quiet (cable out, packets dropped) never makes the fd readable. */
+ * went quiet (cable out, packets dropped) never makes the fd readable. A
+ * session that can be probed is watched while idle too (probe_tick). */
 static void watchdog(struct rsrc *r)
 {
-	int want = r->inner && !r->lost && r->reqs;
+	int want = r->inner && !r->lost && (r->reqs || r->inner->ops->probe);
 
 	if (want == r->watching || !r->inner || r->lost)
 		return;
@@ -145,6 +159,7 @@ static void lose(struct rsrc *r, int err)
 	r->gen++;
 	for (struct rreq *q = r->reqs; q; q = q->next)
 		q->gen = 0;
+	r->probe_at = 0;
 	if (!r->down_since)
 		r->down_since = now_ms();
 	arm(r, r->backoff);
@@ -158,6 +173,7 @@ static void inner_done(void *arg, uint64_t idx, int err)
 
 	if (q->gen != r->gen)
 		return; /* an abandoned session's completion */
+	r->active_at = now_ms();
 	if (err) {
 		q->gen = 0;
 		mark_lost(r, err);
@@ -205,6 +221,8 @@ static int attach_inner(struct rsrc *r, struct chunk_source *in)
 
 	r->inner = in;
 	r->gen++;
+	r->active_at = now_ms();
+	r->probe_at = 0;
 	r->inner_fd = in->ops->fd ? in->ops->fd(in) : -1;
 	if (r->inner_fd >= 0) {
 		r->inner_ev = (uint32_t)in->ops->events(in);
@@ -233,6 +251,7 @@ static int r_start(struct chunk_source *s, uint64_t idx, uint64_t off, void *buf
 	if (r->reqs)
 		r->reqs->prev = q;
 	r->reqs = q;
+	r->active_at = now_ms();
 	if (r->inner && !r->lost)
 		issue(r, q);
 	watch_inner(r);
@@ -311,8 +330,14 @@ static void reconnect(struct rsrc *r, int e, struct chunk_source *in)
 		return;
 	}
 	r->reconnects++;
-	log_info("%s: session back after %llu ms; re-issuing the waiting chunk requests", in->desc,
-		 (unsigned long long)(now_ms() - r->down_since));
+	{
+		unsigned waiting = 0;
+
+		for (struct rreq *q = r->reqs; q; q = q->next)
+			waiting++;
+		log_info("%s: session back after %llu ms; re-issuing %u waiting chunk requests",
+			 in->desc, (unsigned long long)(now_ms() - r->down_since), waiting);
+	}
 	r->down_since = 0;
 	r->backoff = r->min_ms;
 	for (struct rreq *q = r->reqs; q && !r->lost; q = q->next)
@@ -320,6 +345,41 @@ static void reconnect(struct rsrc *r, int e, struct chunk_source *in)
 			issue(r, q);
 	watch_inner(r);
 	watchdog(r);
+}
+
+/* On a watchdog tick: the keepalive of an idle session. An answered probe
+ * counts as activity (the next goes PROBE_IDLE_MS later); one unanswered for
+ * PROBE_DEADLINE_MS means the link is silent: the session is lost. */
+static void probe_tick(struct rsrc *r)
+{
+	uint64_t now = now_ms();
+	int n;
+
+	if (!r->inner || r->lost || !r->inner->ops->probe)
+		return;
+	if (r->probe_at) {
+		n = r->inner->ops->probe(r->inner, 0);
+		if (n < 0) {
+			mark_lost(r, n);
+		} else if (n == 0) {
+			r->probe_at = 0;
+			r->active_at = now;
+		} else if (now - r->probe_at >= PROBE_DEADLINE_MS) {
+			log_warn("%s: no answer to a NOP-Out in %llu ms (idle %llu ms): the link "
+				 "is silent",
+				 r->inner->desc, (unsigned long long)(now - r->probe_at),
+				 (unsigned long long)(r->probe_at - r->active_at));
+			mark_lost(r, -ETIMEDOUT);
+		}
+		return;
+	}
+	if (r->reqs || now - r->active_at < PROBE_IDLE_MS)
+		return;
+	n = r->inner->ops->probe(r->inner, 1);
+	if (n < 0)
+		mark_lost(r, n);
+	else if (n > 0)
+		r->probe_at = now;
 }
 
 static int r_service(struct chunk_source *s, int revents)
@@ -353,6 +413,8 @@ static int r_service(struct chunk_source *s, int revents)
 
 				if (e < 0)
 					mark_lost(r, e);
+				else
+					probe_tick(r);
 			}
 		} else if (r->inner && !r->lost) {
 			int e = r->inner->ops->service(r->inner, (int)evs[i].events);
@@ -459,6 +521,7 @@ int chunk_source_retry_new(retry_open_fn open, void *arg, unsigned min_ms, unsig
 		e = attach_inner(r, in);
 	if (e < 0)
 		goto fail;
+	watchdog(r); /* an idle session is probed from the start */
 	s = xcalloc(1, sizeof(*s));
 	s->ops = &retry_ops;
 	s->priv = r;

@@ -31,6 +31,11 @@ struct chunk_source_ops {
 	int (*events)(struct chunk_source *s);
 	int (*service)(struct chunk_source *s, int revents);
 	void (*free)(struct chunk_source *s);
+	/* Optional keepalive of an idle session (NULL: none): with send, sends
+	 * one probe (iSCSI NOP-Out) unless one is unanswered. Returns how many
+	 * probes are unanswered (0: the last one was answered), or the session's
+	 * negative errno. The caller keeps the deadline (source-retry.c). */
+	int (*probe)(struct chunk_source *s, int send);
 };
 
 struct chunk_source {

@@ -11,7 +11,10 @@
 # serving others (API, another machine's target), and a sync whose agent dies
 # while the link is cut never becomes a snapshot. Last, `goldagent attach`:
 # an NBD read of the gold export waits through the cut and completes, while
-# the machine volume (local) stays usable.
+# the machine volume (local) stays usable. And an idle `goldagent attach`
+# (nothing read) probes its session with NOP-Outs: a cut is noticed with no
+# request out, the session is reopened once the link is back, and the first
+# read after it finds a live session.
 # Cut durations are inputs (LINKCUT_S, default 12 s: longer than the agent's
 # 10 s command deadline), never checked; the time from the link's return to
 # the transfer moving again is printed. make check cuts hydration by link
@@ -236,4 +239,37 @@ diag "attach: nftables drop $(secs "$t_cut" "$t_heal") s; the read done $(secs "
 kill -TERM "$AP"
 wait "$AP"
 is "$?" 0 "attach stops cleanly"
+
+# ---- an idle session is probed (NOP-Out): a cut while nothing is read is
+# noticed, and the session is back by itself before the first request ----
+mkdir -p "$D/d"
+cp "$D/c/pc3.token" "$D/d/"
+RUN=$D/run-idle
+ip netns exec "$NC_AG" goldagent attach --appliance "$URL" --machine pc3 --mode cache \
+	--cache "$D/d/c.img" --run-dir "$RUN" --no-hydrate --sync-interval 0 >"$D/idle.log" 2>&1 &
+AP=$!
+track "$AP"
+wait_for 30 test -S "$RUN/gold.sock" || bail "goldagent attach (idle) did not come up"
+t_cut=$(now)
+netcut_drop_on || bail "cannot cut the link"
+wait_for 90 grep -q "no answer to a NOP-Out" "$D/idle.log"
+ok $? "idle: the probe notices the silent link with no request out (a NOP-Out unanswered)"
+like "$(cat "$D/idle.log")" "session lost .*reconnecting in [0-9]+ ms" \
+	"idle: the session is declared lost and reopened in the background"
+t_lost=$(now)
+lost=$(grep -c "session lost" "$D/idle.log")
+sleep 2
+t_heal=$(now)
+netcut_drop_off || bail "cannot restore the link"
+wait_for 90 grep -q "session back after [0-9]* ms; re-issuing 0 waiting" "$D/idle.log"
+ok $? "idle: the session is back by itself after the link is, with no request waiting"
+t_back=$(now)
+t_run "idle: the first gold read after the cut is served" \
+	qemu-io -f raw -r -c "read 0 1M" "nbd+unix:///gold?socket=$RUN/gold.sock"
+is "$(grep -c "session lost" "$D/idle.log")" "$lost" "idle: that read found the session alive (no new loss)"
+diag "idle: the cut noticed $(secs "$t_cut" "$t_lost") s after it; the session back" \
+	"$(secs "$t_heal" "$t_back") s after the link"
+kill -TERM "$AP"
+wait "$AP"
+is "$?" 0 "attach (idle) stops cleanly"
 done_testing
