@@ -392,6 +392,61 @@ int apic_commit_get(struct apic *a, struct apic_commit_status *st)
 	return rc;
 }
 
+int apic_delta_post(struct apic *a, const char *image, uint32_t from, uint32_t to,
+		    const uint64_t *idx, size_t n, size_t max, char **body, size_t *len)
+{
+	struct httpc_response r = {0};
+	struct httpc_request q;
+	char path[512], *req;
+	size_t cap = 64 + n * 21, off;
+	int rc;
+
+	*body = NULL;
+	*len = 0;
+	fmt_buf(path, sizeof(path), "/api/v1/images/%s/delta", image);
+	req = xmalloc(cap);
+	off = (size_t)snprintf(req, cap, "{\"from\": %u, \"to\": %u, \"chunks\": [", from, to);
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(req + off, cap - off, "%s%llu", i ? "," : "",
+					(unsigned long long)idx[i]);
+	snprintf(req + off, cap - off, "]}");
+	q = (struct httpc_request){.method = "POST",
+				   .path = path,
+				   .bearer = a->token,
+				   .body = req,
+				   .body_len = strlen(req),
+				   /* the appliance may compress every chunk of the batch */
+				   .timeout_ms = a->timeout_ms ? a->timeout_ms * 12 : 120000,
+				   .max_body = max};
+	rc = httpc_request(a->url, &q, &r);
+	free(req);
+	if (rc < 0) {
+		log_warn("appliance %s: POST %s: %s", a->url, path, strerror(-rc));
+		return rc;
+	}
+	rc = status_err(r.status);
+	if (rc < 0) {
+		json_t *j = json_loadb(r.body, r.len, 0, NULL);
+		const char *msg =
+			json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+
+		if (rc == -ENOENT)
+			log_info("appliance %s: POST %s: HTTP 404: %s", a->url, path,
+				 msg ? msg : "(no message)");
+		else
+			log_warn("appliance %s: POST %s: HTTP %d: %s", a->url, path, r.status,
+				 msg ? msg : "(no message)");
+		json_decref(j);
+		httpc_response_release(&r);
+		return rc;
+	}
+	*body = r.body;
+	*len = r.len;
+	r.body = NULL;
+	httpc_response_release(&r);
+	return 0;
+}
+
 int apic_state_put(struct apic *a, const char *body)
 {
 	char path[512];

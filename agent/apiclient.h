@@ -83,6 +83,12 @@ struct apic_commit_status {
 int apic_commit_post(struct apic *a, const char *body, size_t len, struct apic_commit_status *st);
 /* One GET .../commit: the status of the machine's last commit. */
 int apic_commit_get(struct apic *a, struct apic_commit_status *st);
+/* POST /api/v1/images/IMAGE/delta {"from", "to", "chunks"} (lib/delta.h):
+ * the answer's raw body (heap, caller frees), refused above max bytes
+ * (-EFBIG). -ENOENT: 404 (an appliance without deltas, or no such version;
+ * not logged as an error), other errors as above. */
+int apic_delta_post(struct apic *a, const char *image, uint32_t from, uint32_t to,
+		    const uint64_t *idx, size_t n, size_t max, char **body, size_t *len);
 /* POST .../state with a STATE body (best effort report). */
 int apic_state_put(struct apic *a, const char *body);
 

@@ -34,6 +34,7 @@
 
 #include "agent/apiclient.h"
 #include "agent/cache.h"
+#include "agent/delta.h"
 #include "agent/fetch.h"
 #include "agent/hydrator.h"
 #include "agent/nbd.h"
@@ -52,8 +53,8 @@ struct aargs {
 	const char *cache, *url, *machine, *token_file, *state_dir, *mode, *run_dir;
 	const char *gold_sock, *vol_sock;
 	uint64_t volume_size, commit, give_up_ms;
-	unsigned depth, sync_interval;
-	int timeout_s, no_hydrate, interval_given;
+	unsigned depth, sync_interval, delta_batch;
+	int timeout_s, no_hydrate, interval_given, no_delta;
 	char token_buf[512], manifest_path[520], sync_path[512], dir_buf[512];
 	char gsock_buf[512], vsock_buf[512];
 	char abs_buf[4][512]; /* relative paths made absolute before the chdir */
@@ -76,6 +77,8 @@ enum {
 	O_INTERVAL,
 	O_TIMEOUT,
 	O_NOHYD,
+	O_NODELTA,
+	O_DELTABATCH,
 	O_HELP,
 };
 
@@ -97,6 +100,8 @@ static const struct option opts[] = {
 	{"sync-interval", required_argument, NULL, O_INTERVAL},
 	{"timeout", required_argument, NULL, O_TIMEOUT},
 	{"no-hydrate", no_argument, NULL, O_NOHYD},
+	{"no-delta", no_argument, NULL, O_NODELTA},
+	{"delta-batch", required_argument, NULL, O_DELTABATCH},
 	{"help", no_argument, NULL, O_HELP},
 	{NULL, 0, NULL, 0},
 };
@@ -108,6 +113,7 @@ static void usage(FILE *o)
 		"           [--token-file F] [--state-dir DIR] [--depth N] [--give-up SECONDS]\n"
 		"           [--volume-size BYTES] [--commit-every BYTES] [--timeout SECONDS]\n"
 		"           [--gold-socket P] [--volume-socket P] [--no-hydrate]   (serve)\n"
+		"           [--no-delta] [--delta-batch N]   (gold update: deltas over HTTP)\n"
 		"       goldagent attach [--appliance URL] [--machine NAME] [--mode cache|stream]\n"
 		"           [--cache FILE] [--run-dir DIR] [--sync-interval SECONDS] [...]\n"
 		"attach reads goldcache.url, goldcache.machine, goldcache.mode and\n"
@@ -224,6 +230,12 @@ static void parse(int argc, char **argv, struct aargs *a)
 			break;
 		case O_NOHYD:
 			a->no_hydrate = 1;
+			break;
+		case O_NODELTA:
+			a->no_delta = 1;
+			break;
+		case O_DELTABATCH:
+			a->delta_batch = (unsigned)num("--delta-batch", optarg);
 			break;
 		case O_HELP:
 		case 'h':
@@ -597,6 +609,44 @@ static void log_refused(const struct session *s)
 		  s->login.target, s->login.initiator, s->login.user);
 }
 
+/* A gold update (another version of the image in the active slot): the
+ * chunks that changed come first as deltas against the active slot's chunks
+ * (agent/delta.h); hydrate_pipelined then copies, zeroes and fetches over
+ * iSCSI whatever is still absent, including every delta that failed. */
+static void delta_before_hydrate(struct aargs *a, struct session *s)
+{
+	const struct cache_header *h = cache_header(s->c);
+	struct delta_stats st;
+	struct delta_opts o;
+	uint32_t from = 0, to = 0;
+	int act = (int)h->active_slot, r;
+
+	if (a->no_delta || !s->online || !s->other.n || act == s->slot ||
+	    h->active_slot == CACHE_NO_SLOT ||
+	    strcmp(h->slot[act].name, h->slot[s->slot].name) != 0 ||
+	    parse_u32(h->slot[act].version, &from) < 0 ||
+	    parse_u32(h->slot[s->slot].version, &to) < 0 || from == to)
+		return;
+	o = (struct delta_opts){.api = &s->api,
+				.image = h->slot[s->slot].name,
+				.from = from,
+				.to = to,
+				.old_slot = act,
+				.old = &s->other,
+				.batch = a->delta_batch};
+	r = delta_pass(s->c, s->slot, &s->hs, &o, &st);
+	if (r == -ENOENT)
+		log_info("the appliance offers no deltas: every new chunk comes over iSCSI");
+	else if (r < 0)
+		log_warn("delta pass stopped (%s): the rest comes over iSCSI", strerror(-r));
+	printf("slot %c: %llu chunks as deltas (%llu bytes on the wire for %llu bytes of chunks), "
+	       "%llu left for iSCSI, %llu rejected, %u requests, %llu ms\n",
+	       'A' + s->slot, (unsigned long long)st.applied, (unsigned long long)st.wire_bytes,
+	       (unsigned long long)st.chunk_bytes, (unsigned long long)st.fallback,
+	       (unsigned long long)st.rejected, st.requests, (unsigned long long)st.elapsed_ms);
+	fflush(stdout);
+}
+
 static int do_hydrate(struct aargs *a, struct session *s)
 {
 	struct hydr_opts o = {.depth = a->depth,
@@ -606,7 +656,10 @@ static int do_hydrate(struct aargs *a, struct session *s)
 			      .open_arg = s,
 			      .other = s->other.n ? &s->other : NULL};
 	struct hydr_stats st;
-	int r = hydrate_pipelined(s->c, s->slot, &s->hs, &o, &st);
+	int r;
+
+	delta_before_hydrate(a, s);
+	r = hydrate_pipelined(s->c, s->slot, &s->hs, &o, &st);
 
 	printf("slot %c: %llu chunks fetched (%llu bytes), %llu copied from slot %c, %llu zero, "
 	       "%llu already present, %llu rejected, %u reconnects, %llu ms\n",

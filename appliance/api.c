@@ -41,12 +41,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "appliance/delta.h"
 #include "appliance/image.h"
 #include "appliance/registry.h"
 #include "appliance/snapshot.h"
 #include "appliance/store.h"
 #include "appliance/sync.h"
 #include "bootscripts/bootscript.h"
+#include "lib/delta.h"
 #include "lib/hash.h"
 #include "lib/io.h"
 #include "lib/log.h"
@@ -70,6 +72,7 @@ struct api {
 	int64_t (*clock)(void);
 	int64_t started;
 	char *neigh_path;
+	struct delta_gen *delta; /* NULL: no store */
 	/* counters for GET /metrics */
 	uint64_t by_status[6]; /* 1xx..5xx by first digit; [0]: other */
 	uint64_t scripts[BOOT_MODE_N];
@@ -1706,6 +1709,134 @@ static void h_metrics(struct ctx *c)
 	c->resp->len = strlen(out);
 }
 
+/* ---- gold-update deltas (appliance/delta.h, docs/api.md "Deltas") ---- */
+
+/* A version number from the body: 1..MANIFEST_MAX_VERSION. */
+static int body_version(struct ctx *c, json_t *j, const char *key, uint32_t *out)
+{
+	json_t *v = json_object_get(j, key);
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+
+	if (n < 1 || n > (json_int_t)MANIFEST_MAX_VERSION) {
+		http_error(c->resp, 400, "\"%s\" must be a version number (1 to %u)", key,
+			   MANIFEST_MAX_VERSION);
+		return -EINVAL;
+	}
+	*out = (uint32_t)n;
+	return 0;
+}
+
+/* An agent may ask only for the image its profile assigns, towards the
+ * version its LUN 1 serves (any older version of it as the base). */
+static int delta_allowed(struct ctx *c, const char *image, uint32_t to)
+{
+	const struct config_profile *p;
+	uint32_t v = 0;
+	struct mref m;
+
+	if (c->caller.admin)
+		return 0;
+	if (mref_resolve(c->a, c->caller.mac, &m) < 0) {
+		http_error(c->resp, 403, "this token's machine is not known any more");
+		return -EPERM;
+	}
+	p = machine_profile_now(c->a, &m);
+	if (!p || !p->image_ref || strcmp(p->image_ref->name, image) != 0) {
+		http_error(c->resp, 403, "machine '%s' is not assigned image '%s'", m.name, image);
+		return -EPERM;
+	}
+	if (image_version(c->a, p->image_ref, &v) < 0 || v != to) {
+		http_error(c->resp, 403, "machine '%s' is assigned %s@%u, not %s@%u", m.name, image,
+			   v, image, to);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int delta_load(struct ctx *c, const char *image, uint32_t v, struct manifest **out)
+{
+	int rc = image_manifest_load(c->a->store, image, v, out);
+
+	if (rc == -ENOENT)
+		http_error(c->resp, 404, "no version %u of image '%s'", v, image);
+	else if (rc < 0)
+		http_error(c->resp, 500, "cannot read the manifest of '%s@%u'", image, v);
+	return rc;
+}
+
+/* POST /api/v1/images/IMAGE/delta {"from": V1, "to": V2, "chunks": [I, ...]}:
+ * a binary stream of one record per chunk index, made on the loop one record
+ * at a time as the connection drains (delta_stream_read). */
+static void h_delta(struct ctx *c)
+{
+	static const char *const keys[] = {"from", "to", "chunks", NULL};
+	static const char usage[] = "{\"from\": V1, \"to\": V2, \"chunks\": [INDEX, ...]}";
+	const char *image = c->caps[0];
+	struct manifest *mf = NULL, *mt = NULL;
+	uint64_t *idx = NULL;
+	uint32_t from, to;
+	json_t *j, *arr, *v;
+	size_t n, i;
+
+	if (need_store(c) < 0)
+		return;
+	if (!c->a->delta) {
+		http_error(c->resp, 503, "deltas are not available");
+		return;
+	}
+	if (!name_is_valid(image)) {
+		http_error(c->resp, 400, "'%.64s' is not a valid image name", image);
+		return;
+	}
+	j = parse_body(c);
+	if (!j)
+		return;
+	if (body_keys(c, j, keys, usage) < 0 || body_version(c, j, "from", &from) < 0 ||
+	    body_version(c, j, "to", &to) < 0)
+		goto out;
+	arr = json_object_get(j, "chunks");
+	n = json_array_size(arr);
+	if (!json_is_array(arr) || n == 0 || n > DELTA_MAX_CHUNKS) {
+		http_error(c->resp, 400, "\"chunks\" must be an array of 1 to %u chunk indexes",
+			   DELTA_MAX_CHUNKS);
+		goto out;
+	}
+	if (delta_allowed(c, image, to) < 0 || delta_load(c, image, from, &mf) < 0 ||
+	    delta_load(c, image, to, &mt) < 0)
+		goto out;
+	if (mf->chunk_size != mt->chunk_size) {
+		http_error(c->resp, 409,
+			   "%s@%u has chunks of %u bytes and %s@%u of %u: no deltas between them",
+			   image, from, mf->chunk_size, image, to, mt->chunk_size);
+		goto out;
+	}
+	idx = xcalloc(n, sizeof(*idx));
+	json_array_foreach(arr, i, v)
+	{
+		json_int_t k = json_is_integer(v) ? json_integer_value(v) : -1;
+
+		if (k < 0 || (uint64_t)k >= mt->nchunks) {
+			http_error(c->resp, 400,
+				   "\"chunks\"[%zu] is not a chunk index of %s@%u (0 to %llu)", i,
+				   image, to, (unsigned long long)(mt->nchunks - 1));
+			goto out;
+		}
+		idx[i] = (uint64_t)k;
+	}
+	c->resp->status = 200;
+	c->resp->content_type = "application/octet-stream";
+	c->resp->reader = delta_stream_read;
+	c->resp->reader_free = delta_stream_free;
+	c->resp->reader_arg = delta_stream_new(c->a->delta, mf, mt, idx, (uint32_t)n);
+	mf = mt = NULL;
+	idx = NULL;
+out:
+	free(idx);
+	manifest_free(mf);
+	manifest_free(mt);
+	json_decref(j);
+}
+
 /* ---- the table ---- */
 
 struct route {
@@ -1740,6 +1871,7 @@ static const struct route routes[] = {
 	{NULL, "/api/v1/images", WHO_ANY, h_images},
 	{NULL, "/api/v1/images/*", WHO_ANY, h_image},
 	{NULL, "/api/v1/images/*/*/manifest", WHO_ANY, h_manifest},
+	{"POST", "/api/v1/images/*/delta", WHO_ANY, h_delta},
 };
 
 static void route(struct ctx *c);
@@ -1805,6 +1937,8 @@ int api_new(const struct api_opts *o, struct api **out)
 	a->neigh_path = xstrdup(o->neigh_path ? o->neigh_path : "/proc/net/arp");
 	hash_buf(o->admin_token, strlen(o->admin_token), &a->admin_hash);
 	a->started = api_now(a);
+	if (a->store && delta_gen_new(a->store, o->delta_dir, 0, &a->delta) < 0)
+		log_warn("deltas are not available: out of memory");
 	*out = a;
 	return 0;
 }
@@ -1814,6 +1948,7 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	explicit_bzero(&a->admin_hash, sizeof(a->admin_hash));
+	delta_gen_free(a->delta);
 	free(a->neigh_path);
 	free(a);
 }

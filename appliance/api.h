@@ -53,6 +53,8 @@ struct api_opts {
 	void *cb_arg;
 	/* The kernel's IPv4 neighbour table; NULL: /proc/net/arp (tests give a file). */
 	const char *neigh_path;
+	/* Where gold-update deltas are cached (STATE/deltas); NULL: not kept. */
+	const char *delta_dir;
 	/* Wall clock in unix seconds; NULL: the real one (tests pin it). */
 	int64_t (*clock)(void);
 };

@@ -219,7 +219,21 @@ static enum MHD_Result queue(struct MHD_Connection *con, struct req *r, struct h
 
 	if (!resp->status)
 		resp->status = 200;
-	if (resp->fd >= 0) {
+	if (resp->reader) {
+		/* a streamed body: no length, no chunked encoding (goldcache's
+		 * clients read until the server closes) */
+		m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, resp->reader,
+						      resp->reader_arg, resp->reader_free);
+		if (!m && resp->reader_free)
+			resp->reader_free(resp->reader_arg);
+		else if (m)
+			MHD_set_response_options(m, MHD_RF_HTTP_1_0_SERVER, MHD_RO_END);
+		resp->reader = NULL;
+		if (resp->fd >= 0)
+			close(resp->fd);
+		resp->fd = -1;
+		free(resp->body);
+	} else if (resp->fd >= 0) {
 		m = MHD_create_response_from_fd64(resp->fd_size, resp->fd);
 		if (!m)
 			close(resp->fd);

@@ -12,12 +12,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define HTTP_MAX_PATH 1024
 #define HTTP_MAX_QUERY 2048
 /* One host cannot hold more connections than this (a boot storm is many hosts
  * with a few each); more are refused at accept. */
 #define HTTP_MAX_CONNS_PER_IP 128
+/* http_response.reader's end and error returns */
+#define HTTP_READER_END ((ssize_t)-1)
+#define HTTP_READER_ERROR ((ssize_t)-2)
 
 struct http_request {
 	const char *method; /* "GET", "PUT", ... */
@@ -36,6 +40,15 @@ struct http_response {
 	size_t len;
 	int fd; /* >= 0: send this file instead (closed by the server) */
 	uint64_t fd_size;
+	/* Non-NULL: the body is made piecewise by reader, called on the loop
+	 * whenever the connection can take more: it copies at most max bytes into
+	 * buf and returns their count (never 0), HTTP_READER_END after the last
+	 * byte, or HTTP_READER_ERROR (the connection is cut: the client sees a
+	 * short body). Sent without a length; the connection closes at the end.
+	 * reader_free(reader_arg) runs once the response is done (or refused). */
+	ssize_t (*reader)(void *arg, uint64_t pos, char *buf, size_t max);
+	void (*reader_free)(void *arg);
+	void *reader_arg;
 	const char *www_authenticate; /* static; sent with 401 */
 };
 

@@ -121,10 +121,11 @@ int web_start(const struct web_opts *o, struct web **out)
 			      .restore_lun = o->restore_lun,
 			      .cb_arg = o->cb_arg};
 	struct http_server *h = NULL;
-	char *token = NULL;
+	char *token = NULL, *deltas = xasprintf("%s/deltas", o->state_dir);
 	int rc;
 
 	*out = NULL;
+	ao.delta_dir = deltas;
 	w->loop = o->loop;
 	w->access_log = xasprintf("%s/access.log", o->state_dir);
 	rc = api_admin_token_load(o->cfg, o->state_dir, &token);
@@ -132,6 +133,8 @@ int web_start(const struct web_opts *o, struct web **out)
 		goto fail;
 	ao.admin_token = token;
 	rc = api_new(&ao, &w->api);
+	free(deltas);
+	deltas = NULL;
 	explicit_bzero(token, strlen(token));
 	free(token);
 	if (rc < 0)
@@ -147,6 +150,7 @@ int web_start(const struct web_opts *o, struct web **out)
 	*out = w;
 	return 0;
 fail:
+	free(deltas);
 	web_stop(w);
 	return rc;
 }

@@ -29,7 +29,7 @@ goldctl --store "$D/store" image export deb@1 "$D/v1.export" >/dev/null || bail 
 # boot N: one attach of pc1; the gold export read back whole; the volume written
 # (boot 1) or read back (later); then a clean stop
 boot() {
-	goldagent attach --appliance "$URL" --machine pc1 --mode cache --cache "$D/a/c.img" \
+	goldagent attach --appliance "$URL" --machine pc1 --mode cache --cache "$D/a/c.img" --no-delta \
 		--run-dir "$D/run$1" --sync-interval 0 >"$D/attach$1.log" 2>&1 &
 	AP=$!
 	track "$AP"
