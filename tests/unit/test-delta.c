@@ -5,7 +5,6 @@
  * malformed streams, a damaged cache file, chunks the store cannot give. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,12 +251,6 @@ static int read_all(struct delta_stream *s, size_t piece, struct collect *c)
 	}
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb, (void)flag, (void)f;
-	return remove(p);
-}
-
 static void test_gen_apply(void)
 {
 	static uint8_t v1[NCH][CS], v2[NCH][CS];
@@ -456,7 +449,7 @@ out:
 	manifest_free(m3);
 	delta_gen_free(g);
 	store_free(st);
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tap_rmtree(dir);
 }
 
 int main(void)
