@@ -28,9 +28,10 @@
  * (page cache copy and allocation). With hashing and writing on the loop, the
  * wire idled while it worked (0.43x iscsi-perf); with one verifier thread and
  * the write on the loop, still 0.52-0.60x. Now the loop only keeps the wire
- * full (libiscsi service, issuing requests) and `workers` threads each
- * verify a chunk and, when it matches, write it to its place in the cache
- * (cache_chunk_io_write: the data only; the maps stay the loop's). The loop
+ * full (libiscsi service, issuing requests) and `workers` threads (the
+ * agent's workpool, shared with the restore) each verify a chunk and, when
+ * it matches, write it to its place in the cache (cache_chunk_io_write: the
+ * data only; the maps stay the loop's). The loop
  * then marks it written (pending) and commits in batches. A slot is FREE ->
  * WIRE (request out) -> WORK (queued for a worker) -> DONE (verdict back) ->
  * FREE. There are depth + workers + 1 slots (at least 2 x depth), so the
@@ -39,14 +40,13 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "agent/cache.h"
+#include "agent/workpool.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -63,17 +63,17 @@ static int donor_cmp(const void *a, const void *b)
 		      sizeof(struct hash));
 }
 
-enum { S_FREE, S_WIRE, S_WORK, S_DONE };
+enum { S_FREE, S_WIRE, S_WORK }; /* S_WORK: in the pool until collect() takes its verdict */
 
 struct hslot {
+	struct work_item wi; /* first: the pool hands it back */
 	struct hyd *h;
 	uint8_t *buf;
 	uint64_t idx;
 	unsigned gen; /* source generation it was started on */
-	int busy; /* state: S_* (loop thread; S_WORK -> S_DONE by a worker) */
+	int busy; /* state: S_* (loop thread) */
 	int verdict; /* 0 stored, -EBADMSG no match (not written), or the write's error */
 	struct cache_chunk_io io;
-	struct hslot *next; /* in the verify or done queue */
 };
 
 struct hyd {
@@ -87,11 +87,7 @@ struct hyd {
 	struct hslot *slots;
 	unsigned depth, inflight, nslots, queued; /* queued: in WORK or DONE */
 	unsigned nworkers;
-	pthread_t *thr;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct hslot *vq, *dq; /* work queue, done queue (LIFO: order does not matter) */
-	int efd, stop;
+	struct workpool *pool;
 	uint64_t n, next, since, commit_bytes, last_progress;
 	uint8_t *rejected, *zero_buf, *copy_buf;
 	struct donor *donors; /* other slot's present chunks, sorted by hash */
@@ -108,36 +104,15 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* A worker: verify, then write the data of a chunk that matches. */
-static void *worker(void *arg)
+/* On a pool thread: verify, then write the data of a chunk that matches. */
+static void work(void *ctx, struct work_item *it)
 {
-	struct hyd *h = arg;
+	struct hyd *h = ctx;
+	struct hslot *s = (struct hslot *)it;
 
-	pthread_mutex_lock(&h->mu);
-	for (;;) {
-		struct hslot *s;
-		uint64_t one = 1;
-		ssize_t w;
-
-		while (!h->vq && !h->stop)
-			pthread_cond_wait(&h->cv, &h->mu);
-		if (!h->vq)
-			break;
-		s = h->vq;
-		h->vq = s->next;
-		pthread_mutex_unlock(&h->mu);
-		s->verdict = chunk_hashes_verify(h->hs, s->idx, s->buf, s->io.len);
-		if (s->verdict == 0)
-			s->verdict = cache_chunk_io_write(&s->io, s->buf);
-		pthread_mutex_lock(&h->mu);
-		s->busy = S_DONE;
-		s->next = h->dq;
-		h->dq = s;
-		w = write(h->efd, &one, sizeof(one)); /* fails only when the counter is full */
-		(void)w;
-	}
-	pthread_mutex_unlock(&h->mu);
-	return NULL;
+	s->verdict = chunk_hashes_verify(h->hs, s->idx, s->buf, s->io.len);
+	if (s->verdict == 0)
+		s->verdict = cache_chunk_io_write(&s->io, s->buf);
 }
 
 static void chunk_done(void *arg, uint64_t idx, int err)
@@ -153,30 +128,20 @@ static void chunk_done(void *arg, uint64_t idx, int err)
 			h->session_err = err;
 		return;
 	}
-	pthread_mutex_lock(&h->mu);
 	s->busy = S_WORK;
-	s->next = h->vq;
-	h->vq = s;
 	h->queued++;
-	pthread_cond_signal(&h->cv);
-	pthread_mutex_unlock(&h->mu);
+	workpool_push(h->pool, &s->wi);
 }
 
 /* Takes the verdicts back: stores good chunks, remembers bad ones. */
 static void collect(struct hyd *h)
 {
-	struct hslot *s, *next;
-	uint64_t cnt;
+	struct work_item *it, *next;
 
-	ssize_t n = read(h->efd, &cnt, sizeof(cnt)); /* EAGAIN: the queue may still hold some */
+	for (it = workpool_take(h->pool); it; it = next) {
+		struct hslot *s = (struct hslot *)it;
 
-	(void)n;
-	pthread_mutex_lock(&h->mu);
-	s = h->dq;
-	h->dq = NULL;
-	pthread_mutex_unlock(&h->mu);
-	for (; s; s = next) {
-		next = s->next;
+		next = it->next;
 		h->queued--;
 		s->busy = S_FREE;
 		if (s->verdict == -EBADMSG || s->verdict == -ERANGE) {
@@ -205,7 +170,7 @@ static void collect(struct hyd *h)
 static void collect_all(struct hyd *h)
 {
 	while (h->queued) {
-		struct pollfd p = {.fd = h->efd, .events = POLLIN};
+		struct pollfd p = {.fd = workpool_fd(h->pool), .events = POLLIN};
 
 		poll(&p, 1, 100);
 		collect(h);
@@ -284,21 +249,6 @@ static void drop_source(struct hyd *h)
 	h->next = 0;
 }
 
-/* Stops and joins the first n workers; frees what the threads used. */
-static void stop_workers(struct hyd *h, unsigned n)
-{
-	pthread_mutex_lock(&h->mu);
-	h->stop = 1;
-	pthread_cond_broadcast(&h->cv);
-	pthread_mutex_unlock(&h->mu);
-	for (unsigned i = 0; i < n; i++)
-		pthread_join(h->thr[i], NULL);
-	free(h->thr);
-	h->thr = NULL;
-	pthread_mutex_destroy(&h->mu);
-	pthread_cond_destroy(&h->cv);
-}
-
 int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 		      const struct hydr_opts *o, struct hydr_stats *st)
 {
@@ -307,7 +257,6 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	unsigned bmax = o->backoff_max_ms ? o->backoff_max_ms : 10000, backoff = bmin;
 	uint64_t give_up = o->give_up_ms ? o->give_up_ms : 300000, t0 = now_ms();
 	struct hyd h = {.c = c, .slot = slot, .hs = hs, .o = o, .st = st};
-	unsigned started;
 	int r = 0, open_err = 0;
 
 	memset(st, 0, sizeof(*st));
@@ -324,11 +273,10 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	h.nworkers = o->workers;
 	if (getenv("GOLDAGENT_HYDRATE_WORKERS")) /* benchmarks: compare worker counts */
 		parse_int(getenv("GOLDAGENT_HYDRATE_WORKERS"), 1, 8, (int *)&h.nworkers);
-	if (!h.nworkers) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-
-		h.nworkers = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (unsigned)ncpu;
-	}
+	r = workpool_new(h.nworkers, work, &h, &h.pool);
+	if (r < 0)
+		return r;
+	h.nworkers = workpool_threads(h.pool);
 	/* buffers: depth on the wire plus one per worker and one coming back,
 	 * never fewer than 2 x depth (memory: chunk size x slots, 16 MiB for
 	 * 1 MiB chunks at depth 8) */
@@ -355,28 +303,6 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 		if (cache_chunk_present(c, slot, i))
 			st->h.skipped++;
 	h.last_progress = now_ms();
-	h.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	pthread_mutex_init(&h.mu, NULL);
-	pthread_cond_init(&h.cv, NULL);
-	h.thr = xcalloc(h.nworkers, sizeof(*h.thr));
-	for (started = 0; h.efd >= 0 && started < h.nworkers; started++)
-		if (pthread_create(&h.thr[started], NULL, worker, &h) != 0)
-			break;
-	if (started < h.nworkers) {
-		log_error("cannot start %u hydration workers: %s", h.nworkers,
-			  h.efd < 0 ? strerror(errno) : "pthread_create failed");
-		stop_workers(&h, started);
-		if (h.efd >= 0)
-			close(h.efd);
-		for (unsigned i = 0; i < h.nslots; i++)
-			free(h.slots[i].buf);
-		free(h.slots);
-		free(h.rejected);
-		free(h.zero_buf);
-		free(h.copy_buf);
-		free(h.donors);
-		return -ENOMEM;
-	}
 	for (;;) {
 		uint64_t idx;
 		int more = 1;
@@ -466,7 +392,7 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 			backoff = bmin; /* the link works again */
 		{
 			int sfd = h.src->ops->fd ? h.src->ops->fd(h.src) : -1, n, e;
-			struct pollfd p[2] = {{.fd = h.efd, .events = POLLIN},
+			struct pollfd p[2] = {{.fd = workpool_fd(h.pool), .events = POLLIN},
 					      {.fd = sfd >= 0 && h.inflight > 0 ? sfd : -1}};
 
 			if (p[1].fd >= 0)
@@ -488,8 +414,7 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 		chunk_source_free(h.src);
 	}
 	collect_all(&h);
-	stop_workers(&h, h.nworkers);
-	close(h.efd);
+	workpool_free(h.pool);
 	if (h.since)
 		commit_if_due(&h, 1);
 	st->elapsed_ms = now_ms() - t0;

@@ -21,7 +21,15 @@
  * replaced this one meanwhile: it is carried out in turn.
  *
  * Zero chunks of the manifest and the volume beyond the snapshot's size are
- * zeroed (holes where the file system can), never read from the LUN. */
+ * zeroed (holes where the file system can), never read from the LUN.
+ *
+ * Speed: as in the hydrator, the loop only keeps `depth` reads on the wire;
+ * each chunk that arrives is verified and written into the volume by the
+ * agent's workpool threads (SHA-256 and the write cost about 0.85 ms per
+ * MiB, which on the loop left the wire idle: 0.24-0.37x iscsi-perf), and the
+ * loop takes the verdicts back. A slot is FREE -> WIRE (read out) -> WORK
+ * (in the pool) -> FREE; there are depth + threads + 1 slots (at least
+ * 2 x depth) so the wire stays full while the threads work. */
 #include "agent/restore.h"
 
 #include <errno.h>
@@ -36,6 +44,7 @@
 #include "agent/fetch.h"
 #include "agent/source.h"
 #include "agent/uploader.h"
+#include "agent/workpool.h"
 #include "lib/log.h"
 #include "lib/manifest.h"
 #include "lib/util.h"
@@ -45,11 +54,15 @@
 #define RESTORE_ROUNDS 8 /* orders replaced while we work before we give up */
 
 struct rs;
+enum { RS_FREE, RS_WIRE, RS_WORK };
 struct rs_slot {
+	struct work_item wi; /* first: the pool hands it back */
 	struct rs *x;
 	uint8_t *buf;
-	uint64_t idx;
-	int busy;
+	uint64_t idx, off;
+	size_t len;
+	int state; /* RS_*, the loop's */
+	int verdict; /* set by the pool thread: 0 written, -EBADMSG no match, write error */
 };
 
 struct rs {
@@ -59,6 +72,8 @@ struct rs {
 	struct chunk_hashes hs;
 	uint8_t *done; /* bit per chunk: written (this run) */
 	uint64_t next, ndone;
+	struct workpool *pool;
+	unsigned wire, queued; /* slots in RS_WIRE, RS_WORK */
 	int err;
 	int fatal; /* a local failure or a bad chunk: another session would not help */
 	int delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS: widens the window for kill tests */
@@ -73,40 +88,74 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+/* On a pool thread: verify the chunk, then write it into the volume (the
+ * restore marker is set and the header does not change while chunks are
+ * copied, so cache_restore_write only reads it). */
+static void rs_work(void *ctx, struct work_item *it)
+{
+	struct rs *x = ctx;
+	struct rs_slot *s = (struct rs_slot *)it;
+
+	s->verdict = chunk_hashes_verify(&x->hs, s->idx, s->buf, s->len);
+	if (s->verdict == 0)
+		s->verdict = cache_restore_write(x->c, s->buf, s->off, s->len);
+}
+
 static void read_done(void *arg, int err, uint64_t off, size_t len)
 {
 	struct rs_slot *s = arg;
 	struct rs *x = s->x;
-	char hex[HASH_HEX_LEN + 1];
-	int r;
 
-	s->busy = 0;
+	(void)off;
+	(void)len;
+	x->wire--;
+	s->state = RS_FREE;
 	if (x->err)
 		return;
 	if (err) {
 		x->err = err;
 		return;
 	}
-	if (chunk_hashes_verify(&x->hs, s->idx, s->buf, len) < 0) {
-		log_error("restore: chunk %llu at offset %llu of %s@%u read from the restore LUN "
-			  "does not match the snapshot's hash %s: refused (the volume stays "
-			  "half-restored; the appliance's restore file is damaged)",
-			  (unsigned long long)s->idx, (unsigned long long)off, x->m->name,
-			  x->m->version, hash_to_hex(&x->m->chunks[s->idx].id, hex));
-		x->err = -EBADMSG;
-		x->fatal = 1;
-		return;
+	s->state = RS_WORK;
+	x->queued++;
+	workpool_push(x->pool, &s->wi);
+}
+
+/* Takes the pool's verdicts back: written chunks are done, a mismatch or a
+ * failed write ends the restore (another session would not help). */
+static void collect(struct rs *x)
+{
+	char hex[HASH_HEX_LEN + 1];
+	struct work_item *it, *next;
+
+	for (it = workpool_take(x->pool); it; it = next) {
+		struct rs_slot *s = (struct rs_slot *)it;
+
+		next = it->next;
+		x->queued--;
+		s->state = RS_FREE;
+		if (s->verdict == -EBADMSG || s->verdict == -ERANGE) {
+			log_error(
+				"restore: chunk %llu at offset %llu of %s@%u read from the restore "
+				"LUN does not match the snapshot's hash %s: refused (the volume "
+				"stays half-restored; the appliance's restore file is damaged)",
+				(unsigned long long)s->idx, (unsigned long long)s->off, x->m->name,
+				x->m->version, hash_to_hex(&x->m->chunks[s->idx].id, hex));
+			x->err = -EBADMSG;
+			x->fatal = 1;
+			continue;
+		}
+		if (s->verdict < 0) { /* the write failed (logged) */
+			if (!x->fatal)
+				x->err = s->verdict;
+			x->fatal = 1;
+			continue;
+		}
+		x->done[s->idx >> 3] |= (uint8_t)(1u << (s->idx & 7));
+		x->ndone++;
+		x->st->chunks++;
+		x->st->bytes += s->len;
 	}
-	r = cache_restore_write(x->c, s->buf, off, len);
-	if (r < 0) {
-		x->err = r;
-		x->fatal = 1;
-		return;
-	}
-	x->done[s->idx >> 3] |= (uint8_t)(1u << (s->idx & 7));
-	x->ndone++;
-	x->st->chunks++;
-	x->st->bytes += len;
 }
 
 /* Issues the next chunk not yet written into slot s (zero chunks are zeroed
@@ -135,10 +184,14 @@ static int issue(struct rs *x, struct rs_slot *s)
 		if (x->delay_ms)
 			sleep_ms((unsigned)x->delay_ms);
 		s->idx = i;
-		s->busy = 1;
+		s->off = off;
+		s->len = len;
+		s->state = RS_WIRE;
+		x->wire++;
 		r = fetch_read(x->f, off, s->buf, len, read_done, s);
 		if (r < 0) {
-			s->busy = 0;
+			s->state = RS_FREE;
+			x->wire--;
 			x->err = r;
 			return 1;
 		}
@@ -147,32 +200,45 @@ static int issue(struct rs *x, struct rs_slot *s)
 	return 1;
 }
 
+/* Waits until every chunk handed to the pool is back and collected. */
+static void collect_all(struct rs *x)
+{
+	while (x->queued) {
+		struct pollfd p = {.fd = workpool_fd(x->pool), .events = POLLIN};
+
+		poll(&p, 1, 100);
+		collect(x);
+	}
+}
+
 /* One pass over the chunks not yet written, on one session. */
 static int copy_pass(struct rs *x, unsigned depth)
 {
-	struct rs_slot *slots = xcalloc(depth, sizeof(*slots));
+	/* never more than twice the in-flight byte cap in buffers */
+	unsigned nslots = MIN(MAX(2 * depth, depth + workpool_threads(x->pool) + 1),
+			      MAX(depth + 1, 2 * RESTORE_MAX_INFLIGHT_BYTES / x->m->chunk_size));
+	struct rs_slot *slots = xcalloc(nslots, sizeof(*slots));
 	int more = 1;
 
-	for (unsigned i = 0; i < depth; i++) {
+	for (unsigned i = 0; i < nslots; i++) {
 		slots[i].x = x;
 		slots[i].buf = xmalloc(x->m->chunk_size);
 	}
 	x->next = 0;
 	x->err = 0;
+	x->wire = 0;
 	for (;;) {
-		unsigned busy = 0;
-
-		for (unsigned i = 0; i < depth && more && !x->err; i++)
-			if (!slots[i].busy && issue(x, &slots[i]))
+		collect(x);
+		for (unsigned i = 0; i < nslots && more && !x->err && x->wire < depth; i++)
+			if (slots[i].state == RS_FREE && issue(x, &slots[i]))
 				more = 0;
-		for (unsigned i = 0; i < depth; i++)
-			busy += (unsigned)slots[i].busy;
-		if ((x->err || !more) && busy == 0)
+		if ((x->err || !more) && x->wire == 0 && x->queued == 0)
 			break;
 		{
-			struct pollfd p = {.fd = fetch_fd(x->f),
-					   .events = (short)fetch_events(x->f)};
-			int n = poll(&p, 1, 100), e = fetch_service(x->f, n > 0 ? p.revents : 0);
+			struct pollfd p[2] = {
+				{.fd = fetch_fd(x->f), .events = (short)fetch_events(x->f)},
+				{.fd = workpool_fd(x->pool), .events = POLLIN}};
+			int n = poll(p, 2, 100), e = fetch_service(x->f, n > 0 ? p[0].revents : 0);
 
 			if (e < 0) {
 				if (!x->err)
@@ -181,10 +247,12 @@ static int copy_pass(struct rs *x, unsigned depth)
 			}
 		}
 	}
+	/* what the pool holds arrived whole: keep it (written, or refused) */
+	collect_all(x);
 	/* buffers of requests still queued: fetch_free cancels them before we free */
 	fetch_free(x->f);
 	x->f = NULL;
-	for (unsigned i = 0; i < depth; i++)
+	for (unsigned i = 0; i < nslots; i++)
 		free(slots[i].buf);
 	free(slots);
 	return x->err;
@@ -255,6 +323,9 @@ static int copy_snapshot(struct cache *c, const struct manifest *mf, int lun,
 		depth = MAX(1u, RESTORE_MAX_INFLIGHT_BYTES / mf->chunk_size);
 	if (getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"))
 		parse_int(getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"), 0, 10000, &x.delay_ms);
+	r = workpool_new(0, rs_work, &x, &x.pool);
+	if (r < 0)
+		return r;
 	chunk_hashes_from_manifest(mf, &x.hs);
 	x.done = xcalloc((size_t)(mf->nchunks + 7) / 8, 1);
 	for (;;) {
@@ -294,6 +365,7 @@ static int copy_snapshot(struct cache *c, const struct manifest *mf, int lun,
 	}
 	if (r == 0 && x.ndone != mf->nchunks)
 		r = -EIO;
+	workpool_free(x.pool);
 	free(x.done);
 	chunk_hashes_release(&x.hs);
 	return r;
@@ -347,8 +419,10 @@ static int carry_out(struct cache *c, struct apic_machine *m, const struct resto
 	}
 	if (r == 0 && mf) {
 		int64_t id = m->hydrate_id;
+		uint64_t tc = now_ms();
 
 		r = copy_snapshot(c, mf, m->hydrate_lun, o, st);
+		st->copy_ms = now_ms() - tc;
 		/* an order replaced meanwhile takes LUN 3 away or swaps its file:
 		 * what failed was the old order, the new one starts over */
 		if (r < 0 && apic_machine_get(o->api, m) == 0 && m->hydrate_id != id) {
@@ -370,10 +444,11 @@ static int carry_out(struct cache *c, struct apic_machine *m, const struct resto
 	st->elapsed_ms = now_ms() - t0;
 	if (r == 0)
 		log_info("restore: order %lld done: %llu chunks (%llu bytes) read and verified, "
-			 "%llu zero chunks, %u sessions, %llu ms",
+			 "%llu zero chunks, %u sessions, %llu ms (copy %llu ms)",
 			 (long long)m->hydrate_id, (unsigned long long)st->chunks,
 			 (unsigned long long)st->bytes, (unsigned long long)st->zero_chunks,
-			 st->attempts, (unsigned long long)st->elapsed_ms);
+			 st->attempts, (unsigned long long)st->elapsed_ms,
+			 (unsigned long long)st->copy_ms);
 	else
 		log_error("restore: order %lld incomplete (%s): the machine volume in '%s' is "
 			  "half-restored; the next online attach starts it again",

@@ -24,7 +24,8 @@ struct restore_stats {
 	int64_t order; /* the order carried out, 0: none */
 	uint64_t chunks, zero_chunks, bytes; /* read from the LUN / zeroed */
 	unsigned attempts; /* iSCSI sessions used */
-	uint64_t elapsed_ms;
+	uint64_t elapsed_ms; /* the whole order: manifest, marker, copy, zeroing, syncs */
+	uint64_t copy_ms; /* of which reading, verifying and writing the chunks */
 };
 
 /* Carries out the pending order in *m (as GET .../machines/NAME answered; it
