@@ -104,15 +104,18 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* On a pool thread: verify, then write the data of a chunk that matches. */
-static void work(void *ctx, struct work_item *it)
+/* On a pool thread: verify, then write the data of each chunk that matches. */
+static void work(void *ctx, struct work_item *items)
 {
 	struct hyd *h = ctx;
-	struct hslot *s = (struct hslot *)it;
 
-	s->verdict = chunk_hashes_verify(h->hs, s->idx, s->buf, s->io.len);
-	if (s->verdict == 0)
-		s->verdict = cache_chunk_io_write(&s->io, s->buf);
+	for (struct work_item *it = items; it; it = it->next) {
+		struct hslot *s = (struct hslot *)it;
+
+		s->verdict = chunk_hashes_verify(h->hs, s->idx, s->buf, s->io.len);
+		if (s->verdict == 0)
+			s->verdict = cache_chunk_io_write(&s->io, s->buf);
+	}
 }
 
 static void chunk_done(void *arg, uint64_t idx, int err)
@@ -273,7 +276,7 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	h.nworkers = o->workers;
 	if (getenv("GOLDAGENT_HYDRATE_WORKERS")) /* benchmarks: compare worker counts */
 		parse_int(getenv("GOLDAGENT_HYDRATE_WORKERS"), 1, 8, (int *)&h.nworkers);
-	r = workpool_new(h.nworkers, work, &h, &h.pool);
+	r = workpool_new(h.nworkers, 1, work, &h, &h.pool);
 	if (r < 0)
 		return r;
 	h.nworkers = workpool_threads(h.pool);

@@ -91,14 +91,17 @@ static void sleep_ms(unsigned ms)
 /* On a pool thread: verify the chunk, then write it into the volume (the
  * restore marker is set and the header does not change while chunks are
  * copied, so cache_restore_write only reads it). */
-static void rs_work(void *ctx, struct work_item *it)
+static void rs_work(void *ctx, struct work_item *items)
 {
 	struct rs *x = ctx;
-	struct rs_slot *s = (struct rs_slot *)it;
 
-	s->verdict = chunk_hashes_verify(&x->hs, s->idx, s->buf, s->len);
-	if (s->verdict == 0)
-		s->verdict = cache_restore_write(x->c, s->buf, s->off, s->len);
+	for (struct work_item *it = items; it; it = it->next) {
+		struct rs_slot *s = (struct rs_slot *)it;
+
+		s->verdict = chunk_hashes_verify(&x->hs, s->idx, s->buf, s->len);
+		if (s->verdict == 0)
+			s->verdict = cache_restore_write(x->c, s->buf, s->off, s->len);
+	}
 }
 
 static void read_done(void *arg, int err, uint64_t off, size_t len)
@@ -323,7 +326,7 @@ static int copy_snapshot(struct cache *c, const struct manifest *mf, int lun,
 		depth = MAX(1u, RESTORE_MAX_INFLIGHT_BYTES / mf->chunk_size);
 	if (getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"))
 		parse_int(getenv("GOLDAGENT_TEST_CHUNK_DELAY_MS"), 0, 10000, &x.delay_ms);
-	r = workpool_new(0, rs_work, &x, &x.pool);
+	r = workpool_new(0, 1, rs_work, &x, &x.pool);
 	if (r < 0)
 		return r;
 	chunk_hashes_from_manifest(mf, &x.hs);

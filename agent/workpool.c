@@ -9,10 +9,11 @@
  * stays single-threaded.
  *
  * Two intrusive lists under one mutex: the work queue (LIFO, order does not
- * matter) and the done list. A thread takes one item, runs the caller's
- * function unlocked, links the item onto the done list and bumps the
- * eventfd. Stopping drains the work queue first, so every pushed item has
- * run when workpool_free returns. */
+ * matter) and the done list. A thread takes a batch (up to `batch` items; a
+ * whole one while the loop holds), runs the caller's function unlocked,
+ * links the items onto the done list and bumps the eventfd. Stopping drains
+ * the work queue first, so every pushed item has run when workpool_free
+ * returns. */
 #include "agent/workpool.h"
 
 #include <errno.h>
@@ -32,11 +33,11 @@ struct workpool {
 	work_fn fn;
 	void *ctx;
 	pthread_t *thr;
-	unsigned n;
+	unsigned n, batch, nwork;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct work_item *work, *done;
-	int efd, stop;
+	int efd, stop, hold;
 };
 
 static void *thread_main(void *arg)
@@ -45,21 +46,29 @@ static void *thread_main(void *arg)
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		struct work_item *it;
+		struct work_item *list, *last, *it, *next;
 		uint64_t one = 1;
 		ssize_t w;
+		unsigned k = 1;
 
-		while (!p->work && !p->stop)
+		while (!p->stop && !(p->work && (p->nwork >= p->batch || !p->hold)))
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (!p->work)
 			break;
-		it = p->work;
-		p->work = it->next;
+		list = last = p->work;
+		while (k < p->batch && last->next)
+			last = last->next, k++;
+		p->work = last->next;
+		p->nwork -= k;
+		last->next = NULL;
 		pthread_mutex_unlock(&p->mu);
-		p->fn(p->ctx, it);
+		p->fn(p->ctx, list);
 		pthread_mutex_lock(&p->mu);
-		it->next = p->done;
-		p->done = it;
+		for (it = list; it; it = next) {
+			next = it->next;
+			it->next = p->done;
+			p->done = it;
+		}
 		w = write(p->efd, &one, sizeof(one)); /* fails only when the counter is full */
 		(void)w;
 	}
@@ -84,7 +93,7 @@ static void stop(struct workpool *p, unsigned n)
 	free(p);
 }
 
-int workpool_new(unsigned n, work_fn fn, void *ctx, struct workpool **out)
+int workpool_new(unsigned n, unsigned batch, work_fn fn, void *ctx, struct workpool **out)
 {
 	struct workpool *p = xcalloc(1, sizeof(*p));
 	unsigned started;
@@ -99,6 +108,7 @@ int workpool_new(unsigned n, work_fn fn, void *ctx, struct workpool **out)
 	p->fn = fn;
 	p->ctx = ctx;
 	p->n = n;
+	p->batch = batch ? batch : 1;
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
@@ -132,7 +142,19 @@ void workpool_push(struct workpool *p, struct work_item *it)
 	pthread_mutex_lock(&p->mu);
 	it->next = p->work;
 	p->work = it;
+	p->nwork++;
 	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void workpool_hold(struct workpool *p, int hold)
+{
+	if (p->hold == hold) /* only the loop writes it */
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->hold = hold;
+	if (!hold)
+		pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 }
 

@@ -9,15 +9,23 @@ struct work_item {
 	struct work_item *next;
 };
 
-/* Runs on a pool thread, one item at a time per thread; must touch only what
- * the item owns and what is safe from several threads (hashes, pwrite). */
-typedef void (*work_fn)(void *ctx, struct work_item *it);
+/* Runs on a pool thread with a batch: a list of 1 to `batch` items through
+ * next (which it must not change); must touch only what the items own and
+ * what is safe from several threads (hashes, pwrite). A batch lets a worker
+ * hash two chunks together (multi-buffer SHA-256). */
+typedef void (*work_fn)(void *ctx, struct work_item *items);
 
 struct workpool;
 
-/* Starts n threads running fn(ctx, item) (0: online CPUs, at most 8). 0 and
- * *out, or -errno with nothing left running (logged). */
-int workpool_new(unsigned n, work_fn fn, void *ctx, struct workpool **out);
+/* Starts n threads running fn(ctx, items) on batches of up to `batch` items
+ * (0 or 1: one at a time) (n 0: online CPUs, at most 8). 0 and *out, or
+ * -errno with nothing left running (logged). */
+int workpool_new(unsigned n, unsigned batch, work_fn fn, void *ctx, struct workpool **out);
+/* While hold is set, a thread waits until a whole batch is queued instead of
+ * taking fewer items (e.g. while more chunks are on the wire: the partner is
+ * coming). Clear it before waiting for the last items (workpool_free ignores
+ * it). Loop thread only. */
+void workpool_hold(struct workpool *p, int hold);
 unsigned workpool_threads(const struct workpool *p);
 /* The loop hands an item over; some thread runs fn on it. */
 void workpool_push(struct workpool *p, struct work_item *it);
