@@ -6,7 +6,9 @@
  * while more than NBD_OUT_HIGH bytes wait, so a client that does not read
  * cannot grow it beyond one read reply past that mark. A READ reply's data
  * is read by the export straight into the output buffer (one copy between
- * the cache and the socket).
+ * the cache and the socket), or, for an export that can locate it in a file
+ * (gold), queued as a file range the server splices without a copy; small
+ * reads already in the page cache are copied (read_cached) all the same.
  *
  * Framing errors (bad magic, an option or a write longer than the limits,
  * too many options) end the session: the stream cannot be trusted after
@@ -579,6 +581,19 @@ static int handle_request(struct nbd_session *s, const struct nbd_request *rq, c
 		uint64_t foff;
 		int fd = -1;
 
+		/* small and in memory: header and data leave in one send */
+		if (rq->length && rq->length <= NBD_COPY_MAX && e->ops->read_cached) {
+			/* reserved, not committed: reused below if it fails */
+			p = out_reserve(s, REPLY_HDR + (size_t)rq->length);
+			if (e->ops->read_cached(e->priv, p + REPLY_HDR, rq->offset, rq->length) ==
+			    0) {
+				put_be32(p, NBD_SIMPLE_REPLY_MAGIC);
+				put_be32(p + 4, 0);
+				put_be64(p + 8, rq->cookie);
+				out_commit(s, REPLY_HDR + rq->length);
+				return 0;
+			}
+		}
 		/* zero-copy when the export can name the bytes in a file */
 		if (rq->length && e->ops->locate)
 			fd = e->ops->locate(e->priv, rq->offset, rq->length, &foff);

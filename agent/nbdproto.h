@@ -18,6 +18,11 @@
 #define NBD_MAX_OPTIONS 64u /* options per handshake */
 #define NBD_MAX_NAME 256u /* export name bytes */
 #define NBD_OUT_HIGH (4u << 20) /* stop parsing requests while this much output waits */
+/* READs up to this size are copied (read_cached) when the export can: for
+ * 4-16 KiB a copy plus one send for the header and data beat a splice's
+ * four calls; at 32 KiB and up the zero-copy splice costs less server CPU
+ * (bench/agent-nbd.sh, see docs/agent.md "Performance") */
+#define NBD_COPY_MAX (16u << 10)
 
 /* wire constants (NBD protocol spec) */
 #define NBD_MAGIC 0x4e42444d41474943ull
@@ -113,6 +118,11 @@ struct nbd_export_ops {
 	 * input, the session blocks (reads queued behind it wait too, reads of
 	 * other sessions go on) until the export calls nbd_session_wake(s, 0). */
 	int (*hold)(void *priv);
+	/* optional, READs up to NBD_COPY_MAX: copy len bytes at off into buf
+	 * only if that needs no disk I/O (the page cache holds them, the data
+	 * is present): 0, or -EAGAIN and nothing promised (then locate or read
+	 * serve the request, which may wait for the disk or a fetch). */
+	int (*read_cached)(void *priv, void *buf, uint64_t off, uint32_t len);
 };
 
 struct nbd_export {

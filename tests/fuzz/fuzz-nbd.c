@@ -1,7 +1,8 @@
 /* Fuzz harness for the NBD protocol engine (agent/nbdproto.c): the input is
  * what a client sends (handshake, options, requests), delivered in pieces of
  * varying size to a session serving a 64 KiB read-only export and a 64 KiB
- * writable one held in memory. Output is drained and discarded; the engine
+ * writable one held in memory (with pretend file ranges, page-cache copies
+ * and fetches on parts of the read-only one). Output is drained and discarded; the engine
  * must never read or write out of bounds, nor loop. */
 #include <errno.h>
 #include <stddef.h>
@@ -65,7 +66,25 @@ static int m_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
 	return 99;
 }
 
-static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, m_locate, NULL};
+static int m_read_cached(void *priv, void *buf, uint64_t off, uint32_t len)
+{
+	/* gold page 1 (mod 7) "is in the page cache": copied at parse time */
+	if (priv != gold || (off / 4096) % 7 != 1)
+		return -EAGAIN;
+	if (off > EXP_SIZE || len > EXP_SIZE - off || len > NBD_COPY_MAX)
+		__builtin_trap();
+	memcpy(buf, gold + off, len);
+	return 0;
+}
+
+static const struct nbd_export_ops ops = {
+	.read = m_read,
+	.write = m_write,
+	.zero = m_zero,
+	.flush = m_flush,
+	.locate = m_locate,
+	.read_cached = m_read_cached,
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -49,11 +49,35 @@ static int m_hold(void *priv)
 	(void)priv;
 	return holding;
 }
-static const struct nbd_export_ops ops = {m_read, m_write, m_zero, m_flush, NULL, NULL};
-static const struct nbd_export_ops ops_h = {m_read, m_write, m_zero, m_flush, NULL, m_hold};
+/* read_cached: "in the page cache" for the first half of the export only;
+ * counts its calls and the reads that fell back to m_read */
+static int cached_calls, reads;
+static int m_read_cached(void *priv, void *buf, uint64_t off, uint32_t len)
+{
+	cached_calls++;
+	if (off + len > SZ / 2)
+		return -EAGAIN;
+	memcpy(buf, (uint8_t *)priv + off, len);
+	return 0;
+}
+static int m_read_counted(void *priv, void *w, void *buf, uint64_t off, uint32_t len)
+{
+	reads++;
+	return m_read(priv, w, buf, off, len);
+}
+static const struct nbd_export_ops ops = {
+	.read = m_read, .write = m_write, .zero = m_zero, .flush = m_flush};
+static const struct nbd_export_ops ops_h = {
+	.read = m_read, .write = m_write, .zero = m_zero, .flush = m_flush, .hold = m_hold};
+static const struct nbd_export_ops ops_c = {.read = m_read_counted,
+					    .write = m_write,
+					    .zero = m_zero,
+					    .flush = m_flush,
+					    .read_cached = m_read_cached};
 static const struct nbd_export exp_g = {"gold", "gold image", SZ, 1, &ops, gold};
 static const struct nbd_export exp_v = {"volume", "machine volume", SZ, 0, &ops, vol};
 static const struct nbd_export exp_h = {"volume", "machine volume", SZ, 0, &ops_h, vol};
+static const struct nbd_export exp_c = {"gold", "gold image", SZ, 1, &ops_c, gold};
 
 /* output collected from the session */
 static uint8_t out[1 << 20];
@@ -389,9 +413,57 @@ static void test_requests(void)
 	is_int(nbd_errno_to_nbd(-ENODATA), NBD_EIO, "other errors -> EIO");
 }
 
+/* small reads copied by read_cached when it can, else read; larger ones
+ * never ask it; pipelined replies stay in order and intact */
+static void test_read_cached(void)
+{
+	struct nbd_session *s;
+	uint8_t b[28 * 4];
+	uint64_t cookie;
+	size_t n = 0;
+
+	for (int i = 0; i < SZ; i++)
+		gold[i] = (uint8_t)(i * 13 + 1);
+	s = tx(&exp_c);
+	cached_calls = reads = 0;
+	feed(s, b, req(b, NBD_CMD_READ, 0, 1, 100, 4096));
+	is_int(simple_reply(&cookie), 0, "small cached read ok");
+	ok(cookie == 1 && memcmp(out + out_pos, gold + 100, 4096) == 0, "its cookie and data");
+	out_pos += 4096;
+	ok(cached_calls == 1 && reads == 0, "served by read_cached alone");
+	feed(s, b, req(b, NBD_CMD_READ, 0, 2, SZ - 4096, 4096));
+	is_int(simple_reply(&cookie), 0, "small uncached read ok");
+	ok(cookie == 2 && memcmp(out + out_pos, gold + SZ - 4096, 4096) == 0,
+	   "its cookie and data (read_cached's try left nothing behind)");
+	out_pos += 4096;
+	ok(cached_calls == 2 && reads == 1, "read_cached said EAGAIN: read served it");
+	feed(s, b, req(b, NBD_CMD_READ, 0, 3, 0, NBD_COPY_MAX + 1));
+	is_int(simple_reply(&cookie), 0, "read above NBD_COPY_MAX ok");
+	ok(memcmp(out + out_pos, gold, NBD_COPY_MAX + 1) == 0, "its data");
+	out_pos += NBD_COPY_MAX + 1;
+	ok(cached_calls == 2 && reads == 2, "read_cached not asked above NBD_COPY_MAX");
+	n += req(b + n, NBD_CMD_READ, 0, 10, 0, 512);
+	n += req(b + n, NBD_CMD_READ, 0, 11, SZ - 512, 512);
+	n += req(b + n, NBD_CMD_READ, 0, 12, 512, 512);
+	n += req(b + n, NBD_CMD_READ, 0, 13, 0, 0);
+	feed(s, b, n);
+	for (uint64_t i = 10; i < 14; i++) {
+		uint64_t off = i == 11 ? SZ - 512 : i == 12 ? 512 : 0;
+		size_t len = i == 13 ? 0 : 512;
+
+		is_int(simple_reply(&cookie), 0, "pipelined read ok");
+		ok(cookie == i && memcmp(out + out_pos, gold + off, len) == 0,
+		   "pipelined reply in order, data intact");
+		out_pos += len;
+	}
+	is_int(out_pos, out_len, "nothing else queued");
+	nbd_session_free(s);
+}
+
 int main(void)
 {
 	test_handshake();
 	test_requests();
+	test_read_cached();
 	return done_testing();
 }
