@@ -22,7 +22,11 @@
  * leaves in one call: with the default 208 KiB the server woke five times per
  * MiB and spent 0.9 s of CPU per 10 GiB, with both 0.38 s. Readahead hints
  * (POSIX_FADV_WILLNEED) are given only when the end of a range is not in the
- * page cache: on a warm cache the hint itself walked every page. */
+ * page cache: on a warm cache the hint itself walked every page. Reads of up
+ * to NBD_COPY_MAX (16 KiB) that the page cache holds are copied instead
+ * (gold_read_cached, RWF_NOWAIT): one preadv2 plus a share of one send for
+ * all the replies of a wake-up, where the splice path takes five calls; the
+ * crossover and the figures are in docs/agent.md "Performance". */
 #include "agent/nbd.h"
 
 #include <errno.h>
