@@ -639,6 +639,8 @@ static void delta_before_hydrate(struct aargs *a, struct session *s)
 		log_info("the appliance offers no deltas: every new chunk comes over iSCSI");
 	else if (r < 0)
 		log_warn("delta pass stopped (%s): the rest comes over iSCSI", strerror(-r));
+	if (!st.candidates)
+		return;
 	printf("slot %c: %llu chunks as deltas (%llu bytes on the wire for %llu bytes of chunks), "
 	       "%llu left for iSCSI, %llu rejected, %u requests, %llu ms\n",
 	       'A' + s->slot, (unsigned long long)st.applied, (unsigned long long)st.wire_bytes,

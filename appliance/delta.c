@@ -12,10 +12,12 @@
  *     0  "GCDZ"   4 u32 format (1)   8 u32 new chunk length   12 u32 frame length
  *    16  SHA-256 of the frame (32)   48  the frame
  * written to a temp file and renamed (not fsynced: a cache; a torn or damaged
- * file fails the check on read, is removed and made again). The cache stops
- * growing at its bound (bytes of the files found at start plus those written
- * since); `goldctl store gc` is not aware of it: removing the folder is always
- * safe. */
+ * file fails the check on read, is removed and made again). Bounded: the
+ * bytes of the files found at start plus those written since; at the bound
+ * the least recently used files go (a hit sets its file's mtime to now) until
+ * three quarters are left, so entries of updates nobody takes any more (a
+ * chunk removed by gc included) age out. `goldctl store gc` does not look at
+ * the folder: removing it is always safe. */
 #include "appliance/delta.h"
 
 #include <errno.h>
@@ -171,6 +173,7 @@ static size_t cache_get(struct delta_gen *g, const char *path, size_t nlen)
 	    le32(hdr + 8) == nlen && flen > 0 && flen < nlen && (size_t)n == ZD_HDR + flen) {
 		hash_buf(hdr + ZD_HDR, flen, &h);
 		if (memcmp(h.b, hdr + 16, HASH_LEN) == 0) {
+			utimensat(AT_FDCWD, path, NULL, 0); /* recently used (cache_trim) */
 			memmove(hdr, hdr + ZD_HDR, flen);
 			g->st.cache_hits++;
 			return flen;
@@ -183,6 +186,61 @@ static size_t cache_get(struct delta_gen *g, const char *path, size_t nlen)
 	return 0;
 }
 
+struct lru {
+	struct timespec mtime;
+	uint64_t size;
+	char name[160];
+};
+
+static int lru_cmp(const void *x, const void *y)
+{
+	const struct lru *a = x, *b = y;
+
+	if (a->mtime.tv_sec != b->mtime.tv_sec)
+		return a->mtime.tv_sec < b->mtime.tv_sec ? -1 : 1;
+	return a->mtime.tv_nsec < b->mtime.tv_nsec ? -1 : a->mtime.tv_nsec > b->mtime.tv_nsec;
+}
+
+/* The cache is full: removes the least recently used files until three
+ * quarters of the bound are left. */
+static void cache_trim(struct delta_gen *g)
+{
+	DIR *d = opendir(g->dir);
+	struct lru *v = NULL;
+	size_t n = 0, cap = 0, removed = 0;
+	uint64_t sum = 0;
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		struct stat st;
+
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(v->name) ||
+		    fstatat(dirfd(d), e->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (n == cap)
+			xgrow((void **)&v, &cap, n + 1, sizeof(*v));
+		v[n].mtime = st.st_mtim;
+		v[n].size = (uint64_t)st.st_size;
+		fmt_buf(v[n].name, sizeof(v[n].name), "%s", e->d_name);
+		sum += v[n].size;
+		n++;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), lru_cmp);
+	for (size_t i = 0; i < n && sum > g->cache_max / 4 * 3; i++)
+		if (unlinkat(dirfd(d), v[i].name, 0) == 0) {
+			sum -= v[i].size;
+			removed++;
+		}
+	closedir(d);
+	free(v);
+	g->cache_bytes = sum;
+	log_info("delta cache '%s' reached %llu bytes: %zu least recently used deltas removed",
+		 g->dir, (unsigned long long)g->cache_max, removed);
+}
+
 static void cache_put(struct delta_gen *g, const char *path, const uint8_t *frame, size_t flen,
 		      size_t nlen)
 {
@@ -191,6 +249,8 @@ static void cache_put(struct delta_gen *g, const char *path, const uint8_t *fram
 	char tmp[4200];
 	int fd;
 
+	if (g->cache_bytes + ZD_HDR + flen > g->cache_max)
+		cache_trim(g);
 	if (g->cache_bytes + ZD_HDR + flen > g->cache_max)
 		return;
 	memcpy(hdr, ZD_MAGIC, 4);

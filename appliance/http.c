@@ -212,6 +212,34 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
 	return r;
 }
 
+/* A streamed body (http_response.reader): counts what it produced for the
+ * access log. Reads happen while the connection, hence r, is alive. */
+struct stream {
+	ssize_t (*reader)(void *arg, uint64_t pos, char *buf, size_t max);
+	void (*reader_free)(void *arg);
+	void *arg;
+	struct req *r;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *st = cls;
+	ssize_t n = st->reader(st->arg, pos, buf, max);
+
+	if (n > 0)
+		st->r->bytes += (uint64_t)n;
+	return n;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *st = cls;
+
+	if (st->reader_free)
+		st->reader_free(st->arg);
+	free(st);
+}
+
 static enum MHD_Result queue(struct MHD_Connection *con, struct req *r, struct http_response *resp)
 {
 	struct MHD_Response *m;
@@ -222,11 +250,18 @@ static enum MHD_Result queue(struct MHD_Connection *con, struct req *r, struct h
 	if (resp->reader) {
 		/* a streamed body: no length, no chunked encoding (goldcache's
 		 * clients read until the server closes) */
-		m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, resp->reader,
-						      resp->reader_arg, resp->reader_free);
-		if (!m && resp->reader_free)
-			resp->reader_free(resp->reader_arg);
-		else if (m)
+		struct stream *st = xmalloc(sizeof(*st));
+
+		*st = (struct stream){.reader = resp->reader,
+				      .reader_free = resp->reader_free,
+				      .arg = resp->reader_arg,
+				      .r = r};
+		r->bytes = 0;
+		m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
+						      stream_free);
+		if (!m)
+			stream_free(st);
+		else
 			MHD_set_response_options(m, MHD_RF_HTTP_1_0_SERVER, MHD_RO_END);
 		resp->reader = NULL;
 		if (resp->fd >= 0)

@@ -14,10 +14,14 @@
 #   goldagent  the real goldcached + tgtd: `goldagent hydrate --appliance` fills
 #              slot A with v1 (not counted), v2 is imported with --promote, and the
 #              same command fills slot B: chunks whose hash is in slot A are copied
-#              locally, the rest fetched over iSCSI. Counted: the chunk bytes the
-#              agent reports and every byte tgtd and goldcached's HTTP sent.
-#              Once per chunk size in BENCH_UPDATE_CHUNKS (default "1M 64K 16K";
+#              locally, the changed ones come as zstd deltas against slot A's chunk
+#              over HTTP (docs/update.md), what no delta gave over iSCSI. Counted:
+#              the delta bytes and chunk bytes the agent reports, and every byte
+#              goldcached's HTTP (manifest, deltas) and tgtd sent ("wire").
+#              Once per chunk size in BENCH_UPDATE_CHUNKS (default "1M 64K";
 #              every version of an image must have the same chunk size).
+#              BENCH_UPDATE_NODELTA=1 adds a run with --no-delta per chunk size
+#              (every changed chunk over iSCSI, as before deltas).
 #   rsync      rsync daemon serving v2; the client holds v1 under the same name
 #              (delta transfer). Counted: rsync's --stats and the daemon's bytes.
 #   casync     `casync make` of v2 into a store served over HTTP (busybox httpd);
@@ -36,7 +40,12 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench/update.sh: needs root (netns, loop mount)" >&2; exit 1; }
 image=${BENCH_UPDATE_IMAGE:-debian}
 pkgs=${BENCH_UPDATE_PKGS:-nano less psmisc}
-chunks=${BENCH_UPDATE_CHUNKS:-1M 64K 16K}
+chunks=${BENCH_UPDATE_CHUNKS:-1M 64K}
+runs=""
+for cs in $chunks; do
+	runs+=" $cs"
+	[ "${BENCH_UPDATE_NODELTA:-0}" = 1 ] && runs+=" $cs/nodelta"
+done
 
 D=$(mktemp -d "${BENCH_DIR:-/var/tmp}/gc-update-bench.XXXXXX")
 NS=gcupd-$$
@@ -125,9 +134,12 @@ ctr_reset() { local c; for c in "$@"; do nsx nft reset counter inet gcb "$c" >/d
 
 # --- goldagent through goldcached + tgtd, once per chunk size (fresh ports each time)
 PREFIX=iqn.2026-11.org.goldcache.updatebench
-declare -A ga_bytes ga_wire ga_chunks ga_differ
-for cs in $chunks; do
-	G=$D/ga-$cs
+declare -A ga_bytes ga_wire ga_chunks ga_differ ga_dn ga_dbytes ga_iscsi ga_api ga_ms
+for run in $runs; do
+	cs=${run%/*}
+	flags=()
+	[ "$run" != "$cs" ] && flags=(--no-delta)
+	G=$D/ga-${run/\//-}
 	HTTP_PORT=$(free_port)
 	ISCSI_PORT=$(free_port)
 	URL=http://127.0.0.1:$HTTP_PORT
@@ -166,7 +178,7 @@ for cs in $chunks; do
 	nsx goldctl machine token pc1 --url "$URL" --token-file "$G/state/admin.token" >"$G/a/pc1.token"
 	hyd() {
 		nsx goldagent hydrate --cache "$G/cache.img" --appliance "$URL" --machine pc1 \
-			--token-file "$G/a/pc1.token" --state-dir "$G/a" 2>>"$G/agent.log"
+			--token-file "$G/a/pc1.token" --state-dir "$G/a" "$@" 2>>"$G/agent.log"
 	}
 	hyd >"$G/h1" || { cat "$G/h1" "$G/agent.log" >&2; exit 1; }
 	# no --chunk-size: a new version keeps the current one's
@@ -174,18 +186,26 @@ for cs in $chunks; do
 	for _ in $(seq 300); do [[ "$(lun1)" == */gold@2.img ]] && break; sleep 0.1; done
 	[[ "$(lun1)" == */gold@2.img ]] || { echo "bench/update.sh: goldcached did not serve gold@2" >&2; exit 1; }
 	ctr_reset iscsi_down api_down
-	hyd >"$G/h2" || { cat "$G/h2" "$G/agent.log" >&2; exit 1; }
-	say "goldagent ($cs chunks): $(cat "$G/h2")"
-	ga_bytes[$cs]=$(sed -n 's/^slot B: [0-9]* chunks fetched (\([0-9]*\) bytes).*/\1/p' "$G/h2")
-	ga_chunks[$cs]=$(sed -n 's/^slot B: \([0-9]*\) chunks fetched.*/\1/p' "$G/h2")
-	[ -n "${ga_bytes[$cs]}" ] || { echo "bench/update.sh: no 'slot B' line from goldagent" >&2; exit 1; }
-	ga_wire[$cs]=$(($(ctr iscsi_down) + $(ctr api_down)))
+	t0=$(date +%s%N)
+	hyd "${flags[@]}" >"$G/h2" || { cat "$G/h2" "$G/agent.log" >&2; exit 1; }
+	ga_ms[$run]=$((($(date +%s%N) - t0) / 1000000))
+	say "goldagent ($run chunks): $(cat "$G/h2")"
+	ga_iscsi[$run]=$(sed -n 's/^slot B: [0-9]* chunks fetched (\([0-9]*\) bytes).*/\1/p' "$G/h2")
+	ga_chunks[$run]=$(sed -n 's/^slot B: \([0-9]*\) chunks fetched.*/\1/p' "$G/h2")
+	[ -n "${ga_iscsi[$run]}" ] || { echo "bench/update.sh: no 'slot B' line from goldagent" >&2; exit 1; }
+	ga_dn[$run]=$(sed -n 's/^slot B: \([0-9]*\) chunks as deltas.*/\1/p' "$G/h2")
+	ga_dbytes[$run]=$(sed -n 's/^slot B: [0-9]* chunks as deltas (\([0-9]*\) bytes on the wire.*/\1/p' "$G/h2")
+	ga_dn[$run]=${ga_dn[$run]:-0}
+	ga_dbytes[$run]=${ga_dbytes[$run]:-0}
+	ga_bytes[$run]=$((ga_iscsi[$run] + ga_dbytes[$run]))
+	ga_api[$run]=$(ctr api_down)
+	ga_wire[$run]=$(($(ctr iscsi_down) + ga_api[$run]))
 	goldctl --store "$G/store" image manifest gold@1 >"$G/m1"
 	goldctl --store "$G/store" image manifest gold@2 >"$G/m2"
-	ga_differ[$cs]=$(awk 'FNR == 1 { f++ } /^[0-9a-f]+$/ && length($0) == 64 {
+	ga_differ[$run]=$(awk 'FNR == 1 { f++ } /^[0-9a-f]+$/ && length($0) == 64 {
 		if (f == 1) seen[$0] = 1; else if (!seen[$0]) n++ } END { print n + 0 }' "$G/m1" "$G/m2")
 	goldagent cache check --slot B --manifest "$G/m2" "$G/cache.img" >/dev/null ||
-		{ echo "bench/update.sh: slot B does not check against v2 ($cs)" >&2; exit 1; }
+		{ echo "bench/update.sh: slot B does not check against v2 ($run)" >&2; exit 1; }
 	kill -TERM "$gc_pid"
 	wait "$gc_pid" 2>/dev/null || true
 	PIDS=("${PIDS[@]:0:${#PIDS[@]}-1}") # waited for: its PID may be reused
@@ -238,18 +258,23 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 base=$((changed_4k * 4096))
 echo
-printf '%-38s %14s %10s %12s %10s\n' "" "fetched" "MiB" "wire MiB" "/changed"
-for cs in $chunks; do
-	printf '%-38s %14d %10s %12s %10s\n' "goldagent, $cs chunks (${ga_chunks[$cs]}/${ga_differ[$cs]} new)" \
-		"${ga_bytes[$cs]}" "$(mib "${ga_bytes[$cs]}")" "$(mib "${ga_wire[$cs]}")" "$(ratio "${ga_bytes[$cs]}" "$base")"
+printf '%-44s %14s %10s %12s %10s\n' "" "fetched" "MiB" "wire MiB" "/changed"
+for run in $runs; do
+	printf '%-44s %14d %10s %12s %10s\n' "goldagent, $run chunks (${ga_differ[$run]} new)" \
+		"${ga_bytes[$run]}" "$(mib "${ga_bytes[$run]}")" "$(mib "${ga_wire[$run]}")" "$(ratio "${ga_bytes[$run]}" "$base")"
+	printf '%-44s %14d %10s\n' "   ${ga_dn[$run]} as deltas over HTTP" "${ga_dbytes[$run]}" "$(mib "${ga_dbytes[$run]}")"
+	printf '%-44s %14d %10s %12s\n' "   ${ga_chunks[$run]} chunks over iSCSI" "${ga_iscsi[$run]}" "$(mib "${ga_iscsi[$run]}")" \
+		"$(mib "$((ga_wire[$run] - ga_api[$run]))")"
+	printf '%-44s %14s %10s %12s\n' "   HTTP (manifest, deltas; took ${ga_ms[$run]} ms)" "" "" "$(mib "${ga_api[$run]}")"
 done
-printf '%-38s %14d %10s %12s %10s\n' "rsync (received)" "$rs_recv" "$(mib "$rs_recv")" "$(mib "$rs_down")" \
+printf '%-44s %14d %10s %12s %10s\n' "rsync (received)" "$rs_recv" "$(mib "$rs_recv")" "$(mib "$rs_down")" \
 	"$(ratio "$rs_recv" "$base")"
-printf '%-38s %14d %10s %12s %10s\n' "casync ($cas_req chunks, $cas_raw raw)" "$cas_down" "$(mib "$cas_down")" \
+printf '%-44s %14d %10s %12s %10s\n' "casync ($cas_req chunks, $cas_raw raw)" "$cas_down" "$(mib "$cas_down")" \
 	"$(mib "$cas_down")" "$(ratio "$cas_down" "$base")"
 echo "(changed = $changed_4k differing 4 KiB blocks = $base bytes; wire = IP bytes the server sent)"
 echo "(upstream: rsync sent $rs_sent bytes of block checksums (wire $(mib "$rs_up") MiB), casync's requests $(mib "$cas_up") MiB)"
-for cs in $chunks; do
-	printf 'goldagent %s / rsync: %sx   goldagent %s / casync: %sx\n' "$cs" \
-		"$(ratio "${ga_bytes[$cs]}" "$rs_recv")" "$cs" "$(ratio "${ga_bytes[$cs]}" "$cas_down")"
+for run in $runs; do
+	printf 'goldagent %s / rsync: %sx (wire %sx)   / casync: %sx (wire %sx)\n' "$run" \
+		"$(ratio "${ga_bytes[$run]}" "$rs_recv")" "$(ratio "${ga_wire[$run]}" "$rs_down")" \
+		"$(ratio "${ga_bytes[$run]}" "$cas_down")" "$(ratio "${ga_wire[$run]}" "$cas_down")"
 done

@@ -4,9 +4,10 @@
 # the appliance up and writes a file on its overlay root (the machine volume).
 # Version 2 of the image (a file added, one replaced, written with debugfs) is
 # imported with --promote; at the next boot goldagent attach fetches only the
-# chunks of v2 that v1 does not have into slot B (its own count, shown by the guest
-# from goldagent's log, and tgtd's bytes counted by nftables in the lab both say
-# so), the guest sees v2's files and the user's file is still there. Rolling back
+# chunks of v2 that v1 does not have into slot B, the changed ones as zstd deltas
+# against slot A over HTTP and the rest over iSCSI (its own counts, shown by the
+# guest from goldagent's log, and tgtd's bytes counted by nftables in the lab
+# say so), the guest sees v2's files and the user's file is still there. Rolling back
 # (promote tiny@1) switches to slot A at the next boot with no chunk fetched; the
 # user's file is still there.
 # gc-test: slow
@@ -95,13 +96,23 @@ story_begin 4 "laptop1's next boot: the delta into slot B, v2 seen, the user's f
 update_counter_reset
 update_boot 3 || story_fail "laptop1 did not boot after the update"
 sent=$(update_counter_bytes)
+dline=$(grep -o 'slot B: [0-9]* chunks as deltas ([0-9]* bytes on the wire for [0-9]* bytes of chunks), [0-9]* left for iSCSI, [0-9]* rejected' <<<"$UPDATE_SERIAL")
 line=$(grep -o 'slot B: [0-9]* chunks fetched ([0-9]* bytes), [0-9]* copied from slot A' <<<"$UPDATE_SERIAL")
+diag "goldagent (shown by the guest): $dline"
 diag "goldagent (shown by the guest): $line"
-like "$line" "^slot B: $new chunks fetched \($((new * cs)) bytes\), [1-9][0-9]* copied from slot A" \
-	"goldagent fetched exactly the $new new chunk(s) ($((new * cs)) bytes), copied the rest from slot A"
+read -r dn dwire < <(sed -n 's/^slot B: \([0-9]*\) chunks as deltas (\([0-9]*\) bytes on the wire.*/\1 \2/p' <<<"$dline")
+inew=$(sed -n 's/^slot B: \([0-9]*\) chunks fetched.*/\1/p' <<<"$line")
+like "$dline" "^slot B: [1-9][0-9]* chunks as deltas .* 0 rejected" \
+	"goldagent got ${dn:-no} changed chunk(s) as deltas over HTTP, none rejected"
+ok "$((${dn:-0} + ${inew:-0} == new ? 0 : 1))" \
+	"  deltas (${dn:-?}) + chunks over iSCSI (${inew:-?}) = the $new new chunk(s)"
+ok "$((${dwire:-0} > 0 && ${dwire:-0} < ${dn:-0} * cs / 2 ? 0 : 1))" \
+	"  the deltas took ${dwire:-?} bytes for ${dn:-?} chunk(s) of $cs bytes (under half)"
+like "$line" "^slot B: ${inew:-x} chunks fetched \($((${inew:-0} * cs)) bytes\), [1-9][0-9]* copied from slot A" \
+	"  only the rest (${inew:-?}) fetched over iSCSI, the others copied from slot A"
 diag "tgtd sent $sent bytes during boot 3 (nftables in the lab)"
-ok "$((sent >= new * cs && sent < new * cs + cs / 2 ? 0 : 1))" \
-	"  tgtd sent $sent bytes: the new chunks plus iSCSI overhead, less than one more chunk"
+ok "$((sent >= ${inew:-0} * cs && sent < ${inew:-0} * cs + cs / 2 ? 0 : 1))" \
+	"  tgtd sent $sent bytes: the chunks fetched over iSCSI plus overhead, less than one more chunk"
 like "$UPDATE_SERIAL" "show /etc/goldcache-release: tiny v2" "the guest sees v2's new file"
 like "$UPDATE_SERIAL" "show /etc/issue: goldcache tiny gold image, version 2" "  and v2's replaced /etc/issue"
 like "$UPDATE_SERIAL" "(^|: )$userline\$" "the user's file survived the update: '$userline' is in it"

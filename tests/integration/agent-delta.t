@@ -171,6 +171,8 @@ is "$(post "$tok" deb '{"from": 1, "to": 2, "chunks": [1')" 400 "malformed JSON:
 is "$(post "$tok" deb '{"from": 1, "to": 2, "chunks": [1], "x": 1}')" 400 "unknown key: 400"
 is "$(post "$tok" deb '{"from": 1, "to": 2, "chunks": [1, 6]}')" 200 "a good request: 200"
 is "$(head -c 8 "$D/post.out")" "GCDELTA" "  a delta stream"
+logged=$(awk '$3 == "POST" && $4 == "/api/v1/images/deb/delta" && $5 == 200 {b = $6} END {print b}' "$D/state/access.log")
+is "$logged" "$(stat -c %s "$D/post.out")" "  the access log counts the streamed bytes"
 
 t_run "cache check pc1" goldagent cache check "$D/pc1/c.img"
 done_testing

@@ -323,6 +323,29 @@ static void test_gen_apply(void)
 		is_int(delta_gen_stats(g)->made, 3, "  and the delta made again");
 	}
 
+	/* a bound of 10000 bytes holds one delta of about 8 KiB: the next one
+	 * makes room by removing the least recently used */
+	{
+		struct delta_gen *g2 = NULL;
+		char d2[4200], f0[8600], f2[8600], hx1[HASH_HEX_LEN + 1], hx2[HASH_HEX_LEN + 1];
+		struct stat sb;
+
+		snprintf(d2, sizeof(d2), "%s/deltas2", dir);
+		snprintf(f0, sizeof(f0), "%s/%s-%s.zd", d2, hash_to_hex(&m1->chunks[0].id, hx1),
+			 hash_to_hex(&m2->chunks[0].id, hx2));
+		snprintf(f2, sizeof(f2), "%s/%s-%s.zd", d2, hash_to_hex(&m1->chunks[2].id, hx1),
+			 hash_to_hex(&m2->chunks[2].id, hx2));
+		ok(delta_gen_new(st, d2, 10000, &g2) == 0 &&
+			   delta_gen_record(g2, m1, m2, 0, &rec, &len) == 0,
+		   "a cache bounded to 10000 bytes keeps chunk 0's delta");
+		ok(stat(f0, &sb) == 0, "  its file is there");
+		ok(delta_gen_record(g2, m1, m2, 2, &rec, &len) == 0 && rec[8] == DELTA_OK,
+		   "chunk 2's delta too");
+		ok(stat(f0, &sb) < 0 && stat(f2, &sb) == 0,
+		   "  the least recently used (chunk 0's) made room for it");
+		delta_gen_free(g2);
+	}
+
 	/* the agent's side: a cache with v1 in slot A, v2 assigned to slot B */
 	{
 		struct cache_params p = {.image = "deb",
