@@ -173,6 +173,10 @@ int delta_pass(struct cache *c, int slot, const struct chunk_hashes *hs, const s
 	int rc = 0;
 
 	memset(st, 0, sizeof(*st));
+	if (cs > DELTA_MAX_CHUNK_SIZE) { /* the appliance offers none */
+		free(set);
+		return 0;
+	}
 	batch = o->batch ? o->batch : (size_t)MIN(DELTA_MAX_CHUNKS, MAX(1, BATCH_BYTES / cs));
 	batch = MIN(batch, DELTA_MAX_CHUNKS);
 	idx = xmalloc(batch * sizeof(*idx));

@@ -34,7 +34,8 @@ struct delta_opts {
 };
 
 /* The pass over slot (hashes hs): 0 when it ran (some chunks may be left for
- * the hydrator; st says how many), -ENOENT when the appliance offers no
+ * the hydrator; st says how many; nothing is asked for chunks above
+ * DELTA_MAX_CHUNK_SIZE), -ENOENT when the appliance offers no
  * deltas (an older one), another -errno when a request failed (the pass
  * stops; what was applied stays), or a cache I/O error. A crash loses at most
  * the chunks of the batch being applied. */

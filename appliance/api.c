@@ -1703,6 +1703,30 @@ static void h_metrics(struct ctx *c)
 		a->scripts[BOOT_CACHE], a->scripts[BOOT_STREAM], a->scripts[BOOT_SANBOOT],
 		a->scripts[BOOT_REFUSE], a->sanboot_refused, a->cfg->n_machines,
 		api_now(a) - a->started);
+	if (a->delta) {
+		const struct delta_gen_stats *ds = delta_gen_stats(a->delta);
+		char *all = xasprintf(
+			"%s"
+			"# HELP goldcache_deltas_total Gold-update deltas answered, by how.\n"
+			"# TYPE goldcache_deltas_total counter\n"
+			"goldcache_deltas_total{how=\"made\"} %" PRIu64 "\n"
+			"goldcache_deltas_total{how=\"cached\"} %" PRIu64 "\n"
+			"goldcache_deltas_total{how=\"none\"} %" PRIu64 "\n"
+			"goldcache_deltas_total{how=\"failed\"} %" PRIu64 "\n"
+			"# HELP goldcache_delta_cache_damaged_total Delta cache files found "
+			"damaged "
+			"(removed, made again).\n"
+			"# TYPE goldcache_delta_cache_damaged_total counter\n"
+			"goldcache_delta_cache_damaged_total %" PRIu64 "\n"
+			"# HELP goldcache_delta_bytes_total Bytes of delta records sent.\n"
+			"# TYPE goldcache_delta_bytes_total counter\n"
+			"goldcache_delta_bytes_total %" PRIu64 "\n",
+			out, ds->made, ds->cache_hits, ds->none, ds->failed, ds->cache_bad,
+			ds->bytes);
+
+		free(out);
+		out = all;
+	}
 	c->resp->status = 200;
 	c->resp->content_type = "text/plain; version=0.0.4";
 	c->resp->body = out;
@@ -1804,6 +1828,13 @@ static void h_delta(struct ctx *c)
 	if (delta_allowed(c, image, to) < 0 || delta_load(c, image, from, &mf) < 0 ||
 	    delta_load(c, image, to, &mt) < 0)
 		goto out;
+	if (mt->chunk_size > DELTA_MAX_CHUNK_SIZE) {
+		http_error(c->resp, 409,
+			   "%s@%u has chunks of %u bytes: deltas are made for chunks up to %u "
+			   "bytes (fetch its chunks over iSCSI)",
+			   image, to, mt->chunk_size, DELTA_MAX_CHUNK_SIZE);
+		goto out;
+	}
 	if (mf->chunk_size != mt->chunk_size) {
 		http_error(c->resp, 409,
 			   "%s@%u has chunks of %u bytes and %s@%u of %u: no deltas between them",

@@ -53,6 +53,8 @@
  *   STATE/uploads/         upload LUN files, NAME.img, sparse, 0600 (kept)
  *   STATE/restore/         restore LUN files, FROM@SNAP.img (removed when no
  *                          order names them)
+ *   STATE/deltas/          gold-update deltas, OLD-NEW.zd (a cache, bounded,
+ *                          least recently used removed; appliance/delta.c)
  *   STATE/registry.db      the machine registry (kept)
  *   STATE/tgt-accounts.json  fingerprints of the CHAP secrets set in tgtd (kept)
  *

@@ -27,6 +27,10 @@
 #define DELTA_REC_LEN 16u
 /* chunks per request (the agent batches) */
 #define DELTA_MAX_CHUNKS 256u
+/* Deltas are offered for chunks up to this size: the appliance compresses one
+ * chunk per write on its event loop (about 15 ms per MiB at its level), and a
+ * larger chunk would stall the loop. Larger chunks come over iSCSI. */
+#define DELTA_MAX_CHUNK_SIZE (4u << 20)
 
 enum delta_status {
 	DELTA_OK = 0, /* a frame follows */

@@ -174,5 +174,9 @@ is "$(head -c 8 "$D/post.out")" "GCDELTA" "  a delta stream"
 logged=$(awk '$3 == "POST" && $4 == "/api/v1/images/deb/delta" && $5 == 200 {b = $6} END {print b}' "$D/state/access.log")
 is "$logged" "$(stat -c %s "$D/post.out")" "  the access log counts the streamed bytes"
 
+m=$(curl -s "$URL/metrics")
+like "$m" 'goldcache_deltas_total\{how="made"\} [1-9]' "/metrics counts the deltas made"
+like "$m" 'goldcache_deltas_total\{how="cached"\} [1-9]' "  and those served from the cache"
+like "$m" 'goldcache_delta_cache_damaged_total 1' "  and the damaged cache file"
 t_run "cache check pc1" goldagent cache check "$D/pc1/c.img"
 done_testing
