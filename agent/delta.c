@@ -15,13 +15,17 @@
  * size), verified against the new manifest's hash, written into the slot, and
  * made present by the batch's cache_commit (data fdatasync, then the present
  * map): the hydrator's ordering. A record that fails any step leaves its
- * chunk absent, and hydrate_pipelined fetches it over iSCSI afterwards. */
+ * chunk absent, and hydrate_pipelined fetches it over iSCSI afterwards.
+ * A request the appliance does not answer (unreachable, cut) is tried three
+ * times (1 s, then 2 s apart); then the pass stops and the rest goes to the
+ * hydrator, which has its own reconnects and give-up time. */
 #include "agent/delta.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/apiclient.h"
 #include "agent/cache.h"
@@ -197,9 +201,17 @@ int delta_pass(struct cache *c, int slot, const struct chunk_hashes *hs, const s
 			char *body = NULL;
 			size_t len = 0;
 
-			rc = apic_delta_post(o->api, o->image, o->from, o->to, idx, n,
-					     DELTA_HDR_LEN + n * (DELTA_REC_LEN + cs), &body, &len);
-			st->requests++;
+			/* a link that drops for a moment costs a retry, not every
+			 * remaining chunk whole over iSCSI */
+			for (unsigned attempt = 0;; attempt++) {
+				rc = apic_delta_post(o->api, o->image, o->from, o->to, idx, n,
+						     DELTA_HDR_LEN + n * (DELTA_REC_LEN + cs),
+						     &body, &len);
+				st->requests++;
+				if (rc == 0 || !apic_unreachable(rc) || attempt == 2)
+					break;
+				sleep(1u << attempt);
+			}
 			if (rc == 0) {
 				st->wire_bytes += len;
 				rc = delta_apply(c, slot, hs, o->old_slot, o->old, idx, n,
