@@ -17,6 +17,13 @@
 #   cold: the cache file's pages dropped before each run of each side (as
 #        after a boot); warm: every page read is in the page cache on both
 #        sides (a pass of each side first), the pure cost of goldagent + NBD.
+# Multi-connection rows (GC_BENCH_CONNS, "1 2 4"; "" skips them): nbdcopy
+# (libnbd) with N connections and N threads, 8 requests of 1 MiB in flight
+# each, reading the whole image warm (GC_BENCH_PASSES runs, wall time
+# including nbdcopy's start): NBD reads the gold export (it advertises
+# multi-conn), direct reads the image file the cache was hydrated from (the
+# same bytes on the same filesystem: nbdcopy cannot read a byte range of a
+# file), same client settings.
 # Warm runs repeat the reads GC_BENCH_PASSES times (4: long enough to time
 # at several GB/s), one qemu-img run each. Goal: nbd/direct >= 0.7x.
 # Size: GC_BENCH_MB (default 1024). Request sizes: GC_BENCH_REQ ("1M 4K").
@@ -33,7 +40,8 @@ qds=${GC_BENCH_QD:-1 8}
 reqs=${GC_BENCH_REQ:-1M 4K}
 passes=${GC_BENCH_PASSES:-4}
 small=${GC_BENCH_SMALL:-8192}
-for c in goldagent qemu-img jq numfmt; do
+conns=${GC_BENCH_CONNS-1 2 4}
+for c in goldagent qemu-img jq numfmt ${conns:+nbdcopy}; do
 	command -v "$c" >/dev/null || {
 		echo "agent-nbd: missing $c (run make deps)" >&2
 		exit 1
@@ -41,10 +49,10 @@ for c in goldagent qemu-img jq numfmt; do
 done
 for req in $reqs; do
 	reqb=$(numfmt --from=iec "$req")
-	[ "$reqb" -ge 512 ] && [ $((reqb % 512)) -eq 0 ] && [ $(((mb << 20) % reqb)) -eq 0 ] || {
+	if [ "$reqb" -lt 512 ] || [ $((reqb % 512)) -ne 0 ] || [ $(((mb << 20) % reqb)) -ne 0 ]; then
 		echo "agent-nbd: request size $req (GC_BENCH_REQ) must be a multiple of 512 dividing GC_BENCH_MB ($mb MiB)" >&2
 		exit 2
-	}
+	fi
 done
 d=$(mktemp -d "${TMPDIR:-/tmp}/gc-bench-agent.XXXXXX")
 pid=
@@ -59,7 +67,7 @@ head -c $((mb << 20)) /dev/urandom >"$d/img"
 goldagent cache init --image bench --version 1 --chunk-size 1M --size $((mb << 20)) \
 	--volume-size 64M "$d/c" >/dev/null
 goldagent hydrate --cache "$d/c" --source-file "$d/img" >/dev/null
-rm -f "$d/img"
+[ -n "$conns" ] || rm -f "$d/img" # nbdcopy's direct side reads it
 slot=$(goldagent status --json --cache "$d/c" | jq -r .layout.slot_a)
 goldagent serve --cache "$d/c" --gold-socket "$d/g.sock" 2>"$d/serve.log" &
 pid=$!
@@ -127,6 +135,30 @@ for r in $(seq "$reps"); do
 		done
 	done
 done
+# ncopy PASSES CONNS SOURCE: wall seconds of PASSES nbdcopy runs
+ncopy() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	for _ in $(seq "$1"); do
+		nbdcopy --no-extents --connections="$2" --threads="$2" --requests=8 \
+			--request-size=1048576 "$3" null:
+	done
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+for r in $(seq "$reps"); do
+	for n in $conns; do
+		ncopy 1 "$n" "$d/img" >/dev/null
+		td=$(ncopy "$passes" "$n" "$d/img")
+		ncopy 1 "$n" "nbd+unix:///gold?socket=$d/g.sock" >/dev/null
+		s0=$(cpu "$pid")
+		tn=$(ncopy "$passes" "$n" "nbd+unix:///gold?socket=$d/g.sock")
+		cs=$(awk -v a="$s0" -v b="$(cpu "$pid")" 'BEGIN { print b - a }')
+		awk -v k="r$r nbdcopy x$n" -v m="$((mb * passes))" -v td="$td" -v tn="$tn" 'BEGIN {
+			printf "  %-18s %14d %14d %6.2fx\n", k, m / td, m / tn, td / tn }'
+		echo "nbdcopy-x$n $td $tn $passes 0 0 $cs $((mb << 20)) $((mb * passes))" >>"$d/times"
+	done
+done
 echo "  median of $reps rounds; CPU microseconds per request, all rounds: direct (qemu-img) vs NBD (qemu-img + goldagent):"
 for req in $reqs; do
 	for qd in $qds; do
@@ -147,4 +179,18 @@ for req in $reqs; do
 				"$d/times"
 		done
 	done
+done
+for n in $conns; do
+	awk -v k="nbdcopy-x$n" '
+		BEGIN { n = 0 }
+		function med(a, n,   i, j, t) {
+			for (i = 0; i < n; i++)
+				for (j = i + 1; j < n; j++)
+					if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+			return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
+		}
+		$1 == k { d[n] = $2 + 0; b[n] = $3 + 0; n++; m = $8 * $4 / 1048576; q += $9; cs += $7 }
+		END { md = med(d, n); mn = med(b, n)
+		      printf "  %-18s %14d %14d %6.2fx (1 MiB reads, warm)   goldagent cpu us/req %.1f\n",
+			k, m / md, m / mn, md / mn, cs * 1e6 / q }' "$d/times"
 done
