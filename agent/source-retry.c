@@ -362,6 +362,8 @@ static void probe_tick(struct rsrc *r)
 		if (n < 0) {
 			mark_lost(r, n);
 		} else if (n == 0) {
+			log_debug("%s: NOP-Out answered (seen %llu ms after it)", r->inner->desc,
+				  (unsigned long long)(now - r->probe_at));
 			r->probe_at = 0;
 			r->active_at = now;
 		} else if (now - r->probe_at >= PROBE_DEADLINE_MS) {
@@ -380,6 +382,8 @@ static void probe_tick(struct rsrc *r)
 		mark_lost(r, n);
 	else if (n > 0)
 		r->probe_at = now;
+	log_debug("%s: idle %llu ms: NOP-Out sent", r->inner->desc,
+		  (unsigned long long)(now - r->active_at));
 }
 
 static int r_service(struct chunk_source *s, int revents)

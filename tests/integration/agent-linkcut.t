@@ -245,11 +245,17 @@ is "$?" 0 "attach stops cleanly"
 mkdir -p "$D/d"
 cp "$D/c/pc3.token" "$D/d/"
 RUN=$D/run-idle
-ip netns exec "$NC_AG" goldagent attach --appliance "$URL" --machine pc3 --mode cache \
-	--cache "$D/d/c.img" --run-dir "$RUN" --no-hydrate --sync-interval 0 >"$D/idle.log" 2>&1 &
+# (debug log: the probes' lines)
+GOLDCACHE_DEBUG=1 ip netns exec "$NC_AG" goldagent attach --appliance "$URL" --machine pc3 \
+	--mode cache --cache "$D/d/c.img" --run-dir "$RUN" --no-hydrate --sync-interval 0 \
+	>"$D/idle.log" 2>&1 &
 AP=$!
 track "$AP"
 wait_for 30 test -S "$RUN/gold.sock" || bail "goldagent attach (idle) did not come up"
+wait_for 60 grep -q "NOP-Out answered" "$D/idle.log"
+ok $? "idle: with the link up the idle session's NOP-Out is answered"
+is "$(grep -c "session lost" "$D/idle.log")" 0 "idle: and the session is kept"
+diag "idle: $(grep -m1 -o 'NOP-Out answered.*' "$D/idle.log")"
 t_cut=$(now)
 netcut_drop_on || bail "cannot cut the link"
 wait_for 90 grep -q "no answer to a NOP-Out" "$D/idle.log"
