@@ -96,7 +96,7 @@ story_begin 4 "laptop1's next boot: the delta into slot B, v2 seen, the user's f
 update_counter_reset
 update_boot 3 || story_fail "laptop1 did not boot after the update"
 sent=$(update_counter_bytes)
-dline=$(grep -o 'slot B: [0-9]* chunks as deltas ([0-9]* bytes on the wire for [0-9]* bytes of chunks), [0-9]* left for iSCSI, [0-9]* rejected' <<<"$UPDATE_SERIAL")
+dline=$(grep -o 'slot B: [0-9]* chunks as deltas ([0-9]* bytes on the wire for [0-9]* bytes of chunks), [0-9]* left for iSCSI, [0-9]* rejected' <<<"$UPDATE_SERIAL" | tail -n 1)
 line=$(grep -o 'slot B: [0-9]* chunks fetched ([0-9]* bytes), [0-9]* copied from slot A' <<<"$UPDATE_SERIAL")
 diag "goldagent (shown by the guest): $dline"
 diag "goldagent (shown by the guest): $line"
