@@ -636,7 +636,9 @@ static void delta_before_hydrate(struct aargs *a, struct session *s)
 				.batch = a->delta_batch};
 	r = delta_pass(s->c, s->slot, &s->hs, &o, &st);
 	if (r == -ENOENT)
-		log_info("the appliance offers no deltas: every new chunk comes over iSCSI");
+		log_info("no deltas from the appliance (an older one, or %s@%u is gone from its "
+			 "store): the changed chunks come over iSCSI",
+			 o.image, from);
 	else if (r < 0)
 		log_warn("delta pass stopped (%s): the rest comes over iSCSI", strerror(-r));
 	if (!st.candidates)

@@ -8,7 +8,9 @@
 # does not verify on the machine (its slot A chunk damaged) is rejected and
 # that chunk comes over iSCSI, still correct; an agent killed in the middle
 # of the delta pass completes at the next attach; --no-delta fetches all over
-# iSCSI; an appliance asked for what the machine is not assigned says 403.
+# iSCSI; an appliance asked for what the machine is not assigned says 403; with
+# no delta to give (404: the machine's version removed from the store, as an
+# appliance without the route answers) the changed chunks come over iSCSI.
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-attach.sh"
 . "$GC_SRC/tests/lib-machine.sh"
@@ -173,6 +175,26 @@ is "$(post "$tok" deb '{"from": 1, "to": 2, "chunks": [1, 6]}')" 200 "a good req
 is "$(head -c 8 "$D/post.out")" "GCDELTA" "  a delta stream"
 logged=$(awk '$3 == "POST" && $4 == "/api/v1/images/deb/delta" && $5 == 200 {b = $6} END {print b}' "$D/state/access.log")
 is "$logged" "$(stat -c %s "$D/post.out")" "  the access log counts the streamed bytes"
+
+# --- deb@3 promoted and deb@2, the version pc2 runs, removed from the store:
+# the appliance has no delta from it (404, as an appliance without the route
+# answers): pc2's changed chunks come over iSCSI, still correct
+cp "$D/v2.img" "$D/v3.img"
+for c in 2 5; do
+	head -c 4096 /dev/urandom | dd of="$D/v3.img" bs=4096 seek=$((c * CS / 4096 + 9)) conv=notrunc 2>/dev/null
+done
+is "$(goldctl --store "$D/store" image import --promote deb "$D/v3.img" 2>&1)" deb@3 "deb@3 imported and current"
+goldctl --store "$D/store" image export deb@3 "$D/v3.export" >/dev/null || bail "export 3"
+machine_wait_lun "$D/state/run/tgtd.sock" "$PREFIX" pc4 "$D/state/exports/deb@3.img" 30
+ok $? "LUN 1 serves deb@3"
+t_run "deb@2 removed from the store" goldctl --store "$D/store" image rm deb@2
+hydrate pc2 >"$D/pc2/h3.log" 2>&1
+ok $? "pc2's update from the removed deb@2 to deb@3 completes"
+like "$(cat "$D/pc2/h3.log")" "no deltas from the appliance .*deb@2 is gone" "  it says why there are no deltas"
+is "$(sed -n 's/^slot A: \([0-9]*\) chunks fetched (\([0-9]*\) bytes).*/\1 \2/p' "$D/pc2/h3.log")" "2 $((2 * CS))" \
+	"  the 2 changed chunks came over iSCSI"
+gold pc2 "$D/pc2/gold3" || bail "serve pc2"
+t_run "  slot A is byte-identical to the export of deb@3" cmp "$D/pc2/gold3" "$D/v3.export"
 
 m=$(curl -s "$URL/metrics")
 like "$m" 'goldcache_deltas_total\{how="made"\} [1-9]' "/metrics counts the deltas made"
