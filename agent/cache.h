@@ -183,6 +183,7 @@ int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data,
  * maps are never read by the writer, so a commit may run meanwhile. */
 struct cache_chunk_io {
 	int fd;
+	int dfd; /* O_DIRECT descriptor, or -1 */
 	int slot;
 	uint64_t idx;
 	uint64_t off; /* in the cache device */
@@ -192,7 +193,10 @@ struct cache_chunk_io {
 /* 0, -EINVAL, -EROFS, or -EEXIST when already present. */
 int cache_chunk_prepare(struct cache *c, int slot, uint64_t idx, size_t len,
 			struct cache_chunk_io *io);
-/* 0 or the write's negative errno (logged). Thread-safe. */
+/* 0 or the write's negative errno (logged). Thread-safe. With data aligned
+ * to CACHE_DIO_ALIGN (and a chunk offset and length that are too) the write
+ * bypasses the page cache (O_DIRECT) where the file system allows it. */
+#define CACHE_DIO_ALIGN 4096u
 int cache_chunk_io_write(const struct cache_chunk_io *io, const void *data);
 void cache_chunk_written(struct cache *c, const struct cache_chunk_io *io);
 /* Makes written chunks present: fdatasync (data), set bits, write the changed

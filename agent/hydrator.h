@@ -30,6 +30,7 @@ struct hydr_opts {
 struct hydr_stats {
 	struct hydrate_stats h; /* fetched, copied, zero, skipped, rejected, bytes */
 	unsigned reconnects; /* sessions reopened after a failure */
+	uint64_t paired; /* chunks verified two at a time (chunk_hashes_verify2) */
 	uint64_t elapsed_ms;
 };
 

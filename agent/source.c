@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent/cache.h"
+#include "lib/hash-x2.h"
 #include "lib/io.h"
 #include "lib/log.h"
 #include "lib/manifest.h"
@@ -363,6 +364,21 @@ int chunk_hashes_verify(const struct chunk_hashes *hs, uint64_t idx, const void 
 	}
 	hash_buf(data, len, &h);
 	return hash_equal(&h, &hs->h[idx]) ? 0 : -EBADMSG;
+}
+
+void chunk_hashes_verify2(const struct chunk_hashes *hs, uint64_t ia, const void *a, size_t la,
+			  uint64_t ib, const void *b, size_t lb, int *ra, int *rb)
+{
+	struct hash ha, hb;
+
+	if (ia >= hs->n || ib >= hs->n || hs->zero[ia] || hs->zero[ib] || la != lb) {
+		*ra = chunk_hashes_verify(hs, ia, a, la);
+		*rb = chunk_hashes_verify(hs, ib, b, lb);
+		return;
+	}
+	hash_buf2(a, b, la, &ha, &hb);
+	*ra = hash_equal(&ha, &hs->h[ia]) ? 0 : -EBADMSG;
+	*rb = hash_equal(&hb, &hs->h[ib]) ? 0 : -EBADMSG;
 }
 
 /* ---- hydration ---- */

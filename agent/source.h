@@ -77,6 +77,11 @@ int chunk_hashes_parse(const char *text, size_t len, struct chunk_hashes *out, u
 void chunk_hashes_release(struct chunk_hashes *hs);
 /* 0 when data matches chunk idx, -EBADMSG when not, -ERANGE for no such chunk. */
 int chunk_hashes_verify(const struct chunk_hashes *hs, uint64_t idx, const void *data, size_t len);
+/* Two chunks at once, verdicts as chunk_hashes_verify into *ra and *rb: both
+ * hashed together (hash_buf2, about half the CPU of two) when both are
+ * hashed chunks of the same length, else one after the other. */
+void chunk_hashes_verify2(const struct chunk_hashes *hs, uint64_t ia, const void *a, size_t la,
+			  uint64_t ib, const void *b, size_t lb, int *ra, int *rb);
 
 struct hydrate_stats {
 	uint64_t fetched; /* chunks read from the source, written, made present */

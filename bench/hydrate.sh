@@ -10,8 +10,17 @@
 #                      read, SHA-256 verified, written to the cache and
 #                      committed (fdatasync, present map), from an empty cache.
 # The cache is on BENCH_CACHE_DIR (default /dev/shm), so this measures the
-# transfer + verification path as iscsi-perf measures the transfer; on a disk
-# the disk's write rate bounds it. Goal: hydrate >= 0.9x iscsi-perf.
+# transfer + verification path as iscsi-perf measures the transfer (plus the
+# cost of storing each chunk in RAM); on a disk (a directory on one) the
+# chunks go with O_DIRECT and the disk's write rate may bound it. Goal:
+# hydrate >= 0.9x iscsi-perf.
+# Both clients are libiscsi with its default session parameters
+# (MaxRecvDataSegmentLength 262144, ImmediateData yes, InitialR2T no, header
+# digest none-or-CRC32C: tgtd picks none), READ16s of 2048 blocks, the same
+# initiator name and CHAP login on the same LUN, tgtd's page cache warm for
+# both. iscsi-perf receives every chunk into one 1 MiB buffer it reuses;
+# goldagent receives each into its own buffer (libiscsi reads straight into
+# it), verifies it (SHA-256, two chunks at a time) and writes it.
 # Rounds: BENCH_ROUNDS (3), interleaved, each printed; then the median of
 # each side per depth (other work on a shared machine disturbs single rounds
 # by 2-3x) and their ratio, and the CPU each side used per GB.
@@ -71,7 +80,9 @@ run() {
 	echo "${res%% *}"
 }
 
-printf 'hydrate: %d MiB image, 1 MiB requests, %d rounds (MB/s)\n' "$size_mb" "$rounds"
+printf 'hydrate: %d MiB image, 1 MiB requests, %d rounds (MB/s); cache on %s (%s); load %s\n' \
+	"$size_mb" "$rounds" "${BENCH_CACHE_DIR:-/dev/shm}" "$(stat -f -c %T "$CD")" \
+	"$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  %-10s %10s %10s %10s %8s\n' "case" "iscsi-perf" "gc-fetch" "hydrate" "ratio"
 : >"$D/t"
 for r in $(seq "$rounds"); do
@@ -107,3 +118,4 @@ for depth in $depths; do
 		      c["fetch"] * 1000 / m["fetch"], g["fetch"] * 1000 / m["fetch"],
 		      c["hyd"] * 1000 / m["hyd"], g["hyd"] * 1000 / m["hyd"] }' "$D/t"
 done
+echo "  load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
