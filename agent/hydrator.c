@@ -34,8 +34,16 @@
  * data only; the maps stay the loop's). The loop
  * then marks it written (pending) and commits in batches. A slot is FREE ->
  * WIRE (request out) -> WORK (queued for a worker) -> DONE (verdict back) ->
- * FREE. There are depth + workers + 1 slots (at least 2 x depth), so the
- * wire keeps depth requests while the workers are busy. */
+ * FREE. There are depth + 2 x workers + 1 slots (at least 2 x depth), so the
+ * wire keeps depth requests while the workers are busy.
+ *
+ * Second round (docs/agent.md, Performance): a worker takes two chunks and
+ * hashes them together (chunk_hashes_verify2, two-lane SHA-NI: the agent's
+ * hashing went from 0.55 to 0.31 CPU s per GB); while a chunk is on the wire
+ * a lone queued chunk waits for its partner (workpool_hold), off the wire's
+ * path. Buffers are 4 KiB aligned so the cache writes them with O_DIRECT
+ * (a disk cache: 0.6 CPU s per GB of page-cache work and the writeback
+ * gone). */
 #include "agent/hydrator.h"
 
 #include <errno.h>
@@ -94,6 +102,8 @@ struct hyd {
 	size_t ndonors;
 	int session_err, io_err;
 	unsigned delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS */
+	int no_pair; /* GOLDAGENT_HYDRATE_PAIR=0 (benchmarks): hash one chunk at a time */
+	uint64_t paired; /* chunks verified two at once (atomic: pool threads) */
 };
 
 static void sleep_ms(unsigned ms)
@@ -104,15 +114,39 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* On a pool thread: verify, then write the data of each chunk that matches. */
+/* A chunk buffer aligned for direct I/O (cache_chunk_io_write). */
+static uint8_t *buf_alloc(size_t n)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, CACHE_DIO_ALIGN, n ? n : 1) != 0)
+		die(1, "out of memory (%zu bytes for a chunk buffer)", n);
+	return p;
+}
+
+/* On a pool thread: verify (a batch of two hashed together:
+ * chunk_hashes_verify2, about half the CPU of two), then write the data of
+ * each chunk that matches. */
 static void work(void *ctx, struct work_item *items)
 {
 	struct hyd *h = ctx;
+	struct hslot *a = (struct hslot *)items;
+	struct hslot *b = items->next ? (struct hslot *)items->next : NULL;
 
+	if (b && !b->wi.next) {
+		chunk_hashes_verify2(h->hs, a->idx, a->buf, a->io.len, b->idx, b->buf, b->io.len,
+				     &a->verdict, &b->verdict);
+		__atomic_fetch_add(&h->paired, 2, __ATOMIC_RELAXED);
+	} else {
+		for (struct work_item *it = items; it; it = it->next) {
+			struct hslot *s = (struct hslot *)it;
+
+			s->verdict = chunk_hashes_verify(h->hs, s->idx, s->buf, s->io.len);
+		}
+	}
 	for (struct work_item *it = items; it; it = it->next) {
 		struct hslot *s = (struct hslot *)it;
 
-		s->verdict = chunk_hashes_verify(h->hs, s->idx, s->buf, s->io.len);
 		if (s->verdict == 0)
 			s->verdict = cache_chunk_io_write(&s->io, s->buf);
 	}
@@ -172,6 +206,7 @@ static void collect(struct hyd *h)
 /* Waits until every chunk handed to the workers is back and collected. */
 static void collect_all(struct hyd *h)
 {
+	workpool_hold(h->pool, 0); /* a lone chunk gets no partner now */
 	while (h->queued) {
 		struct pollfd p = {.fd = workpool_fd(h->pool), .events = POLLIN};
 
@@ -276,22 +311,25 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	h.nworkers = o->workers;
 	if (getenv("GOLDAGENT_HYDRATE_WORKERS")) /* benchmarks: compare worker counts */
 		parse_int(getenv("GOLDAGENT_HYDRATE_WORKERS"), 1, 8, (int *)&h.nworkers);
-	r = workpool_new(h.nworkers, 1, work, &h, &h.pool);
+	h.no_pair =
+		getenv("GOLDAGENT_HYDRATE_PAIR") && !strcmp(getenv("GOLDAGENT_HYDRATE_PAIR"), "0");
+	r = workpool_new(h.nworkers, h.no_pair ? 1 : 2, work, &h, &h.pool);
 	if (r < 0)
 		return r;
 	h.nworkers = workpool_threads(h.pool);
-	/* buffers: depth on the wire plus one per worker and one coming back,
+	/* buffers: depth on the wire plus two per worker and one coming back,
 	 * never fewer than 2 x depth (memory: chunk size x slots, 16 MiB for
 	 * 1 MiB chunks at depth 8) */
-	h.nslots = MAX(2 * h.depth, h.depth + h.nworkers + 1);
+	h.nslots = MAX(2 * h.depth, h.depth + 2 * h.nworkers + 1);
 	h.slots = xcalloc(h.nslots, sizeof(*h.slots));
 	for (unsigned i = 0; i < h.nslots; i++) {
 		h.slots[i].h = &h;
-		h.slots[i].buf = xmalloc(hdr->geo.chunk_size);
+		h.slots[i].buf = buf_alloc(hdr->geo.chunk_size);
 	}
 	h.rejected = xcalloc((size_t)(h.n + 7) / 8, 1);
-	h.zero_buf = xcalloc(1, hdr->geo.chunk_size);
-	h.copy_buf = xmalloc(hdr->geo.chunk_size);
+	h.zero_buf = buf_alloc(hdr->geo.chunk_size);
+	memset(h.zero_buf, 0, hdr->geo.chunk_size);
+	h.copy_buf = buf_alloc(hdr->geo.chunk_size);
 	if (o->other && o->other->n == cache_slot_chunks(c, 1 - slot)) {
 		h.donors = xmalloc((o->other->n ? o->other->n : 1) * sizeof(*h.donors));
 		for (uint64_t i = 0; i < o->other->n; i++)
@@ -372,6 +410,9 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 					h.session_err = r;
 			}
 		}
+		/* a worker holding one chunk waits for a partner while another
+		 * is on the wire: no wire time lost (the buffers allow it) */
+		workpool_hold(h.pool, h.inflight > 0 && !h.session_err && !h.no_pair);
 		commit_if_due(&h, 0);
 		if (h.session_err) {
 			log_warn("chunk source %s failed (%s): reconnecting in %u ms", h.src->desc,
@@ -421,6 +462,7 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	if (h.since)
 		commit_if_due(&h, 1);
 	st->elapsed_ms = now_ms() - t0;
+	st->paired = h.paired;
 	for (unsigned i = 0; i < h.nslots; i++)
 		free(h.slots[i].buf);
 	free(h.slots);
