@@ -15,7 +15,9 @@
 #                      manifest and written into the machine volume, then
 #                      fdatasync, dirty map and header); "copy" is the
 #                      read + verify + write phase alone, what iscsi-perf's
-#                      transfer compares with.
+#                      transfer compares with; "cpu" is the CPU seconds (user
+#                      + system) the agent used per GB restored, which other
+#                      work on a shared machine disturbs less than the rates.
 # The cache is on BENCH_CACHE_DIR (default /dev/shm), so this measures the
 # transfer + verification path as iscsi-perf measures the transfer.
 # Rounds: BENCH_ROUNDS (3), each printed, then the best of each side.
@@ -49,6 +51,10 @@ attach() { # MACHINE LOG
 	echo "restore: attach of $1 did not come up" >&2
 	tail -5 "$2" >&2
 	exit 1
+}
+# agent_cpu: CPU seconds (user + system) the running agent used so far
+agent_cpu() {
+	awk -v t="$(getconf CLK_TCK)" '{ print ($14 + $15) / t }' "/proc/$AP/stat"
 }
 stop() {
 	kill -TERM "$AP"
@@ -91,12 +97,12 @@ fetch_mbs() {
 }
 restore_mbs() { # LOG: MB/s of the whole restore and of its copy phase, from its log line
 	sed -n 's/.*restore: order [0-9]* done: [0-9]* chunks (\([0-9]*\) bytes).*, \([0-9]*\) ms (copy \([0-9]*\) ms)$/\1 \2 \3/p' "$1" |
-		awk '{ printf "%.0f %.0f\n", $1 / 1e6 / ($2 / 1000), $1 / 1e6 / (($3 ? $3 : 1) / 1000) }'
+		awk '{ printf "%.0f %.0f %d\n", $1 / 1e6 / ($2 / 1000), $1 / 1e6 / (($3 ? $3 : 1) / 1000), $1 }'
 }
 
 printf 'restore: %d MiB snapshot (random), %d KiB requests (its chunk), depth %d, %d rounds (MB/s)\n' \
 	"$vol_mb" $((cs / 1024)) "$depth" "$rounds"
-printf '  %-6s %10s %10s %10s %8s %10s %8s\n' "round" "iscsi-perf" "gc-fetch" "restore" "ratio" "copy" "ratio"
+printf '  %-6s %10s %10s %10s %8s %10s %8s %9s\n' "round" "iscsi-perf" "gc-fetch" "restore" "ratio" "copy" "ratio" "cpu s/GB"
 : >"$D/t"
 for r in $(seq "$rounds"); do
 	goldctl machine restore pc2 --from pc1 --url "$URL" --token-file "$ADMIN" >/dev/null
@@ -105,17 +111,20 @@ for r in $(seq "$rounds"); do
 	p=$(perf_mbs)
 	f=$(fetch_mbs)
 	attach pc2 "$D/pc2-$r.log"
+	u=$(agent_cpu)
 	stop
-	read -r h c < <(restore_mbs "$D/pc2-$r.log")
-	[ -n "${c:-}" ] || {
+	read -r h c b < <(restore_mbs "$D/pc2-$r.log")
+	[ -n "${b:-}" ] || {
 		echo "restore: round $r did not restore" >&2
 		tail -5 "$D/pc2-$r.log" >&2
 		exit 1
 	}
-	printf '  %-6s %10.0f %10.0f %10.0f %7.2fx %10.0f %7.2fx\n' "r$r" "$p" "$f" "$h" \
-		"$(echo "$h / $p" | bc -l)" "$c" "$(echo "$c / $p" | bc -l)"
-	echo "$p $f $h $c" >>"$D/t"
+	g=$(echo "$u / ($b / 1000000000)" | bc -l)
+	printf '  %-6s %10.0f %10.0f %10.0f %7.2fx %10.0f %7.2fx %9.2f\n' "r$r" "$p" "$f" "$h" \
+		"$(echo "$h / $p" | bc -l)" "$c" "$(echo "$c / $p" | bc -l)" "$g"
+	echo "$p $f $h $c $g" >>"$D/t"
 done
-awk -v n="$rounds" '{ if ($1 > p) p = $1; if ($2 > f) f = $2; if ($3 > h) h = $3; if ($4 > c) c = $4 }
-	END { printf "  best of %d: iscsi-perf %.0f, gc-fetch %.0f, restore %.0f MB/s: %.2fx; copy %.0f MB/s: %.2fx\n",
-		n, p, f, h, h / p, c, c / p }' "$D/t"
+awk -v n="$rounds" '{ if ($1 > p) p = $1; if ($2 > f) f = $2; if ($3 > h) h = $3; if ($4 > c) c = $4
+		g += $5 }
+	END { printf "  best of %d: iscsi-perf %.0f, gc-fetch %.0f, restore %.0f MB/s: %.2fx; copy %.0f MB/s: %.2fx; agent CPU %.2f s/GB (mean)\n",
+		n, p, f, h, h / p, c, c / p, g / n }' "$D/t"
