@@ -180,9 +180,9 @@ is "$logged" "$(stat -c %s "$D/post.out")" "  the access log counts the streamed
 # the appliance has no delta from it (404, as an appliance without the route
 # answers): pc2's changed chunks come over iSCSI, still correct
 cp "$D/v2.img" "$D/v3.img"
-for c in 2 5; do
-	head -c 4096 /dev/urandom | dd of="$D/v3.img" bs=4096 seek=$((c * CS / 4096 + 9)) conv=notrunc 2>/dev/null
-done
+head -c 4096 /dev/urandom | dd of="$D/v3.img" bs=4096 seek=$((2 * CS / 4096 + 9)) conv=notrunc 2>/dev/null
+# half of chunk 5 new: its delta (~512 KiB) takes many writes of the answer
+head -c $((CS / 2)) /dev/urandom | dd of="$D/v3.img" bs=4096 seek=$((5 * CS / 4096 + 16)) conv=notrunc 2>/dev/null
 is "$(goldctl --store "$D/store" image import --promote deb "$D/v3.img" 2>&1)" deb@3 "deb@3 imported and current"
 goldctl --store "$D/store" image export deb@3 "$D/v3.export" >/dev/null || bail "export 3"
 machine_wait_lun "$D/state/run/tgtd.sock" "$PREFIX" pc4 "$D/state/exports/deb@3.img" 30
@@ -195,6 +195,28 @@ is "$(sed -n 's/^slot A: \([0-9]*\) chunks fetched (\([0-9]*\) bytes).*/\1 \2/p'
 	"  the 2 changed chunks came over iSCSI"
 gold pc2 "$D/pc2/gold3" || bail "serve pc2"
 t_run "  slot A is byte-identical to the export of deb@3" cmp "$D/pc2/gold3" "$D/v3.export"
+
+# goldcached's loop interleaves answers: 6 different ones at once, each the
+# same as the request made alone (deltas are deterministic; records never mix)
+lists=("5, 1, 2, 5, 3" "1, 5, 3" "2, 5, 1, 5" "5, 3" "3, 2, 1, 5" "5, 2")
+delta_post() { # OUT CHUNKS
+	curl -s -m 60 -o "$1" -X POST -H "Authorization: Bearer $(cat "$ADMIN")" \
+		--data "{\"from\": 1, \"to\": 3, \"chunks\": [$2]}" "$URL/api/v1/images/deb/delta"
+}
+pids=()
+for k in 0 1 2 3 4 5; do
+	delta_post "$D/par$k.out" "${lists[$k]}" &
+	pids+=($!)
+done
+wait "${pids[@]}" # not a bare wait: goldcached runs in the background too
+same=0
+for k in 0 1 2 3 4 5; do
+	delta_post "$D/seq$k.out" "${lists[$k]}"
+	cmp -s "$D/par$k.out" "$D/seq$k.out" && same=$((same + 1))
+done
+ok "$([ "$(stat -c %s "$D/seq0.out")" -gt $((CS / 2)) ]; echo $?)" \
+	"an answer of $(stat -c %s "$D/seq0.out") bytes (chunk 5's delta twice)"
+is "$same" 6 "  6 answers made at once are each the same as alone"
 
 m=$(curl -s "$URL/metrics")
 like "$m" 'goldcache_deltas_total\{how="made"\} [1-9]' "/metrics counts the deltas made"

@@ -231,6 +231,40 @@ struct collect {
 	size_t len, cap;
 };
 
+/* A stream over private copies of from and to (the stream takes them). */
+static struct delta_stream *stream_of(struct delta_gen *g, const struct manifest *m1,
+				      const struct manifest *m2, uint64_t *idx, uint32_t n)
+{
+	struct manifest *a = NULL, *b = NULL;
+	char *t1, *t2;
+	size_t l1, l2;
+
+	manifest_encode(m1, &t1, &l1);
+	manifest_encode(m2, &t2, &l2);
+	manifest_decode(t1, l1, &a, NULL, 0);
+	manifest_decode(t2, l2, &b, NULL, 0);
+	free(t1);
+	free(t2);
+	return delta_stream_new(g, a, b, idx, n);
+}
+
+/* One read of at most piece bytes appended to c: 1 at the end (or an error). */
+static int read_piece(struct delta_stream *s, size_t piece, struct collect *c)
+{
+	char tmp[4096];
+	ssize_t n = delta_stream_read(s, c->len, tmp, MIN(piece, sizeof(tmp)));
+
+	if (n <= 0)
+		return 1;
+	if (c->len + (size_t)n > c->cap) {
+		c->cap = (c->len + (size_t)n) * 2;
+		c->buf = realloc(c->buf, c->cap);
+	}
+	memcpy(c->buf + c->len, tmp, (size_t)n);
+	c->len += (size_t)n;
+	return 0;
+}
+
 static int read_all(struct delta_stream *s, size_t piece, struct collect *c)
 {
 	ssize_t n;
@@ -372,21 +406,45 @@ static void test_gen_apply(void)
 	idx = xcalloc(4, sizeof(*idx));
 	idx[0] = 0, idx[1] = 2, idx[2] = 3, idx[3] = 4;
 	m3 = NULL;
-	{
-		struct manifest *a = NULL, *b = NULL;
-		char *t1, *t2;
-		size_t l1, l2;
-
-		manifest_encode(m1, &t1, &l1);
-		manifest_encode(m2, &t2, &l2);
-		manifest_decode(t1, l1, &a, NULL, 0);
-		manifest_decode(t2, l2, &b, NULL, 0);
-		free(t1);
-		free(t2);
-		s = delta_stream_new(g, a, b, idx, 4);
-	}
+	s = stream_of(g, m1, m2, idx, 4);
 	ok(read_all(s, 1000, &col) == 0, "the stream of 4 records, read 1000 bytes at a time");
 	delta_stream_free(s);
+
+	/* two streams of one generator, read in turns (as the loop serves two
+	 * connections): each gets its own records whole */
+	{
+		uint64_t *i1 = xcalloc(2, sizeof(*i1)), *i2 = xcalloc(2, sizeof(*i2));
+		struct delta_stream *s1, *s2;
+		struct collect c1 = {0}, c2 = {0}, a1 = {0}, a2 = {0};
+		int done1 = 0, done2 = 0;
+
+		i1[0] = 0, i1[1] = 2, i2[0] = 2, i2[1] = 0;
+		s1 = stream_of(g, m1, m2, i1, 2);
+		s2 = stream_of(g, m1, m2, i2, 2);
+		while (!done1 || !done2) {
+			if (!done1)
+				done1 = read_piece(s1, 700, &c1);
+			if (!done2)
+				done2 = read_piece(s2, 1100, &c2);
+		}
+		delta_stream_free(s1);
+		delta_stream_free(s2);
+		i1 = xcalloc(2, sizeof(*i1)), i2 = xcalloc(2, sizeof(*i2));
+		i1[0] = 0, i1[1] = 2, i2[0] = 2, i2[1] = 0;
+		s1 = stream_of(g, m1, m2, i1, 2);
+		s2 = stream_of(g, m1, m2, i2, 2);
+		read_all(s1, 65536, &a1);
+		read_all(s2, 65536, &a2);
+		delta_stream_free(s1);
+		delta_stream_free(s2);
+		ok(c1.len == a1.len && memcmp(c1.buf, a1.buf, a1.len) == 0 && c2.len == a2.len &&
+			   memcmp(c2.buf, a2.buf, a2.len) == 0 && a1.len > 2 * DELTA_REC_LEN + 4096,
+		   "two streams read in turns: each the same as read alone");
+		free(c1.buf);
+		free(c2.buf);
+		free(a1.buf);
+		free(a2.buf);
+	}
 	memset(&ds, 0, sizeof(ds));
 	{
 		const uint64_t asked[4] = {0, 2, 3, 4};
