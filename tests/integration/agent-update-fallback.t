@@ -5,7 +5,9 @@
 # or from a damaged export). The next attach rejects those chunks, keeps the ones
 # it verified in slot B, and serves deb@1 from slot A (a warning says why) with
 # the machine volume untouched. Once LUN 1 serves deb@2 correctly, the attach
-# after that fetches only what slot B still lacks and serves deb@2.
+# after that fetches only what slot B still lacks and serves deb@2. The attaches
+# run with --no-delta: this is about the iSCSI path (deltas would bring the two
+# changed chunks over HTTP; tests/integration/agent-delta.t covers them).
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-attach.sh"
 . "$GC_SRC/tests/lib-machine.sh"
