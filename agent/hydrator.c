@@ -96,6 +96,7 @@ struct hyd {
 	unsigned depth, inflight, nslots, queued; /* queued: in WORK or DONE */
 	unsigned nworkers;
 	struct workpool *pool;
+	struct work_item *ready; /* received, not yet pushed to the pool */
 	uint64_t n, next, since, commit_bytes, last_progress;
 	uint8_t *rejected, *zero_buf, *copy_buf;
 	struct donor *donors; /* other slot's present chunks, sorted by hash */
@@ -167,7 +168,21 @@ static void chunk_done(void *arg, uint64_t idx, int err)
 	}
 	s->busy = S_WORK;
 	h->queued++;
-	workpool_push(h->pool, &s->wi);
+	/* handed to the pool only after the next request is out (flush_ready):
+	 * waking a worker first would delay the wire behind it */
+	s->wi.next = h->ready;
+	h->ready = &s->wi;
+}
+
+/* Hands the chunks received since the last call to the pool. */
+static void flush_ready(struct hyd *h)
+{
+	while (h->ready) {
+		struct work_item *it = h->ready;
+
+		h->ready = it->next;
+		workpool_push(h->pool, it);
+	}
 }
 
 /* Takes the verdicts back: stores good chunks, remembers bad ones. */
@@ -206,6 +221,7 @@ static void collect(struct hyd *h)
 /* Waits until every chunk handed to the workers is back and collected. */
 static void collect_all(struct hyd *h)
 {
+	flush_ready(h);
 	workpool_hold(h->pool, 0); /* a lone chunk gets no partner now */
 	while (h->queued) {
 		struct pollfd p = {.fd = workpool_fd(h->pool), .events = POLLIN};
@@ -410,9 +426,21 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 					h.session_err = r;
 			}
 		}
+		/* the new requests leave now rather than after another poll
+		 * (libiscsi writes queued PDUs when serviced with POLLOUT; a full
+		 * socket just keeps them), then the received chunks go to the
+		 * workers: at depth 1 the next request is on the wire before any
+		 * worker wakes up */
+		if (h.inflight && !h.session_err && h.src->ops->fd) {
+			int e = h.src->ops->service(h.src, POLLOUT);
+
+			if (e < 0)
+				h.session_err = e;
+		}
 		/* a worker holding one chunk waits for a partner while another
 		 * is on the wire: no wire time lost (the buffers allow it) */
 		workpool_hold(h.pool, h.inflight > 0 && !h.session_err && !h.no_pair);
+		flush_ready(&h);
 		commit_if_due(&h, 0);
 		if (h.session_err) {
 			log_warn("chunk source %s failed (%s): reconnecting in %u ms", h.src->desc,
@@ -462,6 +490,7 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	if (h.since)
 		commit_if_due(&h, 1);
 	st->elapsed_ms = now_ms() - t0;
+
 	st->paired = h.paired;
 	for (unsigned i = 0; i < h.nslots; i++)
 		free(h.slots[i].buf);
