@@ -47,31 +47,33 @@ hz=$(getconf CLK_TCK)
 # cpu PID: user + system seconds it used so far
 cpu() { awk -v hz="$hz" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
 TIMEFORMAT='cpu %U %S'
-# each runner prints "MB/s CPU-seconds-of-the-client MB-read"
+# each runner prints "MiB/s CPU-seconds-of-the-client MiB-read": MiB, because
+# iscsi-perf's "MB/s" is MiB/s (bytes >> 20)
 perf_run() { # depth
 	local out
 	out=$({ time timeout -s INT 20 iscsi-perf -i "$PREFIX:i.pc1" -m "$1" -b 2048 -t 6 \
 		"iscsi://pc1%$secret@127.0.0.1:$ISCSI_PORT/$PREFIX:m.pc1/1" 2>&1; } 2>&1 | tr '\r' '\n')
 	awk '/^iops average/ { gsub(/[(]/, "", $4); m = $4 } /^cpu / { c = $2 + $3 }
-		END { printf "%d %.2f %d\n", m, c, m * 6 }' <<<"$out"
+		END { printf "%d %.2f %d\n", m, c, m * 6 }' <<<"$out" # iscsi-perf's "MB/s" is MiB/s
 }
 fetch_run() { # depth
 	local out
 	out=$({ time gc-fetch --json -d "$1" -s 1M -i "$PREFIX:i.pc1" -u pc1 \
 		--secret-file "$D/state/secrets/pc1.chap" "127.0.0.1:$ISCSI_PORT" "$PREFIX:m.pc1" 1 \
 		/dev/null; } 2>&1)
-	awk -F'[ ,}]+' '/mb_per_s/ { for (i = 1; i < NF; i++) if ($i == "\"mb_per_s\":") m = $(i + 1) }
-		/^cpu / { c = $2 + $3 } END { printf "%d %.2f %d\n", m, c, '"$size_mb"' * 1.048576 }' <<<"$out"
+	awk -F'[ ,}]+' '/"seconds"/ { for (i = 1; i < NF; i++) {
+			if ($i == "{\"bytes\":") b = $(i + 1); if ($i == "\"seconds\":") s = $(i + 1) } }
+		/^cpu / { c = $2 + $3 } END { printf "%d %.2f %d\n", b / 1048576 / s, c, b / 1048576 }' <<<"$out"
 }
-hyd_run() { # depth: MB/s of the hydration itself (its own clock: after login and manifest)
+hyd_run() { # depth: MiB/s of the hydration itself (its own clock: after login and manifest)
 	local out
 	rm -f "$CD/c.img"
 	out=$({ time goldagent hydrate --cache "$CD/c.img" --appliance "$URL" --machine pc1 \
 		--depth "$1" --token-file "$D/a/pc1.token" --state-dir "$D/a" 2>/dev/null; } 2>&1)
 	awk '/ ms$/ { b = $0; sub(/.*[(]/, "", b); sub(/ bytes.*/, "", b); t = $(NF - 1) }
-		/^cpu / { c = $2 + $3 } END { printf "%d %.2f %d\n", b / 1e6 / (t / 1000), c, b / 1e6 }' <<<"$out"
+		/^cpu / { c = $2 + $3 } END { printf "%d %.2f %d\n", b / 1048576 / (t / 1000), c, b / 1048576 }' <<<"$out"
 }
-# run NAME FN DEPTH: appends "NAME depth MB/s client-CPU tgtd-CPU MB" to $D/t, prints MB/s
+# run NAME FN DEPTH: appends "NAME depth MiB/s client-CPU tgtd-CPU MiB" to $D/t, prints MiB/s
 run() {
 	local t0 res
 	t0=$(cpu "$tgtd_pid")
@@ -80,7 +82,7 @@ run() {
 	echo "${res%% *}"
 }
 
-printf 'hydrate: %d MiB image, 1 MiB requests, %d rounds (MB/s); cache on %s (%s); load %s\n' \
+printf 'hydrate: %d MiB image, 1 MiB requests, %d rounds (MiB/s); cache on %s (%s); load %s\n' \
 	"$size_mb" "$rounds" "${BENCH_CACHE_DIR:-/dev/shm}" "$(stat -f -c %T "$CD")" \
 	"$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  %-10s %10s %10s %10s %8s\n' "case" "iscsi-perf" "gc-fetch" "hydrate" "ratio"
@@ -108,14 +110,14 @@ for depth in $depths; do
 		END { p = med("perf"); h = med("hyd")
 		      printf "  %-10s %10.0f %10.0f %10.0f %7.2fx\n", "qd" d, p, med("fetch"), h, h / p }' "$D/t"
 done
-# CPU per GB read, summed over the rounds: where the two cores go. When the
+# CPU per GiB read, summed over the rounds: where the two cores go. When the
 # machine is busy, throughput follows these (tgtd shares the box with the client).
-echo "  CPU seconds per GB read (client, tgtd), all rounds:"
+echo "  CPU seconds per GiB read (client, tgtd), all rounds:"
 for depth in $depths; do
 	awk -v d="$depth" '$2 == d { c[$1] += $4; g[$1] += $5; m[$1] += $6 }
 		END { printf "  %-10s iscsi-perf %.2f + tgtd %.2f   gc-fetch %.2f + tgtd %.2f   hydrate %.2f + tgtd %.2f\n",
-		      "qd" d, c["perf"] * 1000 / m["perf"], g["perf"] * 1000 / m["perf"],
-		      c["fetch"] * 1000 / m["fetch"], g["fetch"] * 1000 / m["fetch"],
-		      c["hyd"] * 1000 / m["hyd"], g["hyd"] * 1000 / m["hyd"] }' "$D/t"
+		      "qd" d, c["perf"] * 1024 / m["perf"], g["perf"] * 1024 / m["perf"],
+		      c["fetch"] * 1024 / m["fetch"], g["fetch"] * 1024 / m["fetch"],
+		      c["hyd"] * 1024 / m["hyd"], g["hyd"] * 1024 / m["hyd"] }' "$D/t"
 done
 echo "  load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
