@@ -379,21 +379,41 @@ size_t nbd_session_out_pending(const struct nbd_session *s)
 	return s->out_pending;
 }
 
+size_t nbd_session_outvec(struct nbd_session *s, struct iovec *iov, size_t max, size_t *len)
+{
+	size_t n = 0, total = 0;
+
+	for (struct oseg *g = out_head(s); g && n < max; g = g->next) {
+		if (g->off < g->len) {
+			iov[n].iov_base = g->p + g->off;
+			iov[n].iov_len = g->len - g->off;
+			total += iov[n++].iov_len;
+		}
+		if (g->flen)
+			break; /* a file range: sent its own way, after these bytes */
+	}
+	*len = total;
+	return n;
+}
+
 void nbd_session_sent(struct nbd_session *s, size_t n)
 {
-	struct oseg *h = out_head(s);
+	struct oseg *h;
 
-	if (!h)
-		return;
-	if (h->off < h->len) {
-		n = MIN(n, h->len - h->off);
-		h->off += n;
-	} else {
-		n = MIN(n, h->flen);
-		h->foff += n;
-		h->flen -= n;
+	while (n && (h = out_head(s))) {
+		size_t k;
+
+		if (h->off < h->len) {
+			k = MIN(n, h->len - h->off);
+			h->off += k;
+		} else {
+			k = MIN(n, h->flen);
+			h->foff += k;
+			h->flen -= k;
+		}
+		s->out_pending -= k;
+		n -= k;
 	}
-	s->out_pending -= n;
 	out_head(s);
 }
 

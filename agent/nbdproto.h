@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define NBD_MAX_REQUEST (32u << 20) /* bytes per READ/WRITE */
 #define NBD_MAX_OPTION 4096u /* option payload bytes */
@@ -158,6 +159,11 @@ int nbd_session_run(struct nbd_session *s);
  * consumes n bytes of whichever comes first. */
 const uint8_t *nbd_session_outbuf(struct nbd_session *s, size_t *len);
 int nbd_session_outfile(struct nbd_session *s, uint64_t *off, size_t *len);
+/* The memory bytes queued before the first file range, possibly spread over
+ * several buffers, as up to max iovecs (the replies of every request parsed
+ * so far leave in one sendmsg); returns the count, *len their total bytes. */
+size_t nbd_session_outvec(struct nbd_session *s, struct iovec *iov, size_t max, size_t *len);
+/* Consumes the first n queued bytes, in order (memory, then a file range). */
 void nbd_session_sent(struct nbd_session *s, size_t n);
 /* All bytes queued (memory and file ranges). */
 size_t nbd_session_out_pending(const struct nbd_session *s);

@@ -80,6 +80,8 @@ for _ in $(seq 100); do [ -S "$d/g.sock" ] && break; sleep 0.1; done
 hz=$(getconf CLK_TCK)
 # cpu PID: user + system seconds it used so far
 cpu() { awk -v hz="$hz" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# wakes PID: how often it slept and was woken so far (voluntary context switches)
+wakes() { awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$1/status"; }
 TIMEFORMAT='cpu %U %S'
 # qbench PASSES QD TARGET...: "SECONDS CPU": the time qemu-img reports (the
 # requests only, not its start) for PASSES runs of the case's reads, and
@@ -115,22 +117,23 @@ for r in $(seq "$reps"); do
 					drop
 					read -r td cd_ < <(direct 1 "$qd")
 					drop
-					s0=$(cpu "$pid")
+					s0=$(cpu "$pid") w0=$(wakes "$pid")
 					read -r tn cn < <(nbd 1 "$qd")
 				else
 					n=$passes
 					direct 1 "$qd" >/dev/null
 					read -r td cd_ < <(direct "$n" "$qd")
 					nbd 1 "$qd" >/dev/null
-					s0=$(cpu "$pid")
+					s0=$(cpu "$pid") w0=$(wakes "$pid")
 					read -r tn cn < <(nbd "$n" "$qd")
 				fi
 				cs=$(awk -v a="$s0" -v b="$(cpu "$pid")" 'BEGIN { print b - a }')
+				ws=$(($(wakes "$pid") - w0))
 				k="$req qd$qd $temp"
 				awk -v k="r$r $k" -v b="$bytes" -v n="$n" -v td="$td" -v tn="$tn" 'BEGIN {
 					m = b * n / 1048576
 					printf "  %-18s %14d %14d %6.2fx\n", k, m / td, m / tn, td / tn }'
-				echo "$req-qd$qd-$temp $td $tn $n $cd_ $cn $cs $bytes $count" >>"$d/times"
+				echo "$req-qd$qd-$temp $td $tn $n $cd_ $cn $cs $bytes $count $ws" >>"$d/times"
 			done
 		done
 	done
@@ -159,7 +162,7 @@ for r in $(seq "$reps"); do
 		echo "nbdcopy-x$n $td $tn $passes 0 0 $cs $((mb << 20)) $((mb * passes))" >>"$d/times"
 	done
 done
-echo "  median of $reps rounds; CPU microseconds per request, all rounds: direct (qemu-img) vs NBD (qemu-img + goldagent):"
+echo "  median of $reps rounds; CPU microseconds per request, all rounds: direct (qemu-img) vs NBD (qemu-img + goldagent); goldagent's wake-ups per request:"
 for req in $reqs; do
 	for qd in $qds; do
 		for temp in cold warm; do
@@ -172,10 +175,10 @@ for req in $reqs; do
 					return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
 				}
 				$1 == k { d[n] = $2 + 0; b[n] = $3 + 0; n++; p = $4; m = $8 * $4 / 1048576
-					  q += $4 * $9; cd += $5; cn += $6; cs += $7 }
+					  q += $4 * $9; cd += $5; cn += $6; cs += $7; w += $10 }
 				END { md = med(d, n); mn = med(b, n)
-				      printf "  %-18s %14d %14d %6.2fx (goal >= 0.7x)   cpu us/req %.1f vs %.1f + %.1f\n",
-					k, m / md, m / mn, md / mn, cd * 1e6 / q, cn * 1e6 / q, cs * 1e6 / q }' \
+				      printf "  %-18s %14d %14d %6.2fx (goal >= 0.7x)   cpu us/req %.1f vs %.1f + %.1f   wakes/req %.2f\n",
+					k, m / md, m / mn, md / mn, cd * 1e6 / q, cn * 1e6 / q, cs * 1e6 / q, w / q }' \
 				"$d/times"
 		done
 	done

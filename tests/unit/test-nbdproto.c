@@ -1,9 +1,11 @@
 /* Unit tests for agent/nbdproto: the handshake (GO, INFO, EXPORT_NAME, LIST,
  * ABORT, unsupported options), request checks (bounds in subtraction form,
  * EPERM on the read-only export, size limits), replies, pipelining, blocked
- * reads woken later, and framing errors that end the session. */
+ * reads woken later, framing errors that end the session, and coalesced
+ * replies (one sendmsg vector for every reply of one input buffer). */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "agent/nbdproto.h"
 #include "lib/util.h"
@@ -124,6 +126,18 @@ static int feed(struct nbd_session *s, const void *data, size_t len)
 		nbd_session_sent(s, n);
 	}
 	return r;
+}
+
+/* Puts data in the input and runs the session, leaving the output queued. */
+static void feed_only(struct nbd_session *s, const void *data, size_t len)
+{
+	size_t avail;
+	uint8_t *in = nbd_session_inbuf(s, &avail);
+
+	ok(avail >= len, "input room");
+	memcpy(in, data, len);
+	nbd_session_received(s, len);
+	ok(nbd_session_run(s) == 0, "session runs");
 }
 
 static size_t opt(uint8_t *b, uint32_t o, const void *data, uint32_t len)
@@ -460,10 +474,149 @@ static void test_read_cached(void)
 	nbd_session_free(s);
 }
 
+/* optional locate: reads from offset SZ / 2 on are "in the file" lfd */
+static int lfd = -1;
+static int m_locate(void *priv, uint64_t off, uint32_t len, uint64_t *foff)
+{
+	(void)priv, (void)len;
+	if (off < SZ / 2)
+		return -1;
+	*foff = off;
+	return lfd;
+}
+static const struct nbd_export_ops ops_l = {.read = m_read,
+					    .write = m_write,
+					    .zero = m_zero,
+					    .flush = m_flush,
+					    .locate = m_locate,
+					    .read_cached = m_read_cached};
+static const struct nbd_export exp_l = {"gold", "gold image", SZ, 1, &ops_l, gold};
+
+/* Copies what nbd_session_outvec offers into out (one sendmsg's worth);
+ * returns the number of iovecs, *bytes the bytes. */
+static size_t take_vec(struct nbd_session *s, size_t *bytes)
+{
+	struct iovec iov[64];
+	size_t n = nbd_session_outvec(s, iov, 64, bytes), got = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		memcpy(out + out_len, iov[i].iov_base, iov[i].iov_len);
+		out_len += iov[i].iov_len;
+		got += iov[i].iov_len;
+	}
+	ok(got == *bytes, "outvec's total is the sum of its buffers");
+	nbd_session_sent(s, got);
+	return n;
+}
+
+/* Reply coalescing: requests that arrive in one buffer are all answered
+ * before the server sends, and their replies (several output buffers) leave
+ * in one sendmsg, each matching its cookie and data; a file range (a
+ * zero-copy reply) ends the vector, the bytes behind it follow in order. */
+static void test_coalesced(void)
+{
+	const struct nbd_export *es[1] = {&exp_l};
+	struct nbd_session *s;
+	uint8_t b[28 * 16];
+	uint64_t cookie;
+	size_t n = 0, bytes, niov, want = 0;
+	char tmpl[] = "/tmp/test-nbdproto.XXXXXX";
+
+	for (int i = 0; i < SZ; i++)
+		gold[i] = (uint8_t)(i * 11 + 5);
+	/* 12 reads of 16 KiB in the cached half, a flush, an out-of-bounds read */
+	s = tx(&exp_c);
+	out_len = out_pos = 0;
+	for (uint64_t i = 0; i < 12; i++) {
+		n += req(b + n, NBD_CMD_READ, 0, 100 + i, (i % 2) * 16384, NBD_COPY_MAX);
+		want += 16 + NBD_COPY_MAX;
+	}
+	n += req(b + n, NBD_CMD_FLUSH, 0, 200, 0, 0);
+	n += req(b + n, NBD_CMD_READ, 0, 201, SZ - 10, 4096);
+	want += 32;
+	feed_only(s, b, n); /* 14 requests in one buffer */
+	is_int(nbd_session_out_pending(s), want, "every request answered before any send");
+	niov = take_vec(s, &bytes);
+	ok(niov > 1, "replies span several output buffers");
+	is_int(bytes, want, "one sendmsg carries them all");
+	is_int(nbd_session_out_pending(s), 0, "nothing left");
+	for (uint64_t i = 0; i < 12; i++) {
+		is_int(simple_reply(&cookie), 0, "coalesced read ok");
+		ok(cookie == 100 + i &&
+			   memcmp(out + out_pos, gold + (i % 2) * 16384, NBD_COPY_MAX) == 0,
+		   "coalesced reply: its cookie, its data");
+		out_pos += NBD_COPY_MAX;
+	}
+	is_int(simple_reply(&cookie), 0, "flush ok");
+	ok(cookie == 200, "flush's cookie");
+	is_int(simple_reply(&cookie), NBD_EINVAL, "read past the end: EINVAL");
+	ok(cookie == 201, "its cookie");
+	is_int(out_pos, out_len, "nothing else");
+	/* partly sent: the vector resumes at the first unsent byte */
+	out_len = out_pos = 0;
+	n = 0;
+	for (uint64_t i = 0; i < 6; i++)
+		n += req(b + n, NBD_CMD_READ, 0, 300 + i, i * 512, NBD_COPY_MAX);
+	feed_only(s, b, n);
+	nbd_session_sent(s, 100);
+	take_vec(s, &bytes);
+	is_int(bytes, 6 * (16 + NBD_COPY_MAX) - 100, "after 100 bytes sent: the rest");
+	nbd_session_free(s);
+
+	/* a zero-copy reply (file range) in the middle */
+	lfd = mkstemp(tmpl);
+	ok(lfd >= 0 && write(lfd, gold, SZ) == SZ, "file for the zero-copy range");
+	unlink(tmpl);
+	s = start(es, 1);
+	{
+		uint8_t g[64];
+		uint32_t o, len;
+
+		feed(s, g, go(g, NBD_OPT_GO, "", NULL, 0));
+		out_pos = 18;
+		opt_reply(&o, &len);
+		out_pos += len;
+		opt_reply(&o, &len);
+	}
+	out_len = out_pos = 0;
+	n = 0;
+	n += req(b + n, NBD_CMD_READ, 0, 1, 0, 4096);
+	n += req(b + n, NBD_CMD_READ, 0, 2, SZ / 2, 65536 - SZ / 2);
+	n += req(b + n, NBD_CMD_READ, 0, 3, 4096, 4096);
+	feed_only(s, b, n);
+	take_vec(s, &bytes);
+	is_int(bytes, 16 + 4096 + 16, "vector stops at the file range (after its header)");
+	{
+		uint64_t foff;
+		size_t flen;
+		int fd = nbd_session_outfile(s, &foff, &flen);
+
+		ok(fd == lfd && foff == SZ / 2 && flen == SZ / 2, "then the file range");
+		ok(pread(fd, out + out_len, flen, (off_t)foff) == (ssize_t)flen, "read it");
+		out_len += flen;
+		nbd_session_sent(s, flen);
+	}
+	take_vec(s, &bytes);
+	is_int(bytes, 16 + 4096, "then the reply behind it");
+	for (uint64_t i = 1; i <= 3; i++) {
+		uint64_t off = i == 1 ? 0 : i == 2 ? SZ / 2 : 4096;
+		size_t len = i == 2 ? SZ / 2 : 4096;
+
+		is_int(simple_reply(&cookie), 0, "mixed read ok");
+		ok(cookie == i && memcmp(out + out_pos, gold + off, len) == 0,
+		   "mixed replies in order, data intact");
+		out_pos += len;
+	}
+	is_int(out_pos, out_len, "nothing else");
+	nbd_session_free(s);
+	close(lfd);
+}
+
 int main(void)
 {
 	test_handshake();
 	test_requests();
 	test_read_cached();
+	test_coalesced();
 	return done_testing();
 }
