@@ -51,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/bytes.h"
 #include "lib/hash.h"
 #include "lib/httpc.h"
 #include "lib/io.h"
@@ -84,14 +85,6 @@ const char *bootdisk_kind_name(enum bootdisk_kind k)
 static uint32_t le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
 }
 
 /* Opens disk; *size from BLKGETSIZE64 (block device) or fstat (image file). */

@@ -43,6 +43,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/bytes.h"
 #include "lib/io.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -109,33 +110,6 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 static uint64_t div_up(uint64_t v, uint64_t d)
 {
 	return v / d + (v % d != 0);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
 }
 
 static void note(struct cache *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "lib/bytes.h"
 #include "lib/io.h"
 #include "lib/log.h"
 #include "lib/manifest.h"
@@ -43,19 +44,6 @@
 
 #define STORE_FORMAT "goldcache-store 1\n"
 #define STORE_MAX_PAYLOAD (MANIFEST_MAX_CHUNK + (MANIFEST_MAX_CHUNK >> 7) + 4096)
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 int store_path(const struct store *s, char *buf, size_t size, const char *fmt, ...)
 {

@@ -10,34 +10,13 @@
  * memory a frame can ask for, the frame's declared content size must be the
  * chunk's, and the output buffer is exactly the chunk, so zstd stops with an
  * error rather than write one byte more. */
+#include "lib/bytes.h"
 #include "lib/delta.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <zstd_errors.h>
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
 
 void delta_hdr_encode(uint8_t out[DELTA_HDR_LEN], uint32_t chunk_size, uint32_t count)
 {

@@ -515,7 +515,6 @@ static size_t take_vec(struct nbd_session *s, size_t *bytes)
  * zero-copy reply) ends the vector, the bytes behind it follow in order. */
 static void test_coalesced(void)
 {
-	const struct nbd_export *es[1] = {&exp_l};
 	struct nbd_session *s;
 	uint8_t b[28 * 16];
 	uint64_t cookie;
@@ -567,17 +566,7 @@ static void test_coalesced(void)
 	lfd = mkstemp(tmpl);
 	ok(lfd >= 0 && write(lfd, gold, SZ) == SZ, "file for the zero-copy range");
 	unlink(tmpl);
-	s = start(es, 1);
-	{
-		uint8_t g[64];
-		uint32_t o, len;
-
-		feed(s, g, go(g, NBD_OPT_GO, "", NULL, 0));
-		out_pos = 18;
-		opt_reply(&o, &len);
-		out_pos += len;
-		opt_reply(&o, &len);
-	}
+	s = tx(&exp_l);
 	out_len = out_pos = 0;
 	n = 0;
 	n += req(b + n, NBD_CMD_READ, 0, 1, 0, 4096);
