@@ -97,7 +97,7 @@ update_counter_reset
 update_boot 3 || story_fail "laptop1 did not boot after the update"
 sent=$(update_counter_bytes)
 dline=$(grep -o 'slot B: [0-9]* chunks as deltas ([0-9]* bytes on the wire for [0-9]* bytes of chunks), [0-9]* left for iSCSI, [0-9]* rejected' <<<"$UPDATE_SERIAL" | tail -n 1)
-line=$(grep -o 'slot B: [0-9]* chunks fetched ([0-9]* bytes), [0-9]* copied from slot A' <<<"$UPDATE_SERIAL")
+line=$(grep -o 'slot B: [0-9]* chunks fetched ([0-9]* bytes), [0-9]* copied from slot A' <<<"$UPDATE_SERIAL" | tail -n 1)
 diag "goldagent (shown by the guest): $dline"
 diag "goldagent (shown by the guest): $line"
 read -r dn dwire < <(sed -n 's/^slot B: \([0-9]*\) chunks as deltas (\([0-9]*\) bytes on the wire.*/\1 \2/p' <<<"$dline")
@@ -131,7 +131,7 @@ ok $? "goldcached reconciled: laptop1's LUN 1 serves tiny@1 again" || story_fail
 update_counter_reset
 update_boot 4 || story_fail "laptop1 did not boot after the rollback"
 sent=$(update_counter_bytes)
-line=$(grep -o 'slot A: [0-9]* chunks fetched ([0-9]* bytes).*already present' <<<"$UPDATE_SERIAL")
+line=$(grep -o 'slot A: [0-9]* chunks fetched ([0-9]* bytes).*already present' <<<"$UPDATE_SERIAL" | tail -n 1)
 diag "goldagent (shown by the guest): $line"
 like "$line" "^slot A: 0 chunks fetched \(0 bytes\), 0 copied from slot B, [0-9]+ zero, [1-9][0-9]* already present" \
 	"goldagent switched back to slot A: nothing fetched, nothing copied"
