@@ -194,6 +194,17 @@ static uint32_t simple_reply(uint64_t *cookie)
 	return magic == NBD_SIMPLE_REPLY_MAGIC ? err : 0xdead;
 }
 
+/* The next reply is a good READ reply for cookie want carrying gold[off, off + len). */
+static void read_reply(uint64_t want, uint64_t off, size_t len, const char *what_ok,
+		       const char *what_data)
+{
+	uint64_t cookie;
+
+	is_int(simple_reply(&cookie), 0, "%s", what_ok);
+	ok(cookie == want && memcmp(out + out_pos, gold + off, len) == 0, "%s", what_data);
+	out_pos += len;
+}
+
 static struct nbd_session *start(const struct nbd_export *const *e, size_t n)
 {
 	struct nbd_session *s = nbd_session_new(e, n);
@@ -441,15 +452,11 @@ static void test_read_cached(void)
 	s = tx(&exp_c);
 	cached_calls = reads = 0;
 	feed(s, b, req(b, NBD_CMD_READ, 0, 1, 100, 4096));
-	is_int(simple_reply(&cookie), 0, "small cached read ok");
-	ok(cookie == 1 && memcmp(out + out_pos, gold + 100, 4096) == 0, "its cookie and data");
-	out_pos += 4096;
+	read_reply(1, 100, 4096, "small cached read ok", "its cookie and data");
 	ok(cached_calls == 1 && reads == 0, "served by read_cached alone");
 	feed(s, b, req(b, NBD_CMD_READ, 0, 2, SZ - 4096, 4096));
-	is_int(simple_reply(&cookie), 0, "small uncached read ok");
-	ok(cookie == 2 && memcmp(out + out_pos, gold + SZ - 4096, 4096) == 0,
-	   "its cookie and data (read_cached's try left nothing behind)");
-	out_pos += 4096;
+	read_reply(2, SZ - 4096, 4096, "small uncached read ok",
+		   "its cookie and data (read_cached's try left nothing behind)");
 	ok(cached_calls == 2 && reads == 1, "read_cached said EAGAIN: read served it");
 	feed(s, b, req(b, NBD_CMD_READ, 0, 3, 0, NBD_COPY_MAX + 1));
 	is_int(simple_reply(&cookie), 0, "read above NBD_COPY_MAX ok");
@@ -465,10 +472,8 @@ static void test_read_cached(void)
 		uint64_t off = i == 11 ? SZ - 512 : i == 12 ? 512 : 0;
 		size_t len = i == 13 ? 0 : 512;
 
-		is_int(simple_reply(&cookie), 0, "pipelined read ok");
-		ok(cookie == i && memcmp(out + out_pos, gold + off, len) == 0,
-		   "pipelined reply in order, data intact");
-		out_pos += len;
+		read_reply(i, off, len, "pipelined read ok",
+			   "pipelined reply in order, data intact");
 	}
 	is_int(out_pos, out_len, "nothing else queued");
 	nbd_session_free(s);
@@ -540,11 +545,8 @@ static void test_coalesced(void)
 	is_int(bytes, want, "one sendmsg carries them all");
 	is_int(nbd_session_out_pending(s), 0, "nothing left");
 	for (uint64_t i = 0; i < 12; i++) {
-		is_int(simple_reply(&cookie), 0, "coalesced read ok");
-		ok(cookie == 100 + i &&
-			   memcmp(out + out_pos, gold + (i % 2) * 16384, NBD_COPY_MAX) == 0,
-		   "coalesced reply: its cookie, its data");
-		out_pos += NBD_COPY_MAX;
+		read_reply(100 + i, (i % 2) * 16384, NBD_COPY_MAX, "coalesced read ok",
+			   "coalesced reply: its cookie, its data");
 	}
 	is_int(simple_reply(&cookie), 0, "flush ok");
 	ok(cookie == 200, "flush's cookie");
@@ -591,10 +593,7 @@ static void test_coalesced(void)
 		uint64_t off = i == 1 ? 0 : i == 2 ? SZ / 2 : 4096;
 		size_t len = i == 2 ? SZ / 2 : 4096;
 
-		is_int(simple_reply(&cookie), 0, "mixed read ok");
-		ok(cookie == i && memcmp(out + out_pos, gold + off, len) == 0,
-		   "mixed replies in order, data intact");
-		out_pos += len;
+		read_reply(i, off, len, "mixed read ok", "mixed replies in order, data intact");
 	}
 	is_int(out_pos, out_len, "nothing else");
 	nbd_session_free(s);
