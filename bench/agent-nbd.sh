@@ -17,6 +17,15 @@
 #   cold: the cache file's pages dropped before each run of each side (as
 #        after a boot); warm: every page read is in the page cache on both
 #        sides (a pass of each side first), the pure cost of goldagent + NBD.
+# The server's peer (GC_BENCH_PEER, "qemu-nbd"; "" skips it): qemu-nbd, QEMU's
+# own NBD server, serving the same byte range of the cache file (same driver
+# options as the direct side) on a Unix socket, read by the same client in
+# the same rounds: what another NBD server gets from this client.
+# Client bound: QEMU's NBD client does all its work on one thread, so a
+# request through NBD takes at least the client's CPU per request; the
+# summary prints direct time per request / NBD client CPU per request, the
+# highest ratio any server could reach with this client (a little under it:
+# the client's CPU includes its start, which the times do not).
 # Multi-connection rows (GC_BENCH_CONNS, "1 2 4"; "" skips them): nbdcopy
 # (libnbd) with N connections and N threads, 8 requests of 1 MiB in flight
 # each, reading the whole image warm (GC_BENCH_PASSES runs, wall time
@@ -41,7 +50,15 @@ reqs=${GC_BENCH_REQ:-1M 4K}
 passes=${GC_BENCH_PASSES:-4}
 small=${GC_BENCH_SMALL:-8192}
 conns=${GC_BENCH_CONNS-1 2 4}
-for c in goldagent qemu-img jq numfmt ${conns:+nbdcopy}; do
+peer=${GC_BENCH_PEER-qemu-nbd}
+case $peer in
+"" | qemu-nbd) ;;
+*)
+	echo "agent-nbd: GC_BENCH_PEER must be qemu-nbd or empty, not '$peer'" >&2
+	exit 2
+	;;
+esac
+for c in goldagent qemu-img jq numfmt ${conns:+nbdcopy} $peer; do
 	command -v "$c" >/dev/null || {
 		echo "agent-nbd: missing $c (run make deps)" >&2
 		exit 1
@@ -55,10 +72,14 @@ for req in $reqs; do
 	fi
 done
 d=$(mktemp -d "${TMPDIR:-/tmp}/gc-bench-agent.XXXXXX")
-pid=
+d=$(cd "$d" && pwd) # qemu-nbd wants an absolute socket path
+pid='' qpid=''
 cleanup() {
-	[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-	[ -z "$pid" ] || wait "$pid" 2>/dev/null || true
+	local p
+	for p in $pid $qpid; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	rm -rf "$d"
 }
 trap cleanup EXIT
@@ -76,6 +97,17 @@ for _ in $(seq 100); do [ -S "$d/g.sock" ] && break; sleep 0.1; done
 	cat "$d/serve.log" >&2
 	exit 1
 }
+range="driver=raw,offset=$slot,size=$((mb << 20)),file.driver=file,file.filename=$d/c"
+if [ -n "$peer" ]; then
+	qemu-nbd --read-only --persistent --shared=4 --export-name=gold --socket="$d/q.sock" \
+		--image-opts "$range" 2>"$d/qemu-nbd.log" &
+	qpid=$!
+	for _ in $(seq 100); do [ -S "$d/q.sock" ] && break; sleep 0.1; done
+	[ -S "$d/q.sock" ] || {
+		cat "$d/qemu-nbd.log" >&2
+		exit 1
+	}
+fi
 
 hz=$(getconf CLK_TCK)
 # cpu PID: user + system seconds it used so far
@@ -93,13 +125,17 @@ qbench() {
 		{ time qemu-img bench -c "$count" -d "$qd" -s "$req" -S "$step" "$@"; } 2>&1
 	done | awk '/^Run completed in/ { t += $4 } /^cpu / { c += $2 + $3 } END { print t, c }'
 }
-direct() { qbench "$1" "$2" --image-opts "driver=raw,offset=$slot,size=$((mb << 20)),file.driver=file,file.filename=$d/c"; }
+direct() { qbench "$1" "$2" --image-opts "$range"; }
 nbd() { qbench "$1" "$2" -f raw "nbd+unix:///gold?socket=$d/g.sock"; }
+# qnbd PASSES QD: the same through qemu-nbd ("0 0" without the peer)
+qnbd() {
+	if [ -n "$peer" ]; then qbench "$1" "$2" -f raw "nbd+unix:///gold?socket=$d/q.sock"; else echo 0 0; fi
+}
 # drop: the cache file's pages out of the page cache (this file only)
 drop() { dd if="$d/c" iflag=nocache count=0 2>/dev/null; }
 
 printf 'agent-nbd: %d MiB of gold from a complete cache, qemu-img bench, %d rounds\n' "$mb" "$reps"
-printf '  %-18s %14s %14s %7s\n' "case" "direct MiB/s" "NBD MiB/s" "ratio"
+printf '  %-18s %14s %14s %7s %14s %7s\n' "case" "direct MiB/s" "NBD MiB/s" "ratio" "qemu-nbd MiB/s" "ratio"
 : >"$d/times"
 for r in $(seq "$reps"); do
 	for req in $reqs; do
@@ -119,6 +155,8 @@ for r in $(seq "$reps"); do
 					drop
 					s0=$(cpu "$pid") w0=$(wakes "$pid")
 					read -r tn cn < <(nbd 1 "$qd")
+					drop
+					read -r tq _ < <(qnbd 1 "$qd")
 				else
 					n=$passes
 					direct 1 "$qd" >/dev/null
@@ -126,14 +164,19 @@ for r in $(seq "$reps"); do
 					nbd 1 "$qd" >/dev/null
 					s0=$(cpu "$pid") w0=$(wakes "$pid")
 					read -r tn cn < <(nbd "$n" "$qd")
+					qnbd 1 "$qd" >/dev/null
+					read -r tq _ < <(qnbd "$n" "$qd")
 				fi
 				cs=$(awk -v a="$s0" -v b="$(cpu "$pid")" 'BEGIN { print b - a }')
 				ws=$(($(wakes "$pid") - w0))
 				k="$req qd$qd $temp"
-				awk -v k="r$r $k" -v b="$bytes" -v n="$n" -v td="$td" -v tn="$tn" 'BEGIN {
+				awk -v k="r$r $k" -v b="$bytes" -v n="$n" -v td="$td" -v tn="$tn" -v tq="$tq" 'BEGIN {
 					m = b * n / 1048576
-					printf "  %-18s %14d %14d %6.2fx\n", k, m / td, m / tn, td / tn }'
-				echo "$req-qd$qd-$temp $td $tn $n $cd_ $cn $cs $bytes $count $ws" >>"$d/times"
+					printf "  %-18s %14d %14d %6.2fx", k, m / td, m / tn, td / tn
+					if (tq > 0)
+						printf " %14d %6.2fx", m / tq, td / tq
+					printf "\n" }'
+				echo "$req-qd$qd-$temp $td $tn $n $cd_ $cn $cs $bytes $count $ws $tq" >>"$d/times"
 			done
 		done
 	done
@@ -162,7 +205,8 @@ for r in $(seq "$reps"); do
 		echo "nbdcopy-x$n $td $tn $passes 0 0 $cs $((mb << 20)) $((mb * passes))" >>"$d/times"
 	done
 done
-echo "  median of $reps rounds; CPU microseconds per request, all rounds: direct (qemu-img) vs NBD (qemu-img + goldagent); goldagent's wake-ups per request:"
+echo "  median of $reps rounds (direct, goldagent, ratio${peer:+, $peer, ratio}); client bound: direct time per request / NBD client CPU per request;"
+echo "  CPU microseconds per request, all rounds: direct (qemu-img) vs NBD (qemu-img + goldagent); goldagent's wake-ups per request:"
 for req in $reqs; do
 	for qd in $qds; do
 		for temp in cold warm; do
@@ -174,11 +218,14 @@ for req in $reqs; do
 							if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 					return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
 				}
-				$1 == k { d[n] = $2 + 0; b[n] = $3 + 0; n++; p = $4; m = $8 * $4 / 1048576
-					  q += $4 * $9; cd += $5; cn += $6; cs += $7; w += $10 }
-				END { md = med(d, n); mn = med(b, n)
-				      printf "  %-18s %14d %14d %6.2fx (goal >= 0.7x)   cpu us/req %.1f vs %.1f + %.1f   wakes/req %.2f\n",
-					k, m / md, m / mn, md / mn, cd * 1e6 / q, cn * 1e6 / q, cs * 1e6 / q, w / q }' \
+				$1 == k { d[n] = $2 + 0; b[n] = $3 + 0; e[n] = $11 + 0; n++; p = $4; m = $8 * $4 / 1048576
+					  c = $9; q += $4 * $9; cd += $5; cn += $6; cs += $7; w += $10 }
+				END { md = med(d, n); mn = med(b, n); me = med(e, n)
+				      printf "  %-18s %14d %14d %6.2fx (goal >= 0.7x)", k, m / md, m / mn, md / mn
+				      if (me > 0)
+					      printf "   qemu-nbd %d MiB/s %.2fx", m / me, md / me
+				      printf "   client bound %.2fx   cpu us/req %.1f vs %.1f + %.1f   wakes/req %.2f\n",
+					md / (p * c) * q / cn, cd * 1e6 / q, cn * 1e6 / q, cs * 1e6 / q, w / q }' \
 				"$d/times"
 		done
 	done
