@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `goldagent serve --hydrate` killed mid-way (kill -9 at random moments, and
+# crashes at its Nth fsync / write through GOLDCACHE_FAULT) while the loop's
+# worker threads verify and write the background chunks: every chunk left
+# present matches the manifest, a restart resumes without fetching a present
+# chunk again (chunks fetched + present before = all), the slot completes and
+# the gold export reads back byte-identical to goldctl's export.
+. "$GC_SRC/tests/lib.sh"
+. "$GC_SRC/tests/lib-agent.sh"
+need goldagent goldctl nbdcopy jq cmp
+
+d=$T_DIR
+# 72 MiB, 1 MiB chunks (background commits every 32 MiB), a zero stretch
+{ head -c $((40 << 20)) /dev/urandom; head -c $((8 << 20)) /dev/zero; head -c $((24 << 20)) /dev/urandom; } >"$d/src.img"
+goldctl --store "$d/store" store init >/dev/null || bail "store init"
+goldctl --store "$d/store" image import --chunk-size 1M deb "$d/src.img" >/dev/null || bail "import"
+goldctl --store "$d/store" image manifest deb >"$d/m.txt" || bail "manifest"
+goldctl --store "$d/store" image export deb "$d/export.img" >/dev/null || bail "export"
+rm -f "$d/src.img"
+total=72
+state() { agent_json_field "$d/c" '.slots[0].state'; }
+present() { agent_json_field "$d/c" '.slots[0].present'; }
+
+# $1: what stopped the first run; the cache holds what it left
+resume() {
+	local p fetched
+	p=$(present)
+	t_run "$1: every present chunk ($p) matches the manifest" \
+		goldagent cache check --manifest "$d/m.txt" "$d/c"
+	: >"$d/resume.log"
+	GOLDAGENT_SOURCE_DEFER=$defer agent_serve "$d/resume.log" --cache "$d/c" --gold-socket "$d/g.sock" \
+		--source-file "$d/export.img" --manifest "$d/m.txt" --hydrate || bail "$1: restart"
+	wait_for 60 grep -q "background hydration" "$d/resume.log"
+	fetched=$(sed -n 's/.*background hydration complete: \([0-9]*\) chunks fetched.*/\1/p' "$d/resume.log")
+	is "$p+${fetched:-none}" "$p+$((total - p))" "$1: the restart fetches only the $((total - p)) absent chunks"
+	t_run "$1: the gold export reads back byte-identical" \
+		nbdcopy "nbd+unix:///gold?socket=$d/g.sock" "$d/out.img"
+	cmp -s "$d/export.img" "$d/out.img"
+	ok $? "$1: byte-identical to goldctl's export"
+	agent_stop
+	is "$(state)" complete "$1: slot complete"
+}
+
+# kill -9 at random moments, synchronous and asynchronous source
+kills=3
+[ "${GC_FULL:-}" = 1 ] && kills=12
+for defer in 0 1; do
+	for i in $(seq "$kills"); do
+		goldagent cache init --force --manifest "$d/m.txt" --volume-size 1M "$d/c" >/dev/null
+		: >"$d/serve.log"
+		GOLDAGENT_TEST_CHUNK_DELAY_MS=20 GOLDAGENT_SOURCE_DEFER=$defer agent_serve "$d/serve.log" \
+			--cache "$d/c" --gold-socket "$d/g.sock" --source-file "$d/export.img" \
+			--manifest "$d/m.txt" --hydrate || bail "serve --hydrate"
+		sleep "0.$((RANDOM % 9 + 1))"
+		agent_kill
+		resume "defer=$defer kill -9 #$i"
+	done
+done
+
+# crashes at the Nth fsync (a commit's data or map flush) or write
+defer=1
+faults="fsync:1 fsync:2 fsync:3 fsync:4 write:40"
+[ "${GC_FULL:-}" = 1 ] && faults="$(for n in $(seq 1 8); do printf 'fsync:%d ' "$n"; done) write:2 write:20 write:40 write:60"
+for f in $faults; do
+	goldagent cache init --force --manifest "$d/m.txt" --volume-size 1M "$d/c" >/dev/null
+	GOLDCACHE_FAULT="$f:crash" GOLDAGENT_SOURCE_DEFER=1 goldagent serve --cache "$d/c" \
+		--gold-socket "$d/g.sock" --source-file "$d/export.img" --manifest "$d/m.txt" \
+		--hydrate >"$d/fault.log" 2>&1 &
+	spid=$!
+	track "$spid"
+	wait_for 30 sh -c "! kill -0 $spid 2>/dev/null || grep -q 'background hydration' '$d/fault.log'"
+	if grep -q "background hydration" "$d/fault.log"; then
+		kill -TERM "$spid"
+		wait "$spid"
+		is "$(present)" "$total" "$f: no crash (the fault lies past this run): complete"
+		continue
+	fi
+	wait "$spid"
+	is "$?" 137 "serve --hydrate crashed at $f"
+	resume "crash at $f"
+done
+done_testing
