@@ -11,8 +11,20 @@
 #            The cache is on BENCH_CACHE_DIR (default /dev/shm): this measures
 #            the transfer and verification path, as iscsi-perf measures the
 #            transfer; on a disk the disk's write rate bounds both.
+#   background: what `goldagent attach` does at a machine's first boot:
+#            `goldagent serve --appliance` (the same NBD loop) hydrating the
+#            gold slot in the background, vs `goldagent hydrate` vs
+#            iscsi-perf on the same LUN, depth BENCH_BG_DEPTH (8; attach: 4),
+#            the cache on a disk (BENCH_DISK_DIR, default /var/tmp: first
+#            boot writes to a disk). serve's rate is from its log's
+#            timestamps (loop start to "background hydration complete"),
+#            hydrate's its own (after login and manifest). Then the NBD read
+#            latency a booting machine feels: 4 KiB reads of present chunks
+#            (qemu-io, one at a time, random offsets in the first 16 MiB,
+#            fetched first) while serve hydrates, and after: mean, p99, max.
 #   sync:    scattered writes (4-64 KiB) to the machine volume through NBD,
 #            then `goldagent sync`: bytes sent / dirty bytes (goal <= 1.05).
+# BENCH_ROWS ("hydrate background sync") selects rows.
 set -euo pipefail
 # shellcheck source=tests/lib-bench.sh
 . "$(dirname "$0")/../tests/lib-bench.sh" attach
@@ -43,8 +55,11 @@ hyd_mbs() { # depth
 		awk '{print $1 / 1048576 / ($2 / 1000)}'
 }
 
-printf '%-26s %12s %16s %8s\n' "case (1 MiB requests)" "iscsi-perf" "goldagent hydrate" "ratio"
-for depth in 8 1; do
+rows=${BENCH_ROWS:-hydrate background sync}
+has_row() { case " $rows " in *" $1 "*) return 0 ;; esac; return 1; }
+
+has_row hydrate && printf '%-26s %12s %16s %8s\n' "case (1 MiB requests)" "iscsi-perf" "goldagent hydrate" "ratio"
+has_row hydrate && for depth in 8 1; do
 	p=0 h=0
 	for _ in $(seq "$rounds"); do
 		p=$(awk -v a="$p" -v b="$(perf_mbs "$depth")" 'BEGIN {print a + b}')
@@ -53,6 +68,72 @@ for depth in 8 1; do
 	awk -v p="$p" -v h="$h" -v r="$rounds" -v d="$depth" 'BEGIN {
 		printf "%-26s %7.0f MB/s %11.0f MB/s %7.2fx\n", "qd" d " " '"$size_mb"' " MiB", p / r, h / r, h / p}'
 done
+
+# background: serve --appliance hydrating vs hydrate vs iscsi-perf, cache on disk
+bg_depth=${BENCH_BG_DEPTH:-8}
+BD=$(mktemp -d "${BENCH_DISK_DIR:-/var/tmp}/gc-attach-bg.XXXXXX")
+on_exit 'rm -rf "$BD"'
+BG=(--appliance "$URL" --machine pc1 --token-file "$D/a/pc1.token" --state-dir "$D/a" --depth "$bg_depth")
+ms_of() { # log line -> ms since the epoch, from its timestamp
+	sed -n 's/^\([0-9T:.-]*\)Z .*/\1/p' <<<"$1" | { read -r t && date -d "${t}Z" +%s%3N; }
+}
+bg_serve() { # with-reads: starts serve --appliance into an empty cache; waits for the end of
+	# its background hydration (reading meanwhile with 1); prints MiB/s
+	local a b
+	rm -f "$BD/c.img" "$BD/during"
+	: >"$BD/during"
+	goldagent serve --cache "$BD/c.img" "${BG[@]}" --gold-socket "$BD/g.sock" >"$BD/serve.log" 2>&1 &
+	AG_PID=$!
+	while [ ! -S "$BD/g.sock" ]; do sleep 0.02; done
+	[ "$1" = 1 ] && qemu-io -f raw -r -c "read 0 16M" "nbd+unix:///gold?socket=$BD/g.sock" >/dev/null
+	while ! grep -q "background hydration" "$BD/serve.log"; do
+		if [ "$1" = 1 ]; then bg_reads 100 >>"$BD/during"; else sleep 0.05; fi
+	done
+	[ "$1" = 1 ] && bg_reads 1000 >"$BD/after"
+	kill -TERM "$AG_PID"
+	wait "$AG_PID" || true
+	AG_PID=
+	grep -q "background hydration complete" "$BD/serve.log" || {
+		echo "background: serve's hydration did not complete:" >&2
+		tail -n 5 "$BD/serve.log" >&2
+		exit 1
+	}
+	a=$(ms_of "$(grep -m 1 ": serving gold on" "$BD/serve.log")")
+	b=$(ms_of "$(grep -m 1 "background hydration complete" "$BD/serve.log")")
+	awk -v s="$size_mb" -v ms="$((b - a))" 'BEGIN {print s / (ms / 1000)}'
+}
+bg_reads() { # N: N single 4 KiB reads of present chunks; prints microseconds per read
+	local cmds=()
+	for _ in $(seq "$1"); do cmds+=(-c "read $(((RANDOM % 4096) * 4096)) 4k"); done
+	qemu-io -f raw -r "${cmds[@]}" "nbd+unix:///gold?socket=$BD/g.sock" |
+		sed -n 's/.* and \([0-9.]*\) ops\/sec.*/\1/p' | awk '{printf "%.0f\n", 1e6 / $1}'
+}
+lat_stats() { sort -n | awk '{a[NR] = $1; s += $1} END {
+	printf "mean %5.0f us, p99 %6d us, max %6d us (%d reads)", s / NR, a[int(NR * 0.99)], a[NR], NR}'; }
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+if has_row background; then
+	echo "background hydration, cache on disk, depth $bg_depth, $size_mb MiB (MiB/s; rounds, then medians):"
+	: >"$BD/p" ; : >"$BD/h" ; : >"$BD/s"
+	for r in $(seq "$rounds"); do
+		p=$(perf_mbs "$bg_depth")
+		rm -f "$BD/c.img"
+		h=$(goldagent hydrate --cache "$BD/c.img" "${BG[@]}" 2>/dev/null |
+			sed -n 's/.*(\([0-9]*\) bytes).* \([0-9]*\) ms$/\1 \2/p' |
+			awk '{print $1 / 1048576 / ($2 / 1000)}')
+		sv=$(bg_serve 0)
+		echo "$p" >>"$BD/p"; echo "$h" >>"$BD/h"; echo "$sv" >>"$BD/s"
+		printf '  round %d: iscsi-perf %4.0f, goldagent hydrate %4.0f, serve (attach) background %4.0f\n' \
+			"$r" "$p" "$h" "$sv"
+	done
+	p=$(median <"$BD/p") h=$(median <"$BD/h") sv=$(median <"$BD/s")
+	awk -v p="$p" -v h="$h" -v s="$sv" 'BEGIN {
+		printf "  medians: iscsi-perf %.0f, hydrate %.0f, serve %.0f: serve/hydrate %.2fx, serve/iscsi-perf %.2fx, hydrate/iscsi-perf %.2fx\n",
+			p, h, s, s / h, s / p, h / p }'
+	bg_serve 1 >/dev/null
+	echo "  4 KiB NBD reads of present chunks, qd1, during the background hydration: $(lat_stats <"$BD/during")"
+	echo "                                                       after it: $(lat_stats <"$BD/after")"
+fi
+has_row sync || exit 0
 
 # sync: scattered writes, then goldagent sync
 goldagent serve --cache "$CD/c.img" --volume-socket "$D/v.sock" >/dev/null 2>&1 &
