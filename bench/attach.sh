@@ -78,8 +78,9 @@ ms_of() { # log line -> ms since the epoch, from its timestamp
 	sed -n 's/^\([0-9T:.-]*\)Z .*/\1/p' <<<"$1" | { read -r t && date -d "${t}Z" +%s%3N; }
 }
 bg_serve() { # with-reads: starts serve --appliance into an empty cache; waits for the end of
-	# its background hydration (reading meanwhile with 1); prints MiB/s
-	local a b
+	# its background hydration (reading meanwhile with 1); prints MiB/s and its CPU
+	# seconds per GiB (user + system, all threads, from its start)
+	local a b cpu
 	rm -f "$BD/c.img" "$BD/during"
 	: >"$BD/during"
 	goldagent serve --cache "$BD/c.img" "${BG[@]}" --gold-socket "$BD/g.sock" >"$BD/serve.log" 2>&1 &
@@ -89,6 +90,7 @@ bg_serve() { # with-reads: starts serve --appliance into an empty cache; waits f
 	while ! grep -q "background hydration" "$BD/serve.log"; do
 		if [ "$1" = 1 ]; then bg_reads 100 >>"$BD/during"; else sleep 0.05; fi
 	done
+	cpu=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$AG_PID/stat")
 	[ "$1" = 1 ] && bg_reads 1000 >"$BD/after"
 	kill -TERM "$AG_PID"
 	wait "$AG_PID" || true
@@ -100,7 +102,7 @@ bg_serve() { # with-reads: starts serve --appliance into an empty cache; waits f
 	}
 	a=$(ms_of "$(grep -m 1 ": serving gold on" "$BD/serve.log")")
 	b=$(ms_of "$(grep -m 1 "background hydration complete" "$BD/serve.log")")
-	awk -v s="$size_mb" -v ms="$((b - a))" 'BEGIN {print s / (ms / 1000)}'
+	awk -v s="$size_mb" -v ms="$((b - a))" -v c="$cpu" 'BEGIN {print s / (ms / 1000), c * 1024 / s}'
 }
 bg_reads() { # N: N single 4 KiB reads of present chunks; prints microseconds per read
 	local cmds=()
@@ -113,22 +115,26 @@ lat_stats() { sort -n | awk '{a[NR] = $1; s += $1} END {
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 if has_row background; then
 	echo "background hydration, cache on disk, depth $bg_depth, $size_mb MiB (MiB/s; rounds, then medians):"
-	: >"$BD/p" ; : >"$BD/h" ; : >"$BD/s"
+	: >"$BD/p" ; : >"$BD/h" ; : >"$BD/s" ; : >"$BD/hc" ; : >"$BD/sc"
+	TIMEFORMAT='cpu %U %S'
 	for r in $(seq "$rounds"); do
 		p=$(perf_mbs "$bg_depth")
 		rm -f "$BD/c.img"
-		h=$(goldagent hydrate --cache "$BD/c.img" "${BG[@]}" 2>/dev/null |
-			sed -n 's/.*(\([0-9]*\) bytes).* \([0-9]*\) ms$/\1 \2/p' |
-			awk '{print $1 / 1048576 / ($2 / 1000)}')
-		sv=$(bg_serve 0)
+		# "MiB/s CPU-s-per-GiB": its own clock (after login and manifest), all its CPU
+		h=$({ time goldagent hydrate --cache "$BD/c.img" "${BG[@]}" 2>/dev/null; } 2>&1 |
+			awk -v mb="$size_mb" '/ms$/ { sub(/.*[(]/, ""); b = $1; ms = $(NF - 1) }
+				/^cpu / { c = $2 + $3 } END { print b / 1048576 / (ms / 1000), c * 1024 / mb }')
+		read -r sv svc <<<"$(bg_serve 0)"
+		read -r h hc <<<"$h"
 		echo "$p" >>"$BD/p"; echo "$h" >>"$BD/h"; echo "$sv" >>"$BD/s"
-		printf '  round %d: iscsi-perf %4.0f, goldagent hydrate %4.0f, serve (attach) background %4.0f\n' \
-			"$r" "$p" "$h" "$sv"
+		echo "$hc" >>"$BD/hc"; echo "$svc" >>"$BD/sc"
+		printf '  round %d: iscsi-perf %4.0f, goldagent hydrate %4.0f, serve (attach) background %4.0f; CPU s/GiB hydrate %.2f, serve %.2f\n' \
+			"$r" "$p" "$h" "$sv" "$hc" "$svc"
 	done
 	p=$(median <"$BD/p") h=$(median <"$BD/h") sv=$(median <"$BD/s")
-	awk -v p="$p" -v h="$h" -v s="$sv" 'BEGIN {
-		printf "  medians: iscsi-perf %.0f, hydrate %.0f, serve %.0f: serve/hydrate %.2fx, serve/iscsi-perf %.2fx, hydrate/iscsi-perf %.2fx\n",
-			p, h, s, s / h, s / p, h / p }'
+	awk -v p="$p" -v h="$h" -v s="$sv" -v hc="$(median <"$BD/hc")" -v sc="$(median <"$BD/sc")" 'BEGIN {
+		printf "  medians: iscsi-perf %.0f, hydrate %.0f, serve %.0f: serve/hydrate %.2fx, serve/iscsi-perf %.2fx, hydrate/iscsi-perf %.2fx; CPU s/GiB hydrate %.2f, serve %.2f\n",
+			p, h, s, s / h, s / p, h / p, hc, sc }'
 	bg_serve 1 >/dev/null
 	echo "  4 KiB NBD reads of present chunks, qd1, during the background hydration: $(lat_stats <"$BD/during")"
 	echo "                                                       after it: $(lat_stats <"$BD/after")"
