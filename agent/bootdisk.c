@@ -48,7 +48,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lib/bytes.h"
@@ -302,13 +301,11 @@ static int build_mbr(const char *mbr_code, uint64_t disk_sectors, uint64_t boot_
 static void reread_partitions(int fd, const char *disk)
 {
 	for (int i = 0; i < 50; i++) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
-
 		if (ioctl(fd, BLKRRPART) == 0)
 			return;
 		if (errno != EBUSY)
 			break;
-		nanosleep(&ts, NULL);
+		sleep_ms(100);
 	}
 	log_warn("the kernel did not re-read the partitions of '%s': %s (they appear at the "
 		 "next boot)",

@@ -52,7 +52,6 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "agent/cache.h"
 #include "agent/workpool.h"
@@ -125,14 +124,6 @@ static uint8_t *bufs_alloc(size_t len)
 		die(1, "out of memory (%zu bytes of chunk buffers)", len);
 	(void)madvise(p, len, MADV_HUGEPAGE);
 	return p;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 /* A chunk buffer aligned for direct I/O (cache_chunk_io_write). */

@@ -169,14 +169,6 @@ struct nbd_server {
 
 /* ---- gold export ---- */
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* A chunk buffer: a spare one, or a new one aligned for O_DIRECT
  * (cache_chunk_io_write). Spares are kept because a fresh 1 MiB costs 256
  * first-touch page faults, on the loop thread that receives into it. */

@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "agent/apiclient.h"
 #include "agent/cache.h"
@@ -81,14 +80,6 @@ struct rs {
 	int delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS: widens the window for kill tests */
 	struct restore_stats *st;
 };
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* On a pool thread: verify the chunk, then write it into the volume (the
  * restore marker is set and the header does not change while chunks are

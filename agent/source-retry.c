@@ -461,14 +461,6 @@ static const struct chunk_source_ops retry_ops = {
 	.free = r_free,
 };
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* The first login of a boot: the appliance may answer HTTP while its target
  * is not there yet (goldcached just started and is still adding it, tgtd
  * restarting), so a failed login is tried again with the same backoff as a

@@ -66,7 +66,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent/apiclient.h"
@@ -141,14 +140,6 @@ struct upl_live {
 	int batch; /* claims per commit request (GOLDAGENT_TEST_COMMIT_BATCH: tests) */
 	struct upl_stats st;
 };
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* Sleeps up to ms in slices, returning early (1) when asked to stop. */
 static int nap(struct upl_live *u, unsigned ms)

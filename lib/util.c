@@ -218,6 +218,14 @@ int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
+void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 int name_is_valid(const char *s)
 {
 	size_t n = 0;

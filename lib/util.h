@@ -39,6 +39,8 @@ uint64_t now_ms(void);
 uint64_t now_ns(void);
 /* Wall clock, seconds since the epoch. */
 int64_t now_unix(void);
+/* Sleeps ms milliseconds, through signals. */
+void sleep_ms(unsigned ms);
 
 /* Is s a safe object name: 1-64 chars of [A-Za-z0-9._-], not starting with '.' or '-'. */
 int name_is_valid(const char *s);
