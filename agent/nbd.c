@@ -1034,6 +1034,9 @@ static int hydrate_pump(struct nbd_server *srv)
 	cache_commit(c);
 	srv->hyd_since = 0;
 	srv->hyd_done = 1;
+	/* attach serves on for days: the background's buffers are not needed */
+	while (srv->nspare)
+		free(srv->spare[--srv->nspare]);
 	if (cache_slot_present_count(c, slot) == n)
 		log_info("background hydration complete: %llu chunks fetched",
 			 (unsigned long long)srv->hyd_fetched);

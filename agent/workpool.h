@@ -1,5 +1,6 @@
 /* Threads that verify and write chunks off the event loop (see workpool.c):
- * the hydrator's and the restore's. */
+ * the hydrator's, the restore's and the NBD server's (agent/nbd.c: chunks
+ * fetched on demand or by the background hydration of serve and attach). */
 #ifndef GC_AGENT_WORKPOOL_H
 #define GC_AGENT_WORKPOOL_H
 
