@@ -39,6 +39,15 @@ agent_kill() {
 	wait "$AGENT_PID" 2>/dev/null
 	AGENT_PID=
 }
+# agent_store_image DIR CHUNK: imports DIR/src.img as image "deb" into a new
+# store DIR/store with CHUNK-sized chunks, writes its manifest to DIR/m.txt
+# and goldctl's export (the reference for byte-identity) to DIR/export.img.
+agent_store_image() {
+	goldctl --store "$1/store" store init >/dev/null || bail "store init"
+	goldctl --store "$1/store" image import --chunk-size "$2" deb "$1/src.img" >/dev/null || bail "import"
+	goldctl --store "$1/store" image manifest deb >"$1/m.txt" || bail "manifest"
+	goldctl --store "$1/store" image export deb "$1/export.img" >/dev/null || bail "export"
+}
 # agent_json_field CACHE FIELD: one field of `goldagent status --json`.
 agent_json_field() {
 	goldagent status --json --cache "$1" | jq -r "$2"

@@ -12,10 +12,7 @@ need goldagent goldctl nbdcopy jq cmp
 d=$T_DIR
 # 72 MiB, 1 MiB chunks (background commits every 32 MiB), a zero stretch
 { head -c $((40 << 20)) /dev/urandom; head -c $((8 << 20)) /dev/zero; head -c $((24 << 20)) /dev/urandom; } >"$d/src.img"
-goldctl --store "$d/store" store init >/dev/null || bail "store init"
-goldctl --store "$d/store" image import --chunk-size 1M deb "$d/src.img" >/dev/null || bail "import"
-goldctl --store "$d/store" image manifest deb >"$d/m.txt" || bail "manifest"
-goldctl --store "$d/store" image export deb "$d/export.img" >/dev/null || bail "export"
+agent_store_image "$d" 1M
 rm -f "$d/src.img"
 total=72
 state() { agent_json_field "$d/c" '.slots[0].state'; }

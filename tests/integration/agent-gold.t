@@ -12,10 +12,7 @@ need goldagent goldctl nbdcopy nbdinfo qemu-img qemu-io jq cmp
 d=$T_DIR
 # 6 MiB + a zero stretch + random tail: 256 KiB chunks, some zero chunks
 { head -c $((3 << 20)) /dev/urandom; head -c $((2 << 20)) /dev/zero; head -c $((1 << 20)) /dev/urandom; } >"$d/src.img"
-goldctl --store "$d/store" store init >/dev/null || bail "store init"
-goldctl --store "$d/store" image import --chunk-size 256K deb "$d/src.img" >/dev/null || bail "import"
-goldctl --store "$d/store" image manifest deb >"$d/m.txt" || bail "manifest"
-goldctl --store "$d/store" image export deb "$d/export.img" >/dev/null || bail "export"
+agent_store_image "$d" 256K
 
 t_run "cache init from the manifest" goldagent cache init --manifest "$d/m.txt" --volume-size 16M "$d/c"
 is "$(agent_json_field "$d/c" '.slots[0].present')" 0 "new cache: nothing present"
