@@ -15,11 +15,14 @@
  *
  * State machine of a gold chunk: ABSENT -> WRITTEN (cache_chunk_write: data
  * in the page cache, or sent to the device with O_DIRECT when aligned, maybe
- * still in its volatile cache; pending bit in memory only) -> PRESENT (cache_commit:
- * fdatasync succeeded, bit set and its map page written) -> PERSISTED (map
- * page fdatasynced at the end of the same commit). A crash between any two
- * steps leaves the chunk ABSENT or PRESENT with durable data, never a present
- * bit over data that did not reach the disk. A slot is re-assigned by first
+ * still in its volatile cache; pending bit in memory only) -> PRESENT in
+ * memory (cache_commit_begin: bit set, readers served; the map pages copied)
+ * -> FLUSHED (the commit's data fdatasync) -> PERSISTED (the copy written
+ * and fdatasynced). A failed data flush takes the bit back (ABSENT). A crash
+ * between any two steps leaves the chunk ABSENT or PRESENT with durable data,
+ * never a present bit on disk over data that did not reach the disk: the
+ * pages written are the copy taken at begin, whose bits are all flushed
+ * before it is written, and one commit is out at a time. A slot is re-assigned by first
  * making it EMPTY in the header, then zeroing its map, then FILLING: a bit
  * from an older version can never be read as a bit of the new one.
  *
@@ -71,9 +74,12 @@ struct cache {
 	uint8_t *dmap;
 	uint64_t ndirty;
 	uint8_t *wseen; /* blocks written since cache_dirty_track(on), or NULL */
+	struct cache_commit_job *job; /* the commit between begin and end, or NULL */
 	char *notes;
 	size_t notes_len;
 };
+
+static void commit_job_free(struct cache_commit_job *j);
 
 /* ---- little helpers ---- */
 
@@ -680,6 +686,7 @@ void cache_free(struct cache *c)
 		free(c->pmap[s]);
 		free(c->pend[s]);
 	}
+	commit_job_free(c->job); /* its I/O is done or never ran (cache.h) */
 	free(c->dmap);
 	free(c->wseen);
 	free(c->notes);
@@ -693,6 +700,12 @@ int cache_close(struct cache *c)
 
 	if (!c)
 		return 0;
+	if (c->job) {
+		/* its I/O may still run: the owner ends it before closing */
+		log_error("cache '%s': closed with a commit out: left as a crash would", c->path);
+		cache_free(c);
+		return -EBUSY;
+	}
 	if (!c->rdonly) {
 		r = cache_commit(c);
 		if (r == 0)
@@ -788,7 +801,7 @@ int cache_slot_assign(struct cache *c, int slot, const char *name, const char *v
 	if (slot < 0 || slot >= CACHE_NSLOTS || !name_is_valid(name) || !name_is_valid(version) ||
 	    image_size == 0 || image_size > g->gold_capacity)
 		return -EINVAL;
-	if (c->hdr.active_slot == (uint32_t)slot)
+	if (c->hdr.active_slot == (uint32_t)slot || c->job)
 		return -EBUSY;
 	if (c->rdonly)
 		return -EROFS;
@@ -910,74 +923,184 @@ int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data,
 	return r;
 }
 
-int cache_commit(struct cache *c)
+/* A commit's job (cache_commit_begin .. cache_commit_end). Per slot, the
+ * page-aligned byte range [a, b) of the present map it covers: add, the bits
+ * it makes present; snap, the map's pages as they were at begin (bits of
+ * flushed chunks and of this job's). The I/O touches only fd, path, snap. */
+struct cache_commit_job {
+	int fd;
+	const char *path;
+	uint64_t nchunks;
+	uint64_t a[CACHE_NSLOTS], b[CACHE_NSLOTS]; /* b == 0: slot untouched */
+	uint64_t moff[CACHE_NSLOTS];
+	uint8_t *add[CACHE_NSLOTS], *snap[CACHE_NSLOTS];
+	int data_err, map_err;
+};
+
+static void commit_job_free(struct cache_commit_job *j)
+{
+	if (!j)
+		return;
+	for (int s = 0; s < CACHE_NSLOTS; s++) {
+		free(j->add[s]);
+		free(j->snap[s]);
+	}
+	free(j);
+}
+
+uint64_t cache_commit_job_chunks(const struct cache_commit_job *j)
+{
+	return j ? j->nchunks : 0;
+}
+
+int cache_commit_busy(const struct cache *c)
+{
+	return c->job != NULL;
+}
+
+int cache_commit_begin(struct cache *c, struct cache_commit_job **out)
 {
 	const struct cache_geometry *g = &c->hdr.geo;
-	uint64_t lo[CACHE_NSLOTS], hi[CACHE_NSLOTS];
-	int r = 0, complete = 0;
+	struct cache_commit_job *j;
 
+	*out = NULL;
+	if (c->job)
+		return -EBUSY;
 	if (c->npend == 0)
-		goto promote; /* a crash may have left every bit in but the header not */
-	/* 1. data */
-	r = io_fdatasync(c->fd);
-	if (r < 0) {
-		/* the written chunks may never reach the disk: forget them */
-		log_error("cache '%s': fdatasync of %llu written chunks failed (%s): they will "
-			  "be fetched again",
-			  c->path, (unsigned long long)c->npend, strerror(-r));
-		for (int s = 0; s < CACHE_NSLOTS; s++)
-			memset(c->pend[s], 0, (size_t)g->pmap_len);
-		c->npend = 0;
-		return r;
-	}
-	/* 2. bits, then their pages */
+		return 0;
+	j = xcalloc(1, sizeof(*j));
+	j->fd = c->fd;
+	j->path = c->path;
+	j->nchunks = c->npend;
 	for (int s = 0; s < CACHE_NSLOTS; s++) {
-		lo[s] = UINT64_MAX, hi[s] = 0;
-		for (uint64_t i = 0; i < g->pmap_len; i++) {
+		uint64_t lo = UINT64_MAX, hi = 0;
+
+		for (uint64_t i = 0; i < g->pmap_len; i++)
+			if (c->pend[s][i]) {
+				lo = MIN(lo, i);
+				hi = i + 1;
+			}
+		if (hi == 0)
+			continue;
+		j->a[s] = lo / CACHE_ALIGN * CACHE_ALIGN;
+		j->b[s] = round_up(hi, CACHE_ALIGN);
+		j->moff[s] = g->pmap_off[s];
+		j->add[s] = xcalloc(1, (size_t)(j->b[s] - j->a[s]));
+		/* the bits: present for readers from now on */
+		for (uint64_t i = lo; i < hi; i++) {
 			uint8_t add = c->pend[s][i] & (uint8_t)~c->pmap[s][i];
 
-			if (!c->pend[s][i])
-				continue;
+			j->add[s][i - j->a[s]] = add;
 			c->pmap[s][i] |= add;
 			c->present[s] += (uint64_t)__builtin_popcount(add);
 			c->pend[s][i] = 0;
-			lo[s] = MIN(lo[s], i);
-			hi[s] = i + 1;
 		}
+		/* the pages to write: a copy, so that a later batch's bits (set in
+		 * c->pmap by the next begin) never reach the disk with this one */
+		j->snap[s] = xmalloc((size_t)(j->b[s] - j->a[s]));
+		memcpy(j->snap[s], c->pmap[s] + j->a[s], (size_t)(j->b[s] - j->a[s]));
 	}
 	c->npend = 0;
-	for (int s = 0; s < CACHE_NSLOTS; s++) {
-		if (hi[s] == 0)
-			continue;
-		r = map_write(c, c->pmap[s], g->pmap_off[s], lo[s], hi[s]);
-		if (r < 0)
-			break;
-	}
-	/* 3. maps durable */
-	if (r == 0)
-		r = io_fdatasync(c->fd);
+	c->job = j;
+	*out = j;
+	return 0;
+}
+
+int cache_commit_io(struct cache_commit_job *j)
+{
+	int r;
+
+	/* 1. data */
+	r = io_fdatasync(j->fd);
 	if (r < 0) {
-		/* the data is durable and the in-memory bits are right; a lost bit
-		 * on disk only means a chunk fetched again after a crash */
-		log_error("cache '%s': cannot persist present map: %s", c->path, strerror(-r));
+		j->data_err = r;
 		return r;
 	}
-promote:
+	/* 2. the pages, then 3. durable */
+	for (int s = 0; s < CACHE_NSLOTS && r == 0; s++)
+		if (j->b[s])
+			r = io_pwrite_all(j->fd, j->snap[s], (size_t)(j->b[s] - j->a[s]),
+					  (off_t)(j->moff[s] + j->a[s]));
+	if (r == 0)
+		r = io_fdatasync(j->fd);
+	j->map_err = r;
+	return r;
+}
+
+/* COMPLETE in the header for every FILLING slot whose chunks are all present
+ * (also when nothing was pending: a crash between the last map fdatasync and
+ * this header write is finished here). */
+static int commit_promote(struct cache *c)
+{
+	struct cache_header nh;
+	int complete = 0;
+
 	if (c->rdonly)
 		return 0;
 	for (int s = 0; s < CACHE_NSLOTS; s++)
 		if (c->hdr.slot[s].state == CACHE_SLOT_FILLING &&
 		    c->present[s] == slot_nchunks(&c->hdr, s))
 			complete |= 1 << s;
-	if (complete) {
-		struct cache_header nh = c->hdr;
+	if (!complete)
+		return 0;
+	nh = c->hdr;
+	for (int s = 0; s < CACHE_NSLOTS; s++)
+		if (complete & (1 << s))
+			nh.slot[s].state = CACHE_SLOT_COMPLETE;
+	return header_update(c, &nh);
+}
 
-		for (int s = 0; s < CACHE_NSLOTS; s++)
-			if (complete & (1 << s))
-				nh.slot[s].state = CACHE_SLOT_COMPLETE;
-		r = header_update(c, &nh);
+int cache_commit_end(struct cache *c, struct cache_commit_job *j)
+{
+	int r;
+
+	if (!j)
+		return commit_promote(c);
+	if (j != c->job) {
+		log_error("cache '%s': commit job ended that is not the one out", c->path);
+		return -EINVAL;
 	}
-	return r;
+	c->job = NULL;
+	if (j->data_err < 0) {
+		/* the written chunks may never reach the disk: forget them (the
+		 * map on disk never had their bits) */
+		r = j->data_err;
+		log_error("cache '%s': fdatasync of %llu written chunks failed (%s): they will "
+			  "be fetched again",
+			  c->path, (unsigned long long)j->nchunks, strerror(-r));
+		for (int s = 0; s < CACHE_NSLOTS; s++)
+			for (uint64_t i = j->a[s]; i < j->b[s]; i++) {
+				uint8_t add = j->add[s][i - j->a[s]];
+
+				c->pmap[s][i] &= (uint8_t)~add;
+				c->present[s] -= (uint64_t)__builtin_popcount(add);
+			}
+		commit_job_free(j);
+		return r;
+	}
+	r = j->map_err;
+	commit_job_free(j);
+	if (r < 0) {
+		/* the data is durable and the in-memory bits are right; a lost bit
+		 * on disk only means a chunk fetched again after a crash */
+		log_error("cache '%s': cannot persist present map: %s", c->path, strerror(-r));
+		return r;
+	}
+	return commit_promote(c);
+}
+
+int cache_commit(struct cache *c)
+{
+	struct cache_commit_job *j;
+	int r = cache_commit_begin(c, &j);
+
+	if (r < 0) {
+		log_error("cache '%s': commit while another is out: not committed", c->path);
+		return r;
+	}
+	if (j)
+		(void)cache_commit_io(j);
+	return cache_commit_end(c, j);
 }
 
 int cache_gold_read(struct cache *c, int slot, void *buf, uint64_t off, size_t len,

@@ -136,9 +136,12 @@ int cache_create(const char *path, const struct cache_params *p);
  * (cache_free / cache_close), -EBADMSG when neither copy is a valid header,
  * -EFBIG when the device is smaller than the header's layout. */
 int cache_open(const char *path, int flags, struct cache **out);
-/* Clean stop: flushes data and maps, clears CACHE_F_VOL_OPEN, frees. */
+/* Clean stop: flushes data and maps, clears CACHE_F_VOL_OPEN, frees. With a
+ * commit job out (cache_commit_begin without its end): frees as
+ * cache_free does and returns -EBUSY. */
 int cache_close(struct cache *c);
-/* Frees without a clean stop (as a crash would leave it). */
+/* Frees without a clean stop (as a crash would leave it), with the commit
+ * job out if any (its cache_commit_io must not be running). */
 void cache_free(struct cache *c);
 
 const struct cache_header *cache_header(const struct cache *c);
@@ -205,6 +208,35 @@ void cache_chunk_written(struct cache *c, const struct cache_chunk_io *io);
  * fdatasync and that header write is finished here). On a failed data
  * fdatasync no bit is set and the chunks are forgotten (fetched again). */
 int cache_commit(struct cache *c);
+
+/* cache_commit in three steps, so that its I/O (two fdatasyncs and the map
+ * pages, 0.3-9 ms) runs off the owner's event loop (agent/nbd.c):
+ *  - cache_commit_begin (owner): takes every pending chunk into a job, sets
+ *    their in-memory present bits (readers are served from them at once:
+ *    their data was written and is read back through the page cache, and a
+ *    gold chunk's bytes are fixed by its verified hash, so a read never sees
+ *    anything but the right bytes; only durability is still to come) and
+ *    copies the present-map pages the job covers. *out NULL when nothing is
+ *    pending. -EBUSY while another job is out: one at a time.
+ *  - cache_commit_io (any thread): fdatasync of the data, then the copied
+ *    pages written, then fdatasync. Touches only the job and the device: the
+ *    copy holds bits of this job's chunks (flushed first) and of earlier
+ *    commits' (flushed before theirs), never a bit of a chunk written later,
+ *    so the map on disk never gets ahead of the flushed data.
+ *  - cache_commit_end (owner): on a failed data flush the job's bits are
+ *    cleared again (the chunks are fetched again); a failed map write is only
+ *    logged (a re-fetch after a crash); then COMPLETE in the header as in
+ *    cache_commit. Frees the job. 0 or the job's (or the header's) -errno.
+ * Until end, the job's chunks are present (never rewritten: -EEXIST) and
+ * cache_commit, cache_slot_assign and cache_close refuse (-EBUSY). */
+struct cache_commit_job;
+int cache_commit_begin(struct cache *c, struct cache_commit_job **out);
+int cache_commit_io(struct cache_commit_job *j);
+int cache_commit_end(struct cache *c, struct cache_commit_job *j);
+/* Chunks the job makes present. */
+uint64_t cache_commit_job_chunks(const struct cache_commit_job *j);
+/* 1 while a job is between begin and end. */
+int cache_commit_busy(const struct cache *c);
 /* Reads [off, off+len) of slot's image; every chunk it touches must be
  * present (-ENODATA otherwise, *missing = first absent chunk). */
 int cache_gold_read(struct cache *c, int slot, void *buf, uint64_t off, size_t len,

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `goldagent serve --hydrate` killed mid-way (kill -9 at random moments, and
 # crashes at its Nth fsync / write through GOLDCACHE_FAULT) while the loop's
-# worker threads verify and write the background chunks: every chunk left
-# present matches the manifest, a restart resumes without fetching a present
-# chunk again (chunks fetched + present before = all), the slot completes and
-# the gold export reads back byte-identical to goldctl's export.
+# worker threads verify and write the background chunks and its commit
+# thread flushes them, with and without readers, or stopped cleanly: every
+# chunk left present matches the manifest, a restart resumes without fetching
+# a present chunk again (chunks fetched + present before = all), the slot
+# completes and the gold export reads back byte-identical to goldctl's export.
 . "$GC_SRC/tests/lib.sh"
 . "$GC_SRC/tests/lib-agent.sh"
 need goldagent goldctl nbdcopy jq cmp
@@ -54,7 +55,43 @@ for defer in 0 1; do
 	done
 done
 
-# crashes at the Nth fsync (a commit's data or map flush) or write
+# readers during the background: two whole-export reads at once hit chunks
+# written and not committed yet (a commit starts for them, or they wait for
+# the one out on the commit thread); then kill -9
+defer=1
+goldagent cache init --force --manifest "$d/m.txt" --volume-size 1M "$d/c" >/dev/null
+: >"$d/serve.log"
+GOLDAGENT_TEST_CHUNK_DELAY_MS=10 GOLDAGENT_SOURCE_DEFER=1 agent_serve "$d/serve.log" \
+	--cache "$d/c" --gold-socket "$d/g.sock" --source-file "$d/export.img" \
+	--manifest "$d/m.txt" --hydrate || bail "serve --hydrate (readers)"
+nbdcopy "nbd+unix:///gold?socket=$d/g.sock" "$d/r1.img" &
+r1=$!
+nbdcopy "nbd+unix:///gold?socket=$d/g.sock" "$d/r2.img"
+is "$?" 0 "reader 2 done during the background"
+wait "$r1"
+is "$?" 0 "reader 1 done"
+cmp -s "$d/export.img" "$d/r1.img" && cmp -s "$d/export.img" "$d/r2.img"
+ok $? "both readers byte-identical to goldctl's export"
+rm -f "$d/r1.img" "$d/r2.img"
+agent_kill
+resume "readers, then kill -9"
+
+# a clean stop (SIGTERM) at random moments of the background: the commit out
+# on the thread ends before the cache's close commits the rest
+for i in 1 2; do
+	goldagent cache init --force --manifest "$d/m.txt" --volume-size 1M "$d/c" >/dev/null
+	: >"$d/serve.log"
+	GOLDAGENT_TEST_CHUNK_DELAY_MS=20 GOLDAGENT_SOURCE_DEFER=1 agent_serve "$d/serve.log" \
+		--cache "$d/c" --gold-socket "$d/g.sock" --source-file "$d/export.img" \
+		--manifest "$d/m.txt" --hydrate || bail "serve --hydrate (stop)"
+	sleep "0.$((RANDOM % 9 + 1))"
+	agent_stop
+	is "$?" 0 "clean stop #$i during the background"
+	resume "clean stop #$i"
+done
+
+# crashes at the Nth fsync (a commit's data or map flush, on the commit
+# thread) or write
 defer=1
 faults="fsync:1 fsync:2 fsync:3 fsync:4 write:40"
 [ "${GC_FULL:-}" = 1 ] && faults="$(for n in $(seq 1 8); do printf 'fsync:%d ' "$n"; done) write:2 write:20 write:40 write:60"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/cache.h"
@@ -268,6 +269,155 @@ static void test_chunk_io(void)
 	ok(c && cache_chunk_present(c, 0, 2) && !cache_chunk_present(c, 0, 3),
 	   "after a crash: the committed chunks, not the unmarked one");
 	cache_free(c);
+}
+
+/* cache_commit_begin / _io / _end: the NBD loop runs the commit's I/O on a
+ * thread. Bits readable from begin; the map on disk gets only the job's
+ * copy, written after the data flush; one job at a time; failures as in
+ * cache_commit; a crash at any step leaves no bit over unflushed data. */
+static void *commit_io_thread(void *arg)
+{
+	(void)cache_commit_io(arg);
+	return NULL;
+}
+
+static int wchunk(struct cache *c, uint64_t i)
+{
+	return cache_chunk_write(c, 0, i, img + i * CHUNK, cache_chunk_len(c, 0, i));
+}
+
+/* In a child: chunks 6 and 7 written, a job begun, its I/O on a thread with
+ * spec armed (a crash: _exit(137) inside lib/io). Returns the exit status. */
+static int commit_crash_child(const char *spec)
+{
+	pid_t pid = fork();
+	int st = 0;
+
+	if (pid == 0) {
+		struct cache *c = NULL;
+		struct cache_commit_job *j = NULL;
+		pthread_t t;
+
+		if (cache_open(path, 0, &c) < 0 || wchunk(c, 6) < 0 || wchunk(c, 7) < 0 ||
+		    cache_commit_begin(c, &j) < 0 || !j)
+			_exit(1);
+		fault(spec);
+		if (pthread_create(&t, NULL, commit_io_thread, j) != 0)
+			_exit(1);
+		pthread_join(t, NULL);
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+static void test_commit_split(void)
+{
+	struct cache *c = mk();
+	struct cache_commit_job *j = NULL, *j2 = NULL;
+	uint8_t buf[CHUNK];
+	pthread_t t;
+
+	ok(c != NULL, "create and open");
+	if (!c)
+		return;
+	is_int(cache_commit_begin(c, &j), 0, "begin with nothing pending");
+	ok(j == NULL, "no job");
+	is_int(cache_commit_end(c, NULL), 0, "end of no job");
+
+	is_int(wchunk(c, 0) | wchunk(c, 1), 0, "write chunks 0, 1");
+	is_int(cache_commit_begin(c, &j), 0, "begin");
+	ok(j && cache_commit_job_chunks(j) == 2, "a job of 2 chunks");
+	ok(cache_commit_busy(c), "busy");
+	ok(cache_chunk_present(c, 0, 0) && cache_chunk_present(c, 0, 1) &&
+		   !cache_chunk_pending(c, 0, 0),
+	   "its chunks present in memory from begin");
+	is_int(cache_gold_read(c, 0, buf, CHUNK, CHUNK, NULL), 0, "chunk 1 readable");
+	ok(memcmp(buf, img + CHUNK, CHUNK) == 0, "its data");
+	is_int(cache_commit_begin(c, &j2), -EBUSY, "a second begin: one job at a time");
+	is_int(cache_commit(c), -EBUSY, "cache_commit while a job is out refuses");
+	is_int(cache_slot_assign(c, 1, "deb", "8", IMG_SIZE, NULL), -EBUSY,
+	       "slot assign while a job is out refuses");
+	is_int(wchunk(c, 1), -EEXIST, "a job's chunk is never rewritten");
+	ok(pthread_create(&t, NULL, commit_io_thread, j) == 0, "its I/O on a thread");
+	is_int(wchunk(c, 2), 0, "meanwhile chunk 2 (same map page) written");
+	pthread_join(t, NULL);
+	is_int(cache_commit_end(c, j), 0, "end");
+	ok(!cache_commit_busy(c), "not busy");
+	ok(cache_chunk_pending(c, 0, 2) && !cache_chunk_present(c, 0, 2),
+	   "chunk 2 pending, not present");
+	c = reopen(c);
+	ok(c && cache_chunk_present(c, 0, 0) && cache_chunk_present(c, 0, 1) &&
+		   !cache_chunk_present(c, 0, 2),
+	   "after a crash: the job's bits on disk, not chunk 2's");
+	if (!c)
+		return;
+
+	/* a crash between the steps */
+	wchunk(c, 3);
+	is_int(cache_commit_begin(c, &j), 0, "chunk 3: begin");
+	c = reopen(c);
+	ok(c && !cache_chunk_present(c, 0, 3), "crash after begin: chunk 3 absent on disk");
+	if (!c)
+		return;
+	wchunk(c, 3);
+	cache_commit_begin(c, &j);
+	is_int(cache_commit_io(j), 0, "chunk 3: I/O");
+	c = reopen(c);
+	ok(c && cache_chunk_present(c, 0, 3), "crash after the I/O, before end: chunk 3 present");
+	if (!c)
+		return;
+
+	/* a failed data flush takes the bits back */
+	wchunk(c, 4);
+	cache_commit_begin(c, &j);
+	fault("fsync:1:EIO");
+	ok(cache_commit_io(j) < 0, "data fdatasync fails");
+	fault(NULL);
+	ok(cache_commit_end(c, j) < 0, "end reports it");
+	ok(!cache_chunk_present(c, 0, 4) && !cache_chunk_pending(c, 0, 4), "chunk 4 forgotten");
+	is_int(cache_slot_present_count(c, 0), 3, "present count back to 3 (0, 1, 3)");
+	is_int(wchunk(c, 4), 0, "chunk 4 written again");
+	is_int(cache_commit(c), 0, "and committed");
+	/* a failed map write: present in memory, absent after a crash */
+	wchunk(c, 5);
+	cache_commit_begin(c, &j);
+	fault("write:1:EIO");
+	ok(cache_commit_io(j) < 0, "map page write fails");
+	fault(NULL);
+	ok(cache_commit_end(c, j) < 0, "end reports it");
+	ok(cache_chunk_present(c, 0, 5), "chunk 5 present in memory (its data is durable)");
+	c = reopen(c);
+	ok(c && cache_chunk_present(c, 0, 4) && !cache_chunk_present(c, 0, 5),
+	   "after a crash: chunk 4 present, 5 to fetch again");
+	cache_free(c);
+
+	/* crashes while the job's I/O runs on a thread */
+	is_int(commit_crash_child("fsync:1:crash"), 137, "crash at the data fdatasync");
+	is_int(commit_crash_child("write:1:crash"), 137, "crash at the map page write");
+	c = NULL;
+	ok(cache_open(path, 0, &c) == 0 && !cache_chunk_present(c, 0, 6) &&
+		   !cache_chunk_present(c, 0, 7) && cache_chunk_present(c, 0, 4),
+	   "no bit of the job on disk, the earlier ones kept");
+	cache_free(c);
+	is_int(commit_crash_child("fsync:2:crash"), 137, "crash at the map fdatasync");
+	c = NULL;
+	ok(cache_open(path, 0, &c) == 0 &&
+		   cache_chunk_present(c, 0, 6) == cache_chunk_present(c, 0, 7),
+	   "the job's page: both bits or neither");
+	if (!c)
+		return;
+	for (uint64_t i = 0; i < 11; i++)
+		if (!cache_chunk_present(c, 0, i))
+			wchunk(c, i);
+	cache_commit_begin(c, &j);
+	cache_commit_io(j);
+	is_int(cache_commit_end(c, j), 0, "the rest through the three steps");
+	is_int(cache_header(c)->slot[0].state, CACHE_SLOT_COMPLETE, "end promotes: complete");
+	is_int(cache_gold_read(c, 0, buf, 6 * CHUNK, CHUNK, NULL), 0, "read chunk 6");
+	ok(memcmp(buf, img + 6 * CHUNK, CHUNK) == 0, "its data");
+	is_int(cache_close(c), 0, "clean close");
 }
 
 static void test_slots(void)
@@ -673,6 +823,7 @@ int main(void)
 	test_header();
 	test_present();
 	test_chunk_io();
+	test_commit_split();
 	test_slots();
 	test_header_ab();
 	test_volume();
