@@ -22,9 +22,10 @@
  * between any two steps leaves the chunk ABSENT or PRESENT with durable data,
  * never a present bit on disk over data that did not reach the disk: the
  * pages written are the copy taken at begin, whose bits are all flushed
- * before it is written, and one commit is out at a time. A slot is re-assigned by first
- * making it EMPTY in the header, then zeroing its map, then FILLING: a bit
- * from an older version can never be read as a bit of the new one.
+ * before it is written, and one commit is out at a time. A slot is
+ * re-assigned by first making it EMPTY in the header, then zeroing its map,
+ * then FILLING: a bit from an older version can never be read as a bit of
+ * the new one.
  *
  * Dirty map: bits are only set while serving (write-ahead: bit written and
  * fdatasynced before the data write starts) and only cleared by a sync after
@@ -926,10 +927,9 @@ int cache_chunk_write(struct cache *c, int slot, uint64_t idx, const void *data,
 /* A commit's job (cache_commit_begin .. cache_commit_end). Per slot, the
  * page-aligned byte range [a, b) of the present map it covers: add, the bits
  * it makes present; snap, the map's pages as they were at begin (bits of
- * flushed chunks and of this job's). The I/O touches only fd, path, snap. */
+ * flushed chunks and of this job's). The I/O touches only fd and snap. */
 struct cache_commit_job {
 	int fd;
-	const char *path;
 	uint64_t nchunks;
 	uint64_t a[CACHE_NSLOTS], b[CACHE_NSLOTS]; /* b == 0: slot untouched */
 	uint64_t moff[CACHE_NSLOTS];
@@ -970,7 +970,6 @@ int cache_commit_begin(struct cache *c, struct cache_commit_job **out)
 		return 0;
 	j = xcalloc(1, sizeof(*j));
 	j->fd = c->fd;
-	j->path = c->path;
 	j->nchunks = c->npend;
 	for (int s = 0; s < CACHE_NSLOTS; s++) {
 		uint64_t lo = UINT64_MAX, hi = 0;
