@@ -312,9 +312,7 @@ struct session {
 	int timeout_s;
 };
 
-/* One goldagent per cache: two hydrating or syncing the same file would
- * interleave header and map writes. The lock lives as long as the process. */
-static int lock_cache(const char *path)
+int goldagent_lock_cache(const char *path)
 {
 	static int held; /* a second call (after creating the cache) is not a rival */
 	int fd;
@@ -494,7 +492,7 @@ static int session_start(struct aargs *a, struct session *s)
 
 	memset(s, 0, sizeof(*s));
 	s->timeout_s = a->timeout_s;
-	if (lock_cache(a->cache) < 0)
+	if (goldagent_lock_cache(a->cache) < 0)
 		return -EBUSY;
 	s->api = (struct apic){
 		.url = a->url, .machine = a->machine, .timeout_ms = a->timeout_s * 1000};
@@ -541,7 +539,7 @@ static int session_start(struct aargs *a, struct session *s)
 			 ver, (unsigned long long)p.volume_size);
 		r = cache_create(a->cache, &p);
 		if (r == 0)
-			r = lock_cache(a->cache);
+			r = goldagent_lock_cache(a->cache);
 		if (r == 0)
 			r = cache_open(a->cache, 0, &s->c);
 	}
@@ -1089,7 +1087,7 @@ static int cmd_sync(struct aargs *a)
 			  a->machine);
 		goto out;
 	}
-	if (lock_cache(a->cache) < 0 || cache_open(a->cache, 0, &s.c) < 0)
+	if (goldagent_lock_cache(a->cache) < 0 || cache_open(a->cache, 0, &s.c) < 0)
 		goto out;
 	s.tgt = (struct fetch_target){.portal = s.login.portal,
 				      .iqn = s.login.target,

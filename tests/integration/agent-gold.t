@@ -39,6 +39,17 @@ t_fails "qemu-io cannot open the gold export for writing" qemu-io -f raw -c 'wri
 like "$T_OUT" "Permission denied|read-only" "  the export says read-only (EPERM on write: test-nbdproto)"
 t_run "nbdinfo --list shows the socket's export" sh -c "nbdinfo --list 'nbd+unix:///?socket=$d/g.sock' | grep -q 'export=\"gold\"'"
 t_run "gold unchanged after the refused write" sh -c "nbdcopy '$uri' - | cmp - '$d/export.img'"
+# one goldagent per cache: every other writer is refused while serve holds it
+cp "$d/m.txt" "$d/m2.txt"
+for cmd in "hydrate --cache $d/c --source-file $d/export.img" "cache assign --slot B --manifest $d/m2.txt $d/c" \
+	"cache activate --slot A $d/c" "cache check --repair $d/c" "cache init --force --manifest $d/m.txt --volume-size 16M $d/c"; do
+	# shellcheck disable=SC2086 # the words of cmd are its arguments
+	t_fails "while serve runs: goldagent ${cmd%% --*} refused" goldagent $cmd
+	like "$T_OUT" "cache '$d/c' is in use by another goldagent" "  it says the cache is in use"
+done
+t_run "  status still reads it" goldagent status --json --cache "$d/c"
+t_run "  and the cache is untouched: check against the manifest" goldagent cache check --manifest "$d/m.txt" "$d/c"
+t_run "  gold still served, byte-identical" sh -c "nbdcopy '$uri' - | cmp - '$d/export.img'"
 agent_stop
 is "$?" 0 "SIGTERM: clean stop"
 
