@@ -90,6 +90,26 @@ for i in 1 2; do
 	resume "clean stop #$i"
 done
 
+# a data flush that fails (EIO) on the commit thread: the batch is forgotten
+# (never marked on disk), the background ends short, a reader fetches the
+# rest on demand and the slot completes
+goldagent cache init --force --manifest "$d/m.txt" --volume-size 1M "$d/c" >/dev/null
+: >"$d/eio.log"
+GOLDCACHE_FAULT=fsync:1:EIO GOLDAGENT_SOURCE_DEFER=1 agent_serve "$d/eio.log" --cache "$d/c" \
+	--gold-socket "$d/g.sock" --source-file "$d/export.img" --manifest "$d/m.txt" \
+	--hydrate || bail "serve --hydrate (EIO)"
+wait_for 60 grep -q "background hydration" "$d/eio.log"
+like "$(cat "$d/eio.log")" "fdatasync of [0-9]+ written chunks failed" "EIO: the failed data flush is logged"
+like "$(cat "$d/eio.log")" "background hydration ended with [0-9]+ of $total chunks present" \
+	"EIO: the background ends short of the forgotten chunks"
+t_run "EIO: a reader gets the whole export" nbdcopy "nbd+unix:///gold?socket=$d/g.sock" "$d/out.img"
+cmp -s "$d/export.img" "$d/out.img"
+ok $? "EIO: byte-identical to goldctl's export"
+agent_stop
+is "$?" 0 "EIO: clean stop"
+is "$(present)+$(state)" "$total+complete" "EIO: the forgotten chunks fetched again: complete"
+t_run "EIO: every present chunk matches the manifest" goldagent cache check --manifest "$d/m.txt" "$d/c"
+
 # crashes at the Nth fsync (a commit's data or map flush, on the commit
 # thread) or write
 defer=1
