@@ -286,6 +286,21 @@ static int wchunk(struct cache *c, uint64_t i)
 	return cache_chunk_write(c, 0, i, img + i * CHUNK, cache_chunk_len(c, 0, i));
 }
 
+/* Chunk i written, a job begun, its I/O run with spec armed: the I/O's result
+ * (*j is left for cache_commit_end). */
+static int commit_io_faulty(struct cache *c, uint64_t i, const char *spec,
+			    struct cache_commit_job **j)
+{
+	int r;
+
+	wchunk(c, i);
+	cache_commit_begin(c, j);
+	fault(spec);
+	r = cache_commit_io(*j);
+	fault(NULL);
+	return r;
+}
+
 /* In a child: chunks 6 and 7 written, a job begun, its I/O on a thread with
  * spec armed (a crash: _exit(137) inside lib/io). Returns the exit status. */
 static int commit_crash_child(const char *spec)
@@ -370,22 +385,14 @@ static void test_commit_split(void)
 		return;
 
 	/* a failed data flush takes the bits back */
-	wchunk(c, 4);
-	cache_commit_begin(c, &j);
-	fault("fsync:1:EIO");
-	ok(cache_commit_io(j) < 0, "data fdatasync fails");
-	fault(NULL);
+	ok(commit_io_faulty(c, 4, "fsync:1:EIO", &j) < 0, "data fdatasync fails");
 	ok(cache_commit_end(c, j) < 0, "end reports it");
 	ok(!cache_chunk_present(c, 0, 4) && !cache_chunk_pending(c, 0, 4), "chunk 4 forgotten");
 	is_int(cache_slot_present_count(c, 0), 3, "present count back to 3 (0, 1, 3)");
 	is_int(wchunk(c, 4), 0, "chunk 4 written again");
 	is_int(cache_commit(c), 0, "and committed");
 	/* a failed map write: present in memory, absent after a crash */
-	wchunk(c, 5);
-	cache_commit_begin(c, &j);
-	fault("write:1:EIO");
-	ok(cache_commit_io(j) < 0, "map page write fails");
-	fault(NULL);
+	ok(commit_io_faulty(c, 5, "write:1:EIO", &j) < 0, "map page write fails");
 	ok(cache_commit_end(c, j) < 0, "end reports it");
 	ok(cache_chunk_present(c, 0, 5), "chunk 5 present in memory (its data is durable)");
 	c = reopen(c);
