@@ -57,7 +57,9 @@
  * send wakes nobody and the server pays no sleep and wake-up (on this
  * virtual machine each costs more than the poll). 4 KiB warm reads went
  * from 0.46-0.56x to 1.16-1.19x of the direct read at queue depth 1 and
- * from 0.37-0.46x to 0.97-1.06x at depth 8 (docs/agent.md "Performance").
+ * from 0.37-0.46x to 0.97-1.06x at depth 8, where QEMU's one-thread client
+ * is then the bound: against the direct read's faster mode that is 0.5x
+ * (docs/agent.md "Performance").
  * A poll that finds nothing is skipped for the next 1, 2, 4 events, so a
  * client that pauses (or reads 1 MiB at a time: its turnaround is longer)
  * costs a poll in every few events, not in each. A process that may run on
