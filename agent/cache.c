@@ -870,6 +870,15 @@ int cache_chunk_prepare(struct cache *c, int slot, uint64_t idx, size_t len,
 	return 0;
 }
 
+uint8_t *cache_dio_buf(size_t n)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, CACHE_DIO_ALIGN, n ? n : 1) != 0)
+		die(1, "out of memory (%zu bytes for a chunk buffer)", n);
+	return p;
+}
+
 int cache_chunk_io_write(const struct cache_chunk_io *io, const void *data)
 {
 	int r;

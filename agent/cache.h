@@ -196,10 +196,13 @@ struct cache_chunk_io {
 /* 0, -EINVAL, -EROFS, or -EEXIST when already present. */
 int cache_chunk_prepare(struct cache *c, int slot, uint64_t idx, size_t len,
 			struct cache_chunk_io *io);
+#define CACHE_DIO_ALIGN 4096u
+/* A buffer of n bytes aligned to CACHE_DIO_ALIGN, for chunks written with
+ * cache_chunk_io_write; free() it. Dies when out of memory. */
+uint8_t *cache_dio_buf(size_t n);
 /* 0 or the write's negative errno (logged). Thread-safe. With data aligned
  * to CACHE_DIO_ALIGN (and a chunk offset and length that are too) the write
  * bypasses the page cache (O_DIRECT) where the file system allows it. */
-#define CACHE_DIO_ALIGN 4096u
 int cache_chunk_io_write(const struct cache_chunk_io *io, const void *data);
 void cache_chunk_written(struct cache *c, const struct cache_chunk_io *io);
 /* Makes written chunks present: fdatasync (data), set bits, write the changed

@@ -74,13 +74,12 @@ static int donor_cmp(const void *a, const void *b)
 enum { S_FREE, S_WIRE, S_WORK }; /* S_WORK: in the pool until collect() takes its verdict */
 
 struct hslot {
-	struct work_item wi; /* first: the pool hands it back */
+	/* first: the pool hands it back; verdict: 0 stored, -EBADMSG no match
+	 * (not written), or the write's error */
+	struct chunk_check ck;
 	struct hyd *h;
-	uint8_t *buf;
-	uint64_t idx;
 	unsigned gen; /* source generation it was started on */
 	int busy; /* state: S_* (loop thread) */
-	int verdict; /* 0 stored, -EBADMSG no match (not written), or the write's error */
 	struct cache_chunk_io io;
 };
 
@@ -126,41 +125,21 @@ static uint8_t *bufs_alloc(size_t len)
 	return p;
 }
 
-/* A chunk buffer aligned for direct I/O (cache_chunk_io_write). */
-static uint8_t *buf_alloc(size_t n)
-{
-	void *p = NULL;
-
-	if (posix_memalign(&p, CACHE_DIO_ALIGN, n ? n : 1) != 0)
-		die(1, "out of memory (%zu bytes for a chunk buffer)", n);
-	return p;
-}
-
 /* On a pool thread: verify (a batch of two hashed together:
  * chunk_hashes_verify2, about half the CPU of two), then write the data of
  * each chunk that matches. */
 static void work(void *ctx, struct work_item *items)
 {
 	struct hyd *h = ctx;
-	struct hslot *a = (struct hslot *)items;
-	struct hslot *b = items->next ? (struct hslot *)items->next : NULL;
+	unsigned paired = chunk_checks_verify(h->hs, items);
 
-	if (b && !b->wi.next) {
-		chunk_hashes_verify2(h->hs, a->idx, a->buf, a->io.len, b->idx, b->buf, b->io.len,
-				     &a->verdict, &b->verdict);
-		__atomic_fetch_add(&h->paired, 2, __ATOMIC_RELAXED);
-	} else {
-		for (struct work_item *it = items; it; it = it->next) {
-			struct hslot *s = (struct hslot *)it;
-
-			s->verdict = chunk_hashes_verify(h->hs, s->idx, s->buf, s->io.len);
-		}
-	}
+	if (paired)
+		__atomic_fetch_add(&h->paired, paired, __ATOMIC_RELAXED);
 	for (struct work_item *it = items; it; it = it->next) {
 		struct hslot *s = (struct hslot *)it;
 
-		if (s->verdict == 0)
-			s->verdict = cache_chunk_io_write(&s->io, s->buf);
+		if (s->ck.verdict == 0)
+			s->ck.verdict = cache_chunk_io_write(&s->io, s->ck.buf);
 	}
 }
 
@@ -181,8 +160,8 @@ static void chunk_done(void *arg, uint64_t idx, int err)
 	h->queued++;
 	/* handed to the pool only after the next request is out (flush_ready):
 	 * waking a worker first would delay the wire behind it */
-	s->wi.next = h->ready;
-	h->ready = &s->wi;
+	s->ck.wi.next = h->ready;
+	h->ready = &s->ck.wi;
 }
 
 /* Hands the chunks received since the last call to the pool. */
@@ -207,16 +186,17 @@ static void collect(struct hyd *h)
 		next = it->next;
 		h->queued--;
 		s->busy = S_FREE;
-		if (s->verdict == -EBADMSG || s->verdict == -ERANGE) {
+		if (s->ck.verdict == -EBADMSG || s->ck.verdict == -ERANGE) {
 			log_error("chunk %llu from %s does not match the manifest: not stored",
-				  (unsigned long long)s->idx, h->src ? h->src->desc : "the source");
-			h->rejected[s->idx >> 3] |= (uint8_t)(1u << (s->idx & 7));
+				  (unsigned long long)s->ck.idx,
+				  h->src ? h->src->desc : "the source");
+			h->rejected[s->ck.idx >> 3] |= (uint8_t)(1u << (s->ck.idx & 7));
 			h->st->h.rejected++;
 			continue;
 		}
-		if (s->verdict < 0) { /* the write failed (logged) */
+		if (s->ck.verdict < 0) { /* the write failed (logged) */
 			if (!h->io_err)
-				h->io_err = s->verdict;
+				h->io_err = s->ck.verdict;
 			continue;
 		}
 		cache_chunk_written(h->c, &s->io);
@@ -355,12 +335,12 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 	h.bufs = bufs_alloc(stride * h.nslots);
 	for (unsigned i = 0; i < h.nslots; i++) {
 		h.slots[i].h = &h;
-		h.slots[i].buf = h.bufs + (size_t)i * stride;
+		h.slots[i].ck.buf = h.bufs + (size_t)i * stride;
 	}
 	h.rejected = xcalloc((size_t)(h.n + 7) / 8, 1);
-	h.zero_buf = buf_alloc(hdr->geo.chunk_size);
+	h.zero_buf = cache_dio_buf(hdr->geo.chunk_size);
 	memset(h.zero_buf, 0, hdr->geo.chunk_size);
-	h.copy_buf = buf_alloc(hdr->geo.chunk_size);
+	h.copy_buf = cache_dio_buf(hdr->geo.chunk_size);
 	if (o->other && o->other->n == cache_slot_chunks(c, 1 - slot)) {
 		h.donors = xmalloc((o->other->n ? o->other->n : 1) * sizeof(*h.donors));
 		for (uint64_t i = 0; i < o->other->n; i++)
@@ -426,10 +406,11 @@ int hydrate_pipelined(struct cache *c, int slot, const struct chunk_hashes *hs,
 				break;
 			}
 			s->busy = S_WIRE;
-			s->idx = idx;
+			s->ck.idx = idx;
+			s->ck.len = s->io.len;
 			s->gen = h.gen;
 			h.inflight++;
-			r = h.src->ops->start(h.src, idx, idx * hdr->geo.chunk_size, s->buf,
+			r = h.src->ops->start(h.src, idx, idx * hdr->geo.chunk_size, s->ck.buf,
 					      s->io.len, chunk_done, s);
 			if (r < 0) {
 				if (s->busy == S_WIRE && s->gen == h.gen) {

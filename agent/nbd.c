@@ -82,7 +82,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent/cache.h"
@@ -128,17 +127,15 @@ struct conn {
 #define NBD_SPIN_BACKOFF 4u
 
 struct fetch {
-	struct work_item wi; /* first: the pool hands it back */
+	/* first: the pool hands it back. buf: chunk_size bytes, CACHE_DIO_ALIGN
+	 * aligned (buf_get); verdict, the pool's: 0 written, -EBADMSG/-ERANGE
+	 * no match, or the write's */
+	struct chunk_check ck;
 	struct fetch *next;
 	struct nbd_server *srv;
-	uint64_t idx;
-	uint8_t *buf; /* chunk_size bytes, CACHE_DIO_ALIGN aligned (buf_get) */
-	size_t len;
 	int done, err;
 	int background; /* started by the hydrator, not by a reader */
 	int queued; /* in the pool: verified and written there, collected by the loop */
-	int verdict; /* the pool's: 0 written, -EBADMSG/-ERANGE no match, or the write's */
-	int bad; /* the verdict is the hash's */
 	struct cache_chunk_io io;
 	struct nbd_session **waiters;
 	size_t nwaiters, cap;
@@ -165,7 +162,6 @@ struct nbd_server {
 	unsigned hyd_max; /* background fetches at most not completed (wire + pool) */
 	/* verify + write of fetched chunks (fetch_work), off the loop */
 	struct workpool *pool;
-	unsigned queued; /* fetches in the pool */
 	uint8_t **spare; /* chunk buffers for reuse (buf_get) */
 	unsigned nspare, spare_max;
 	unsigned delay_ms; /* GOLDAGENT_TEST_CHUNK_DELAY_MS */
@@ -192,14 +188,16 @@ struct nbd_server {
  * first-touch page faults, on the loop thread that receives into it. */
 static uint8_t *buf_get(struct nbd_server *srv)
 {
-	void *p = NULL;
-	size_t n = cache_header(srv->o.cache)->geo.chunk_size;
-
 	if (srv->nspare)
 		return srv->spare[--srv->nspare];
-	if (posix_memalign(&p, CACHE_DIO_ALIGN, n ? n : 1) != 0)
-		die(1, "out of memory (%zu bytes for a chunk buffer)", n);
-	return p;
+	return cache_dio_buf(cache_header(srv->o.cache)->geo.chunk_size);
+}
+
+/* Frees the spare buffers (the background is over, or the server). */
+static void spares_free(struct nbd_server *srv)
+{
+	while (srv->nspare)
+		free(srv->spare[--srv->nspare]);
 }
 
 static void buf_put(struct nbd_server *srv, uint8_t *buf)
@@ -217,26 +215,13 @@ static void buf_put(struct nbd_server *srv, uint8_t *buf)
 static void fetch_work(void *ctx, struct work_item *items)
 {
 	struct nbd_server *srv = ctx;
-	const struct chunk_hashes *hs = srv->o.hashes;
-	struct fetch *a = (struct fetch *)items;
-	struct fetch *b = items->next ? (struct fetch *)items->next : NULL;
 
-	if (hs && b && !b->wi.next) {
-		chunk_hashes_verify2(hs, a->idx, a->buf, a->len, b->idx, b->buf, b->len,
-				     &a->verdict, &b->verdict);
-	} else {
-		for (struct work_item *it = items; it; it = it->next) {
-			struct fetch *f = (struct fetch *)it;
-
-			f->verdict = hs ? chunk_hashes_verify(hs, f->idx, f->buf, f->len) : 0;
-		}
-	}
+	(void)chunk_checks_verify(srv->o.hashes, items);
 	for (struct work_item *it = items; it; it = it->next) {
 		struct fetch *f = (struct fetch *)it;
 
-		f->bad = f->verdict < 0;
-		if (f->verdict == 0)
-			f->verdict = cache_chunk_io_write(&f->io, f->buf);
+		if (f->ck.verdict == 0)
+			f->ck.verdict = cache_chunk_io_write(&f->io, f->ck.buf);
 	}
 }
 
@@ -313,14 +298,15 @@ static void fetch_finish(struct fetch *f, int err)
 	struct cache *c = srv->o.cache;
 	const struct cache_slot_info *si = &cache_header(c)->slot[srv->o.gold_slot];
 
-	if (err < 0 && f->bad)
+	if (f->ck.verdict == -EBADMSG || f->ck.verdict == -ERANGE)
 		log_error("gold '%s@%s': chunk %llu from %s does not match its hash: not stored",
-			  si->name, si->version, (unsigned long long)f->idx, srv->o.source->desc);
+			  si->name, si->version, (unsigned long long)f->ck.idx,
+			  srv->o.source->desc);
 	if (err == 0)
 		cache_chunk_written(c, &f->io);
 	if (err == 0 && f->background) {
 		srv->hyd_fetched++;
-		srv->hyd_since += f->len;
+		srv->hyd_since += f->ck.len;
 		if (srv->delay_ms) /* tests: widen the window for kills */
 			sleep_ms(srv->delay_ms);
 	}
@@ -336,8 +322,8 @@ static void fetch_finish(struct fetch *f, int err)
 		srv->hyd_inflight--;
 	f->done = 1;
 	f->err = err;
-	buf_put(srv, f->buf);
-	f->buf = NULL;
+	buf_put(srv, f->ck.buf);
+	f->ck.buf = NULL;
 	for (size_t i = 0; i < f->nwaiters; i++)
 		nbd_session_wake(f->waiters[i], err);
 	f->nwaiters = 0; /* woken: they retry (or fail) on their own now */
@@ -354,14 +340,14 @@ static void fetch_done(void *arg, uint64_t idx, int err)
 	if (f->background)
 		srv->hyd_wire--;
 	if (err == 0)
-		err = cache_chunk_prepare(srv->o.cache, srv->o.gold_slot, f->idx, f->len, &f->io);
+		err = cache_chunk_prepare(srv->o.cache, srv->o.gold_slot, f->ck.idx, f->ck.len,
+					  &f->io);
 	if (err < 0) {
 		fetch_finish(f, err);
 		return;
 	}
 	f->queued = 1;
-	srv->queued++;
-	workpool_push(srv->pool, &f->wi);
+	workpool_push(srv->pool, &f->ck.wi);
 }
 
 /* Takes the pool's verdicts back (the pool's eventfd was readable). */
@@ -374,8 +360,7 @@ static void pool_collect(struct nbd_server *srv)
 
 		next = it->next;
 		f->queued = 0;
-		srv->queued--;
-		fetch_finish(f, f->verdict);
+		fetch_finish(f, f->ck.verdict);
 	}
 }
 
@@ -399,7 +384,7 @@ static void fetch_unlink(struct nbd_server *srv, struct fetch *f)
 			*pp = f->next;
 			break;
 		}
-	buf_put(srv, f->buf);
+	buf_put(srv, f->ck.buf);
 	free(f->waiters);
 	free(f);
 }
@@ -450,27 +435,27 @@ static int gold_read(void *priv, void *waiter, void *buf, uint64_t off, uint32_t
 			return -EIO;
 		}
 		for (f = srv->fetches; f; f = f->next)
-			if (f->idx == missing)
+			if (f->ck.idx == missing)
 				break;
 		if (!f) {
 			f = xcalloc(1, sizeof(*f));
 			f->srv = srv;
-			f->idx = missing;
-			f->len = cache_chunk_len(c, slot, missing);
-			f->buf = buf_get(srv);
+			f->ck.idx = missing;
+			f->ck.len = cache_chunk_len(c, slot, missing);
+			f->ck.buf = buf_get(srv);
 			f->next = srv->fetches;
 			srv->fetches = f;
 			if (srv->o.hashes && missing < srv->o.hashes->n &&
 			    srv->o.hashes->zero[missing]) {
-				memset(f->buf, 0, f->len);
+				memset(f->ck.buf, 0, f->ck.len);
 				fetch_done(f, missing, 0);
 			} else {
 				log_debug("gold '%s@%s': fetching chunk %llu from %s", si->name,
 					  si->version, (unsigned long long)missing,
 					  srv->o.source->desc);
 				r = srv->o.source->ops->start(srv->o.source, missing,
-							      missing * h->geo.chunk_size, f->buf,
-							      f->len, fetch_done, f);
+							      missing * h->geo.chunk_size,
+							      f->ck.buf, f->ck.len, fetch_done, f);
 				if (r < 0)
 					fetch_done(f, missing, r);
 			}
@@ -808,7 +793,7 @@ void nbd_server_free(struct nbd_server *srv)
 		 * cache's close commits it (data, flush, then the map) */
 		workpool_free(srv->pool);
 		for (struct fetch *f = srv->fetches; f; f = f->next)
-			if (f->queued && f->verdict == 0)
+			if (f->queued && f->ck.verdict == 0)
 				cache_chunk_written(srv->o.cache, &f->io);
 	}
 	if (srv->cpool) {
@@ -821,8 +806,7 @@ void nbd_server_free(struct nbd_server *srv)
 	free(srv->cwait);
 	while (srv->fetches)
 		fetch_unlink(srv, srv->fetches);
-	while (srv->nspare)
-		free(srv->spare[--srv->nspare]);
+	spares_free(srv);
 	free(srv->spare);
 	for (int i = 0; i < 2; i++) {
 		if (srv->lfd[i] >= 0) {
@@ -996,14 +980,6 @@ static void conn_accept(struct nbd_server *srv, int which)
 	}
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
 /* A non-blocking read of c's socket. With spin_us (c's replies were just
  * sent), a read that finds nothing is retried for up to spin_us: a pipelining
  * client's next request usually arrives within that, and catching it costs
@@ -1022,10 +998,10 @@ static ssize_t conn_recv(struct conn *c, uint8_t *p, size_t avail, unsigned spin
 		c->spin_skip--;
 		return n;
 	}
-	until = now_us() + spin_us;
+	until = now_ns() + spin_us * 1000ull;
 	do
 		n = read(c->fd, p, avail);
-	while (n < 0 && errno == EAGAIN && now_us() < until);
+	while (n < 0 && errno == EAGAIN && now_ns() < until);
 	if (n >= 0 || errno != EAGAIN) {
 		c->spin_backoff = 0;
 		return n;
@@ -1107,27 +1083,27 @@ static int hydrate_pump(struct nbd_server *srv)
 		if (cache_chunk_present(c, slot, i) || cache_chunk_pending(c, slot, i))
 			continue;
 		for (f = srv->fetches; f; f = f->next)
-			if (f->idx == i)
+			if (f->ck.idx == i)
 				break;
 		if (f)
 			continue; /* a reader's fetch has it */
 		f = xcalloc(1, sizeof(*f));
 		f->srv = srv;
-		f->idx = i;
+		f->ck.idx = i;
 		f->background = 1;
-		f->len = cache_chunk_len(c, slot, i);
-		f->buf = buf_get(srv);
+		f->ck.len = cache_chunk_len(c, slot, i);
+		f->ck.buf = buf_get(srv);
 		f->next = srv->fetches;
 		srv->fetches = f;
 		srv->hyd_inflight++;
 		srv->hyd_wire++;
 		started++;
 		if (srv->o.hashes && i < srv->o.hashes->n && srv->o.hashes->zero[i]) {
-			memset(f->buf, 0, f->len);
+			memset(f->ck.buf, 0, f->ck.len);
 			fetch_done(f, i, 0);
 		} else {
-			r = srv->o.source->ops->start(srv->o.source, i, i * cs, f->buf, f->len,
-						      fetch_done, f);
+			r = srv->o.source->ops->start(srv->o.source, i, i * cs, f->ck.buf,
+						      f->ck.len, fetch_done, f);
 			if (r < 0)
 				fetch_done(f, i, r);
 		}
@@ -1145,9 +1121,7 @@ static int hydrate_pump(struct nbd_server *srv)
 		return 0;
 	cache_commit(c);
 	srv->hyd_done = 1;
-	/* attach serves on for days: the background's buffers are not needed */
-	while (srv->nspare)
-		free(srv->spare[--srv->nspare]);
+	spares_free(srv); /* attach serves on for days without them */
 	if (cache_slot_present_count(c, slot) == n)
 		log_info("background hydration complete: %llu chunks fetched",
 			 (unsigned long long)srv->hyd_fetched);

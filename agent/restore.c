@@ -57,13 +57,12 @@
 struct rs;
 enum { RS_FREE, RS_WIRE, RS_WORK };
 struct rs_slot {
-	struct work_item wi; /* first: the pool hands it back */
+	/* first: the pool hands it back; verdict, set by the pool thread: 0
+	 * written, -EBADMSG no match, or the write's error */
+	struct chunk_check ck;
 	struct rs *x;
-	uint8_t *buf;
-	uint64_t idx, off;
-	size_t len;
+	uint64_t off;
 	int state; /* RS_*, the loop's */
-	int verdict; /* set by the pool thread: 0 written, -EBADMSG no match, write error */
 };
 
 struct rs {
@@ -87,23 +86,13 @@ struct rs {
 static void rs_work(void *ctx, struct work_item *items)
 {
 	struct rs *x = ctx;
-	struct rs_slot *a = (struct rs_slot *)items;
-	struct rs_slot *b = items->next ? (struct rs_slot *)items->next : NULL;
 
-	if (b && !b->wi.next) /* a pair: hashed together (two-lane SHA-256) */
-		chunk_hashes_verify2(&x->hs, a->idx, a->buf, a->len, b->idx, b->buf, b->len,
-				     &a->verdict, &b->verdict);
-	else
-		for (struct work_item *it = items; it; it = it->next) {
-			struct rs_slot *s = (struct rs_slot *)it;
-
-			s->verdict = chunk_hashes_verify(&x->hs, s->idx, s->buf, s->len);
-		}
+	(void)chunk_checks_verify(&x->hs, items); /* a pair: hashed together */
 	for (struct work_item *it = items; it; it = it->next) {
 		struct rs_slot *s = (struct rs_slot *)it;
 
-		if (s->verdict == 0)
-			s->verdict = cache_restore_write(x->c, s->buf, s->off, s->len);
+		if (s->ck.verdict == 0)
+			s->ck.verdict = cache_restore_write(x->c, s->ck.buf, s->off, s->ck.len);
 	}
 }
 
@@ -124,7 +113,7 @@ static void read_done(void *arg, int err, uint64_t off, size_t len)
 	}
 	s->state = RS_WORK;
 	x->queued++;
-	workpool_push(x->pool, &s->wi);
+	workpool_push(x->pool, &s->ck.wi);
 }
 
 /* Takes the pool's verdicts back: written chunks are done, a mismatch or a
@@ -140,27 +129,28 @@ static void collect(struct rs *x)
 		next = it->next;
 		x->queued--;
 		s->state = RS_FREE;
-		if (s->verdict == -EBADMSG || s->verdict == -ERANGE) {
+		if (s->ck.verdict == -EBADMSG || s->ck.verdict == -ERANGE) {
 			log_error(
 				"restore: chunk %llu at offset %llu of %s@%u read from the restore "
 				"LUN does not match the snapshot's hash %s: refused (the volume "
 				"stays half-restored; the appliance's restore file is damaged)",
-				(unsigned long long)s->idx, (unsigned long long)s->off, x->m->name,
-				x->m->version, hash_to_hex(&x->m->chunks[s->idx].id, hex));
+				(unsigned long long)s->ck.idx, (unsigned long long)s->off,
+				x->m->name, x->m->version,
+				hash_to_hex(&x->m->chunks[s->ck.idx].id, hex));
 			x->err = -EBADMSG;
 			x->fatal = 1;
 			continue;
 		}
-		if (s->verdict < 0) { /* the write failed (logged) */
+		if (s->ck.verdict < 0) { /* the write failed (logged) */
 			if (!x->fatal)
-				x->err = s->verdict;
+				x->err = s->ck.verdict;
 			x->fatal = 1;
 			continue;
 		}
-		x->done[s->idx >> 3] |= (uint8_t)(1u << (s->idx & 7));
+		x->done[s->ck.idx >> 3] |= (uint8_t)(1u << (s->ck.idx & 7));
 		x->ndone++;
 		x->st->chunks++;
-		x->st->bytes += s->len;
+		x->st->bytes += s->ck.len;
 	}
 }
 
@@ -189,12 +179,12 @@ static int issue(struct rs *x, struct rs_slot *s)
 		}
 		if (x->delay_ms)
 			sleep_ms((unsigned)x->delay_ms);
-		s->idx = i;
+		s->ck.idx = i;
 		s->off = off;
-		s->len = len;
+		s->ck.len = len;
 		s->state = RS_WIRE;
 		x->wire++;
-		r = fetch_read(x->f, off, s->buf, len, read_done, s);
+		r = fetch_read(x->f, off, s->ck.buf, len, read_done, s);
 		if (r < 0) {
 			s->state = RS_FREE;
 			x->wire--;
@@ -229,7 +219,7 @@ static int copy_pass(struct rs *x, unsigned depth)
 
 	for (unsigned i = 0; i < nslots; i++) {
 		slots[i].x = x;
-		slots[i].buf = xmalloc(x->m->chunk_size);
+		slots[i].ck.buf = xmalloc(x->m->chunk_size);
 	}
 	x->next = 0;
 	x->err = 0;
@@ -262,7 +252,7 @@ static int copy_pass(struct rs *x, unsigned depth)
 	fetch_free(x->f);
 	x->f = NULL;
 	for (unsigned i = 0; i < nslots; i++)
-		free(slots[i].buf);
+		free(slots[i].ck.buf);
 	free(slots);
 	return x->err;
 }

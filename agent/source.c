@@ -381,6 +381,24 @@ void chunk_hashes_verify2(const struct chunk_hashes *hs, uint64_t ia, const void
 	*rb = hash_equal(&hb, &hs->h[ib]) ? 0 : -EBADMSG;
 }
 
+unsigned chunk_checks_verify(const struct chunk_hashes *hs, struct work_item *items)
+{
+	struct chunk_check *a = (struct chunk_check *)items;
+	struct chunk_check *b = items->next ? (struct chunk_check *)items->next : NULL;
+
+	if (hs && b && !b->wi.next) {
+		chunk_hashes_verify2(hs, a->idx, a->buf, a->len, b->idx, b->buf, b->len,
+				     &a->verdict, &b->verdict);
+		return 2;
+	}
+	for (struct work_item *it = items; it; it = it->next) {
+		struct chunk_check *k = (struct chunk_check *)it;
+
+		k->verdict = hs ? chunk_hashes_verify(hs, k->idx, k->buf, k->len) : 0;
+	}
+	return 0;
+}
+
 /* ---- hydration ---- */
 
 /* (hash, chunk) of the other slot's present chunks, sorted by hash. */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/workpool.h"
 #include "lib/hash.h"
 
 struct cache;
@@ -82,6 +83,22 @@ int chunk_hashes_verify(const struct chunk_hashes *hs, uint64_t idx, const void 
  * hashed chunks of the same length, else one after the other. */
 void chunk_hashes_verify2(const struct chunk_hashes *hs, uint64_t ia, const void *a, size_t la,
 			  uint64_t ib, const void *b, size_t lb, int *ra, int *rb);
+
+/* A fetched chunk on its way through a workpool (agent/workpool.h): the
+ * first member of the caller's item, so the pool's work_item is its first. */
+struct chunk_check {
+	struct work_item wi;
+	uint64_t idx;
+	uint8_t *buf;
+	size_t len;
+	int verdict; /* chunk_checks_verify's, then the caller's (its write's) */
+};
+
+/* On a pool thread: the verdict of every chunk_check of a batch (a list
+ * through wi.next), as chunk_hashes_verify; a batch of two is hashed together
+ * (chunk_hashes_verify2). Without hashes (hs NULL) every verdict is 0.
+ * Returns 2 when a pair was hashed together, else 0. */
+unsigned chunk_checks_verify(const struct chunk_hashes *hs, struct work_item *items);
 
 struct hydrate_stats {
 	uint64_t fetched; /* chunks read from the source, written, made present */
