@@ -207,17 +207,19 @@ for r in $(seq "$reps"); do
 done
 echo "  median of $reps rounds (direct, goldagent, ratio${peer:+, $peer, ratio}); client bound: direct time per request / NBD client CPU per request;"
 echo "  CPU microseconds per request, all rounds: direct (qemu-img) vs NBD (qemu-img + goldagent); goldagent's wake-ups per request:"
+# the summaries' awk: med(a, n), the median of a[0..n-1]; n starts at 0 (a
+# subscript of an unset n is "", not 0)
+med_awk='BEGIN { n = 0 }
+function med(a, n,   i, j, t) {
+	for (i = 0; i < n; i++)
+		for (j = i + 1; j < n; j++)
+			if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+	return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
+}'
 for req in $reqs; do
 	for qd in $qds; do
 		for temp in cold warm; do
-			awk -v k="$req-qd$qd-$temp" '
-				BEGIN { n = 0 } # a subscript of an unset n is "", not 0
-				function med(a, n,   i, j, t) {
-					for (i = 0; i < n; i++)
-						for (j = i + 1; j < n; j++)
-							if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-					return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
-				}
+			awk -v k="$req-qd$qd-$temp" "$med_awk"'
 				$1 == k { d[n] = $2 + 0; b[n] = $3 + 0; e[n] = $11 + 0; n++; p = $4; m = $8 * $4 / 1048576
 					  c = $9; q += $4 * $9; cd += $5; cn += $6; cs += $7; w += $10 }
 				END { md = med(d, n); mn = med(b, n); me = med(e, n)
@@ -231,14 +233,7 @@ for req in $reqs; do
 	done
 done
 for n in $conns; do
-	awk -v k="nbdcopy-x$n" '
-		BEGIN { n = 0 }
-		function med(a, n,   i, j, t) {
-			for (i = 0; i < n; i++)
-				for (j = i + 1; j < n; j++)
-					if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-			return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
-		}
+	awk -v k="nbdcopy-x$n" "$med_awk"'
 		$1 == k { d[n] = $2 + 0; b[n] = $3 + 0; n++; m = $8 * $4 / 1048576; q += $9; cs += $7 }
 		END { md = med(d, n); mn = med(b, n)
 		      printf "  %-18s %14d %14d %6.2fx (1 MiB reads, warm)   goldagent cpu us/req %.1f\n",
