@@ -28,7 +28,6 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -312,30 +311,6 @@ struct session {
 	int timeout_s;
 };
 
-int goldagent_lock_cache(const char *path)
-{
-	static int held; /* a second call (after creating the cache) is not a rival */
-	int fd;
-
-	if (held)
-		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int e = errno;
-
-		close(fd);
-		if (e == EWOULDBLOCK) {
-			log_error("cache '%s' is in use by another goldagent", path);
-			return -EBUSY;
-		}
-		return -e;
-	}
-	held = 1;
-	return 0; /* fd kept open: the lock is held until exit */
-}
-
 static int open_iscsi(void *arg, struct chunk_source **out)
 {
 	struct session *s = arg;
@@ -492,8 +467,6 @@ static int session_start(struct aargs *a, struct session *s)
 
 	memset(s, 0, sizeof(*s));
 	s->timeout_s = a->timeout_s;
-	if (goldagent_lock_cache(a->cache) < 0)
-		return -EBUSY;
 	s->api = (struct apic){
 		.url = a->url, .machine = a->machine, .timeout_ms = a->timeout_s * 1000};
 	if (io_mkdir_p(a->state_dir, 0700) < 0)
@@ -538,8 +511,6 @@ static int session_start(struct aargs *a, struct session *s)
 		log_info("creating cache '%s' for %s@%s (volume %llu bytes)", a->cache, m->name,
 			 ver, (unsigned long long)p.volume_size);
 		r = cache_create(a->cache, &p);
-		if (r == 0)
-			r = goldagent_lock_cache(a->cache);
 		if (r == 0)
 			r = cache_open(a->cache, 0, &s->c);
 	}
@@ -1087,7 +1058,7 @@ static int cmd_sync(struct aargs *a)
 			  a->machine);
 		goto out;
 	}
-	if (goldagent_lock_cache(a->cache) < 0 || cache_open(a->cache, 0, &s.c) < 0)
+	if (cache_open(a->cache, 0, &s.c) < 0)
 		goto out;
 	s.tgt = (struct fetch_target){.portal = s.login.portal,
 				      .iqn = s.login.target,

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -457,6 +458,24 @@ static int dev_size_of(int fd, uint64_t *size, int *is_blk)
 
 /* ---- create / open / close ---- */
 
+/* One writer per cache: two processes writing the same file (hydrating,
+ * syncing, serving, assigning a slot) would interleave header and map
+ * writes. An exclusive flock on the descriptor: it goes with the descriptor
+ * (close, exit, crash), so nothing is left to clean up. Readers take none. */
+static int lock_writer(int fd, const char *path)
+{
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno != EWOULDBLOCK) {
+		int e = errno;
+
+		log_error("cache '%s': cannot lock: %s", path, strerror(e));
+		return -e;
+	}
+	log_error("cache '%s' is in use by another goldagent", path);
+	return -EBUSY;
+}
+
 int cache_create(const char *path, const struct cache_params *p)
 {
 	struct cache_header h;
@@ -491,6 +510,9 @@ int cache_create(const char *path, const struct cache_params *p)
 		log_error("cache '%s': cannot open: %s", path, strerror(errno));
 		return r;
 	}
+	r = lock_writer(fd, path);
+	if (r < 0)
+		goto out;
 	r = dev_size_of(fd, &dev_size, &is_blk);
 	if (r < 0) {
 		log_error("cache '%s': not a regular file or block device", path);
@@ -587,6 +609,8 @@ int cache_open(const char *path, int flags, struct cache **out)
 		log_error("cache '%s': cannot open: %s", path, strerror(errno));
 		goto fail;
 	}
+	if (!c->rdonly && (r = lock_writer(c->fd, path)) < 0)
+		goto fail;
 	/* chunk writes bypass the page cache where the file system allows it
 	 * (see cache_chunk_io_write); opened now because the path may be gone
 	 * later (switch_root). GOLDAGENT_CACHE_DIRECT=0: buffered (benchmarks) */

@@ -261,7 +261,7 @@ static int cmd_init(struct args *a)
 	p.dirty_block_size = (uint32_t)a->dirtyblk;
 	p.volume_size = a->volsize;
 	p.force = a->force;
-	if (goldagent_lock_cache(a->file) == 0 && cache_create(a->file, &p) == 0) {
+	if (cache_create(a->file, &p) == 0) {
 		printf("cache '%s': image %s@%s, %llu bytes in chunks of %llu, volume %llu bytes\n",
 		       a->file, a->image, a->version, (unsigned long long)a->size,
 		       (unsigned long long)a->chunk, (unsigned long long)a->volsize);
@@ -366,7 +366,7 @@ static int cmd_assign(struct args *a)
 		die(2, "cache assign needs --slot A|B, --manifest F and FILE");
 	if (manifest_load_file(a->manifest, &m, &mh) < 0)
 		return 1;
-	if (goldagent_lock_cache(a->file) < 0 || cache_open(a->file, 0, &c) < 0) {
+	if (cache_open(a->file, 0, &c) < 0) {
 		manifest_free(m);
 		return 1;
 	}
@@ -401,7 +401,7 @@ static int cmd_activate(struct args *a)
 
 	if (!a->file || a->slot < 0)
 		die(2, "cache activate needs --slot A|B and FILE");
-	if (goldagent_lock_cache(a->file) < 0 || cache_open(a->file, 0, &c) < 0)
+	if (cache_open(a->file, 0, &c) < 0)
 		return 1;
 	if (cache_header(c)->slot[a->slot].state != CACHE_SLOT_COMPLETE && !a->force) {
 		log_error("slot %c is not complete: hydrate it first (or --force, and the missing "
@@ -427,8 +427,7 @@ static int cmd_check(struct args *a)
 
 	if (!a->file)
 		die(2, "cache check needs FILE");
-	if ((a->repair && goldagent_lock_cache(a->file) < 0) ||
-	    cache_open(a->file, a->repair ? 0 : CACHE_OPEN_RDONLY, &c) < 0)
+	if (cache_open(a->file, a->repair ? 0 : CACHE_OPEN_RDONLY, &c) < 0)
 		return 1;
 	if (load_verifiers(a, c, gold_slot(a, c), &hs, &src) < 0)
 		goto out;
@@ -631,7 +630,7 @@ static int cmd_hydrate(struct args *a)
 		die(2, "hydrate needs --cache FILE and --source-file IMAGE (or --other-manifest)");
 	if (a->other && !a->manifest)
 		die(2, "--other-manifest needs --manifest (chunks are matched by hash)");
-	if (goldagent_lock_cache(a->cache) < 0 || cache_open(a->cache, 0, &c) < 0)
+	if (cache_open(a->cache, 0, &c) < 0)
 		return 1;
 	slot = gold_slot(a, c);
 	if (load_verifiers(a, c, slot, &hs, &src) < 0)
@@ -666,7 +665,7 @@ static int cmd_serve(struct args *a)
 	if (!a->cache || (!a->gold_sock && !a->vol_sock))
 		die(2, "serve needs --cache FILE and --gold-socket and/or --volume-socket");
 	log_set_timestamps(1);
-	if (goldagent_lock_cache(a->cache) < 0 || cache_open(a->cache, 0, &c) < 0)
+	if (cache_open(a->cache, 0, &c) < 0)
 		return 1;
 	if (load_verifiers(a, c, gold_slot(a, c), &hs, &src) < 0)
 		goto out;
